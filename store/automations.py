@@ -1,0 +1,82 @@
+"""Automations as immutable versions (DESIGN §7)."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from store.models import Automation, AutomationVersion, utcnow
+
+
+def slugify(name: str) -> str:
+    slug = re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")[:48]
+    return slug or "automation"
+
+
+async def free_id(session: AsyncSession, wanted: str) -> str:
+    """`wanted`, or `wanted-2`, `wanted-3`... whichever is not taken."""
+    candidate, n = wanted, 1
+    while await session.get(Automation, candidate) is not None:
+        n += 1
+        candidate = f"{wanted}-{n}"
+    return candidate
+
+
+async def create_automation(session: AsyncSession, automation_id: str, document: dict[str, Any]) -> Automation:
+    document = {**document, "id": automation_id}
+    automation = Automation(
+        id=automation_id, name=document["name"], status=document.get("status", "active"), version=1
+    )
+    session.add(automation)
+    session.add(AutomationVersion(automation_id=automation_id, version=1, document=document))
+    await session.flush()
+    return automation
+
+
+async def add_version(session: AsyncSession, automation: Automation, document: dict[str, Any]) -> int:
+    automation.version += 1
+    automation.name = document["name"]
+    automation.status = document.get("status", "active")
+    automation.updated_at = utcnow()
+    session.add(
+        AutomationVersion(
+            automation_id=automation.id, version=automation.version, document={**document, "id": automation.id}
+        )
+    )
+    await session.flush()
+    return automation.version
+
+
+async def get_document(session: AsyncSession, automation_id: str, version: int | None = None) -> dict[str, Any] | None:
+    if version is None:
+        automation = await session.get(Automation, automation_id)
+        if automation is None:
+            return None
+        version = automation.version
+    row = await session.get(AutomationVersion, (automation_id, version))
+    return None if row is None else dict(row.document)
+
+
+async def list_automations(session: AsyncSession) -> Sequence[Automation]:
+    return (await session.scalars(select(Automation).order_by(Automation.created_at, Automation.id))).all()
+
+
+async def automation_ids(session: AsyncSession) -> set[str]:
+    return set((await session.scalars(select(Automation.id))).all())
+
+
+async def active_documents(session: AsyncSession) -> list[dict[str, Any]]:
+    """The current document of every active automation (trigger matching reads these)."""
+    rows = await session.execute(
+        select(AutomationVersion.document)
+        .join(
+            Automation,
+            (Automation.id == AutomationVersion.automation_id) & (Automation.version == AutomationVersion.version),
+        )
+        .where(Automation.status == "active")
+    )
+    return [dict(doc) for (doc,) in rows.all()]

@@ -1,0 +1,257 @@
+"""Evaluate SPEC §2.3 conditions against the database, several at once (DESIGN §3).
+
+Conditions arrive as validated JSON (the document model checked their shape when the
+automation was saved). The contact's fields, tags, lists and scores are loaded once per call;
+leaves that need more (events, runs, goals) query for just what they ask.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from store.models import Contact, ContactTag, Conversion, Event, GoalAchievement, Run, Score, Subscription
+
+Condition = dict[str, Any]
+DURATION_UNITS = {"seconds": 1, "minutes": 60, "hours": 3600, "days": 86400, "weeks": 604800}
+
+
+def duration_of(value: Any) -> timedelta:
+    if not isinstance(value, dict):
+        raise ValueError(f"not a duration: {value!r}")
+    return timedelta(seconds=sum(float(value.get(unit, 0)) * secs for unit, secs in DURATION_UNITS.items()))
+
+
+@dataclass
+class ContactFacts:
+    """What one evaluation needs to know about a contact, loaded once."""
+
+    contact_id: int
+    values: dict[str, Any]
+    tags: set[str]
+    lists: dict[str, str]
+    scores: dict[str, float]
+    events: dict[str, list[Event]] = field(default_factory=dict)
+
+
+async def load_facts(session: AsyncSession, contact_id: int) -> ContactFacts | None:
+    contact = await session.get(Contact, contact_id)
+    if contact is None:
+        return None
+    values: dict[str, Any] = dict(contact.fields or {})
+    values.update(
+        email=contact.email, first_name=contact.first_name, last_name=contact.last_name, phone=contact.phone
+    )
+    tags = set((await session.scalars(select(ContactTag.tag).where(ContactTag.contact_id == contact_id))).all())
+    lists = {
+        s.list: s.status
+        for s in (await session.scalars(select(Subscription).where(Subscription.contact_id == contact_id))).all()
+    }
+    scores = {
+        s.name: s.value
+        for s in (await session.scalars(select(Score).where(Score.contact_id == contact_id))).all()
+    }
+    return ContactFacts(contact_id, values, tags, lists, scores)
+
+
+async def evaluate_all(
+    session: AsyncSession, contact_id: int, conditions: Sequence[Condition], now: datetime
+) -> list[bool]:
+    """One boolean per condition; a deleted contact meets none."""
+    facts = await load_facts(session, contact_id)
+    if facts is None:
+        return [False] * len(conditions)
+    evaluator = _Evaluator(session, facts, now)
+    return [await evaluator.check(c) for c in conditions]
+
+
+class _Evaluator:
+    def __init__(self, session: AsyncSession, facts: ContactFacts, now: datetime) -> None:
+        self.session = session
+        self.facts = facts
+        self.now = now if now.tzinfo else now.replace(tzinfo=UTC)
+
+    async def check(self, c: Condition) -> bool:
+        if "all" in c:
+            return all([await self.check(x) for x in c["all"]])
+        if "any" in c:
+            return any([await self.check(x) for x in c["any"]])
+        if "not" in c:
+            return not await self.check(c["not"])
+        if "field" in c:
+            return compare(self.facts.values.get(c["field"]), c["op"], c.get("value"), self.now)
+        if "tag" in c:
+            return (c["tag"] in self.facts.tags) == c.get("has", True)
+        if "list" in c:
+            return self.facts.lists.get(c["list"]) == c.get("status", "active")
+        if "score" in c:
+            return compare(self.facts.scores.get(c["score"], 0.0), c["op"], c["value"], self.now)
+        if "event" in c:
+            return await self._event(c)
+        if "email" in c:
+            return await self._email(c)
+        if "page_visited" in c:
+            return await self._page_visited(c)
+        if "conversion" in c:
+            return await self._exists(
+                select(Conversion.id).where(
+                    Conversion.contact_id == self.facts.contact_id, Conversion.name == c["conversion"]
+                )
+            )
+        if "in_automation" in c:
+            return await self._exists(
+                select(Run.id).where(
+                    Run.contact_id == self.facts.contact_id,
+                    Run.automation_id == c["in_automation"],
+                    Run.status == "running",
+                )
+            )
+        if "goal_achieved" in c:
+            ref = c["goal_achieved"]
+            return await self._exists(
+                select(GoalAchievement.workflow_id).where(
+                    GoalAchievement.contact_id == self.facts.contact_id,
+                    GoalAchievement.automation_id == ref["automation"],
+                    GoalAchievement.goal == ref["goal"],
+                )
+            )
+        if "deal" in c:
+            return False  # deals arrive with the CRM issue; no contact has one yet
+        raise ValueError(f"unknown condition: {sorted(c)}")
+
+    async def _exists(self, query: Any) -> bool:
+        return (await self.session.scalar(query.limit(1))) is not None
+
+    async def _events(self, name: str, within: Any) -> list[Event]:
+        key = f"{name}|{within}"
+        if key not in self.facts.events:
+            query = select(Event).where(Event.contact_id == self.facts.contact_id, Event.name == name)
+            if within:
+                query = query.where(Event.occurred_at >= self.now - duration_of(within))
+            self.facts.events[key] = list((await self.session.scalars(query.order_by(Event.id))).all())
+        return self.facts.events[key]
+
+    async def _event(self, c: Condition) -> bool:
+        wanted = c.get("data") or {}
+        matching = [e for e in await self._events(c["event"], c.get("within")) if is_subset(wanted, e.data)]
+        count = c.get("count")
+        if count is None:
+            return bool(matching)
+        return compare(len(matching), count["op"], count["value"], self.now)
+
+    async def _email(self, c: Condition) -> bool:
+        kind = c["email"]
+        name = "email_opened" if kind in ("opened", "not_opened") else "email_clicked"
+        wanted = {k: c[k] for k in ("step", "automation", "link") if c.get(k) is not None}
+        hit = any(is_subset(wanted, e.data) for e in await self._events(name, c.get("within")))
+        return hit if kind in ("opened", "clicked") else not hit
+
+    async def _page_visited(self, c: Condition) -> bool:
+        pattern = c["page_visited"]
+        return any(
+            fnmatch.fnmatchcase(str(e.data.get("url", "")), pattern)
+            for e in await self._events("page_visited", c.get("within"))
+        )
+
+
+def is_subset(wanted: dict[str, Any], data: dict[str, Any]) -> bool:
+    for key, value in wanted.items():
+        if key not in data:
+            return False
+        if isinstance(value, dict) and isinstance(data[key], dict):
+            if not is_subset(value, data[key]):
+                return False
+        elif data[key] != value and str(data[key]).lower() != str(value).lower():
+            return False
+    return True
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool) or value is None:
+        return None
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return number if math.isfinite(number) else None
+
+
+def _date(value: Any) -> datetime | None:
+    if isinstance(value, datetime):
+        parsed = value
+    elif isinstance(value, str) and value:
+        try:
+            parsed = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+        except ValueError:
+            return None
+    else:
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def _blank(value: Any) -> bool:
+    return value is None or (isinstance(value, str) and not value.strip())
+
+
+def compare(actual: Any, op: str, expected: Any, now: datetime) -> bool:
+    """One field operator of SPEC §2.3. Text comparisons ignore case, as a marketer expects."""
+    if op == "is_blank":
+        return _blank(actual)
+    if op == "is_not_blank":
+        return not _blank(actual)
+    if op in ("before", "after", "within_last"):
+        when = _date(actual)
+        if when is None:
+            return False
+        if op == "within_last":
+            return now - duration_of(expected) <= when <= now
+        bound = _date(expected)
+        if bound is None:
+            return False
+        return when < bound if op == "before" else when > bound
+    if op in ("gt", "gte", "lt", "lte"):
+        a, b = _number(actual), _number(expected)
+        if a is None or b is None:
+            da, db = _date(actual), _date(expected)
+            if da is None or db is None:
+                return False
+            a, b = da.timestamp(), db.timestamp()
+        return {"gt": a > b, "gte": a >= b, "lt": a < b, "lte": a <= b}[op]
+    if op in ("is", "is_not"):
+        a_num, b_num = _number(actual), _number(expected)
+        if a_num is not None and b_num is not None:
+            same = a_num == b_num
+        elif isinstance(expected, bool) or isinstance(actual, bool):
+            same = str(actual).lower() == str(expected).lower()
+        else:
+            same = (
+                not _blank(actual) and str(actual).strip().lower() == str(expected).strip().lower()
+            ) or (_blank(actual) and _blank(expected))
+        return same if op == "is" else not same
+    text = "" if actual is None else str(actual).lower()
+    needle = "" if expected is None else str(expected).lower()
+    if op == "contains":
+        return needle in text
+    if op == "not_contains":
+        return needle not in text
+    if op == "starts_with":
+        return text.startswith(needle)
+    if op == "ends_with":
+        return text.endswith(needle)
+    raise ValueError(f"unknown operator {op!r}")
+
+
+async def count_events(session: AsyncSession, contact_id: int, name: str) -> int:
+    return int(
+        await session.scalar(
+            select(func.count()).select_from(Event).where(Event.contact_id == contact_id, Event.name == name)
+        )
+        or 0
+    )

@@ -1,0 +1,266 @@
+"""Every change to a contact, each written with its outbox row in the same transaction (DESIGN §2).
+
+The API and the step activities call these same functions, so a step's `add_tag` wakes other
+runs and fires triggers exactly as an API call does.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import delete, func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from store.models import (
+    Contact,
+    ContactTag,
+    Conversion,
+    Event,
+    Note,
+    OutboxEntry,
+    Run,
+    Score,
+    Subscription,
+    utcnow,
+)
+
+STANDARD_FIELDS = ("first_name", "last_name", "phone")
+EMAIL_PATTERN = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+
+
+class InvalidChange(ValueError):
+    """A change that cannot be applied as asked (bad email, unknown operation...)."""
+
+
+def normalize_email(email: str) -> str:
+    normalized = email.strip().lower()
+    if len(normalized) > 320 or not EMAIL_PATTERN.match(normalized):
+        raise InvalidChange(f"not a valid email address: {email!r}")
+    return normalized
+
+
+def emit(
+    session: AsyncSession,
+    contact_id: int,
+    kind: str,
+    data: dict[str, Any] | None = None,
+    *,
+    origin: str | None = None,
+) -> None:
+    """Queue a change for delivery to running runs and triggers, in the caller's transaction."""
+    session.add(
+        OutboxEntry(contact_id=contact_id, kind=kind, data=data or {}, origin_workflow_id=origin)
+    )
+
+
+async def get_contact(session: AsyncSession, contact_id: int) -> Contact | None:
+    return await session.get(Contact, contact_id)
+
+
+async def find_by_email(session: AsyncSession, email: str) -> Contact | None:
+    return await session.scalar(select(Contact).where(Contact.email == normalize_email(email)))
+
+
+async def upsert_contact(
+    session: AsyncSession,
+    *,
+    email: str,
+    values: dict[str, Any],
+    fields: dict[str, Any] | None = None,
+    origin: str | None = None,
+) -> tuple[Contact, bool]:
+    """Create or update by email; returns (contact, created)."""
+    normalized = normalize_email(email)
+    contact = await session.scalar(select(Contact).where(Contact.email == normalized))
+    created = contact is None
+    if contact is None:
+        contact = Contact(email=normalized, fields={})
+        session.add(contact)
+        await session.flush()
+        emit(session, contact.id, "contact_created", {}, origin=origin)
+    await update_fields(session, contact, {**values, **(fields or {})}, origin=origin)
+    return contact, created
+
+
+async def update_fields(
+    session: AsyncSession,
+    contact: Contact,
+    changes: dict[str, Any],
+    *,
+    origin: str | None = None,
+) -> list[str]:
+    """Set standard and custom fields; emits `field_changed` for each value that really changed."""
+    changed: list[str] = []
+    custom = dict(contact.fields or {})
+    for name, value in changes.items():
+        if name == "email":
+            new_email = normalize_email(str(value)) if value else None
+            if new_email != contact.email:
+                old, contact.email = contact.email, new_email
+                changed.append(name)
+                emit(session, contact.id, "field_changed", {"field": name, "from": old, "to": value}, origin=origin)
+            continue
+        if name in STANDARD_FIELDS:
+            old = getattr(contact, name)
+            new = None if value is None else str(value)
+            if old != new:
+                setattr(contact, name, new)
+                changed.append(name)
+                emit(session, contact.id, "field_changed", {"field": name, "from": old, "to": new}, origin=origin)
+            continue
+        old = custom.get(name)
+        if old != value:
+            if value is None:
+                custom.pop(name, None)
+            else:
+                custom[name] = value
+            changed.append(name)
+            emit(session, contact.id, "field_changed", {"field": name, "from": old, "to": value}, origin=origin)
+    if any(name not in STANDARD_FIELDS and name != "email" for name in changed):
+        contact.fields = custom  # a new dict so SQLAlchemy sees the JSON change
+    if changed:
+        contact.updated_at = utcnow()
+    return changed
+
+
+async def add_tag(session: AsyncSession, contact_id: int, tag: str, *, origin: str | None = None) -> bool:
+    tag = tag.strip()
+    if await session.get(ContactTag, (contact_id, tag)) is not None:
+        return False
+    session.add(ContactTag(contact_id=contact_id, tag=tag))
+    emit(session, contact_id, "tag_added", {"tag": tag}, origin=origin)
+    return True
+
+
+async def remove_tag(session: AsyncSession, contact_id: int, tag: str, *, origin: str | None = None) -> bool:
+    result = await session.execute(
+        delete(ContactTag).where(ContactTag.contact_id == contact_id, ContactTag.tag == tag.strip())
+    )
+    if not result.rowcount:  # type: ignore[attr-defined]
+        return False
+    emit(session, contact_id, "tag_removed", {"tag": tag.strip()}, origin=origin)
+    return True
+
+
+async def set_subscription(
+    session: AsyncSession, contact_id: int, list_name: str, status: str, *, origin: str | None = None
+) -> bool:
+    if status not in ("active", "unsubscribed"):
+        raise InvalidChange(f"list status must be active or unsubscribed, not {status!r}")
+    list_name = list_name.strip()
+    subscription = await session.get(Subscription, (contact_id, list_name))
+    if subscription is not None and subscription.status == status:
+        return False
+    if subscription is None:
+        session.add(Subscription(contact_id=contact_id, list=list_name, status=status))
+    else:
+        subscription.status = status
+        subscription.updated_at = utcnow()
+    kind = "list_subscribed" if status == "active" else "list_unsubscribed"
+    emit(session, contact_id, kind, {"list": list_name}, origin=origin)
+    return True
+
+
+async def adjust_score(
+    session: AsyncSession,
+    contact_id: int,
+    name: str,
+    op: str,
+    value: float | None,
+    *,
+    origin: str | None = None,
+) -> tuple[float, float]:
+    """add / subtract / set / reset a named score; returns (old, new)."""
+    score = await session.get(Score, (contact_id, name))
+    old = score.value if score else 0.0
+    amount = float(value or 0)
+    new = {"add": old + amount, "subtract": old - amount, "set": amount, "reset": 0.0}.get(op)
+    if new is None:
+        raise InvalidChange(f"unknown score operation {op!r}")
+    if score is None:
+        session.add(Score(contact_id=contact_id, name=name, value=new))
+    else:
+        score.value = new
+    if new != old:
+        emit(session, contact_id, "score_changed", {"score": name, "from": old, "to": new}, origin=origin)
+    return old, new
+
+
+async def add_note(session: AsyncSession, contact_id: int, body: str) -> Note:
+    note = Note(contact_id=contact_id, body=body)
+    session.add(note)
+    return note
+
+
+async def record_conversion(
+    session: AsyncSession,
+    contact_id: int,
+    name: str,
+    value: float | None,
+    *,
+    automation_id: str | None = None,
+    origin: str | None = None,
+) -> None:
+    session.add(Conversion(contact_id=contact_id, name=name, value=value, automation_id=automation_id))
+    emit(session, contact_id, "conversion", {"conversion": name, "value": value}, origin=origin)
+
+
+async def record_event(
+    session: AsyncSession,
+    contact_id: int,
+    name: str,
+    data: dict[str, Any] | None = None,
+    *,
+    occurred_at: datetime | None = None,
+    origin: str | None = None,
+) -> Event:
+    event = Event(contact_id=contact_id, name=name, data=data or {}, occurred_at=occurred_at or utcnow())
+    session.add(event)
+    emit(session, contact_id, "event", {"event": name, "data": data or {}}, origin=origin)
+    return event
+
+
+async def contact_record(session: AsyncSession, contact: Contact) -> dict[str, Any]:
+    """The full record the API returns: fields, tags, lists, scores, notes, automations."""
+    cid = contact.id
+    tags = (await session.scalars(select(ContactTag.tag).where(ContactTag.contact_id == cid).order_by(ContactTag.tag))).all()
+    subscriptions = (await session.scalars(select(Subscription).where(Subscription.contact_id == cid).order_by(Subscription.list))).all()
+    scores = (await session.scalars(select(Score).where(Score.contact_id == cid).order_by(Score.name))).all()
+    notes = (await session.scalars(select(Note).where(Note.contact_id == cid).order_by(Note.id))).all()
+    conversions = (await session.scalars(select(Conversion).where(Conversion.contact_id == cid).order_by(Conversion.id))).all()
+    runs = (await session.scalars(select(Run).where(Run.contact_id == cid).order_by(Run.id))).all()
+    return {
+        "id": cid,
+        "email": contact.email,
+        "first_name": contact.first_name,
+        "last_name": contact.last_name,
+        "phone": contact.phone,
+        "fields": contact.fields or {},
+        "bounced": contact.bounced,
+        "tags": list(tags),
+        "lists": [{"list": s.list, "status": s.status} for s in subscriptions],
+        "scores": {s.name: s.value for s in scores},
+        "notes": [{"id": n.id, "note": n.body, "created_at": n.created_at} for n in notes],
+        "conversions": [{"conversion": c.name, "value": c.value, "created_at": c.created_at} for c in conversions],
+        "deals": [],
+        "account": None,
+        "automations": [
+            {
+                "automation": r.automation_id,
+                "workflow_id": r.workflow_id,
+                "status": r.status,
+                "reason": r.reason,
+                "current_step": r.current_step,
+                "started_at": r.started_at,
+            }
+            for r in runs
+        ],
+        "created_at": contact.created_at,
+        "updated_at": contact.updated_at,
+    }
+
+
+async def count_contacts(session: AsyncSession) -> int:
+    return int(await session.scalar(select(func.count()).select_from(Contact)) or 0)

@@ -1,0 +1,220 @@
+"""The runs index and entry rules (DESIGN §1), the action log (DESIGN §5), goals and splits."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import func, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from store.models import (
+    ActionLog,
+    Automation,
+    GoalAchievement,
+    OutboxEntry,
+    Run,
+    SplitAssignment,
+    SplitState,
+    utcnow,
+)
+
+RUNNING = "running"
+
+
+def workflow_id_for(automation_id: str, contact_id: int, entry: int) -> str:
+    """`cairn:<automation>:<contact>`, plus `:<n>` from the second entry on (SPEC §3)."""
+    base = f"cairn:{automation_id}:{contact_id}"
+    return base if entry == 1 else f"{base}:{entry}"
+
+
+@dataclass(frozen=True)
+class EntryRefused:
+    reason: str  # inactive | already_running | already_entered | unknown_automation
+
+
+async def reserve_run(
+    session: AsyncSession, automation_id: str, contact_id: int, entry_mode: str
+) -> Run | EntryRefused:
+    """Decide entry and insert the run row; the caller's transaction also queues its start.
+
+    The unique indexes (one row per entry number, one running row per automation and contact)
+    are the fence against two concurrent enrollments: the loser gets an IntegrityError.
+    """
+    automation = await session.get(Automation, automation_id)
+    if automation is None:
+        return EntryRefused("unknown_automation")
+    if automation.status != "active":
+        return EntryRefused("inactive")
+    previous = (
+        await session.execute(
+            select(func.max(Run.entry), func.count(Run.id).filter(Run.status == RUNNING)).where(
+                Run.automation_id == automation_id, Run.contact_id == contact_id
+            )
+        )
+    ).one()
+    last_entry, running = previous
+    if running:
+        return EntryRefused("already_running")
+    if last_entry and entry_mode == "once":
+        return EntryRefused("already_entered")
+    entry = (last_entry or 0) + 1
+    run = Run(
+        workflow_id=workflow_id_for(automation_id, contact_id, entry),
+        automation_id=automation_id,
+        contact_id=contact_id,
+        entry=entry,
+        version=automation.version,
+        status=RUNNING,
+    )
+    try:
+        async with session.begin_nested():
+            session.add(run)
+    except IntegrityError:
+        return EntryRefused("already_running")
+    return run
+
+
+async def running_runs(
+    session: AsyncSession, contact_id: int, *, automation_id: str | None = None
+) -> Sequence[Run]:
+    query = select(Run).where(Run.contact_id == contact_id, Run.status == RUNNING)
+    if automation_id is not None:
+        query = query.where(Run.automation_id == automation_id)
+    return (await session.scalars(query)).all()
+
+
+async def get_run(session: AsyncSession, workflow_id: str) -> Run | None:
+    return await session.scalar(select(Run).where(Run.workflow_id == workflow_id))
+
+
+async def set_current_step(session: AsyncSession, workflow_id: str, step_id: str | None) -> None:
+    await session.execute(
+        update(Run)
+        .where(Run.workflow_id == workflow_id)
+        .values(current_step=step_id, updated_at=utcnow())
+    )
+
+
+async def finish_run(
+    session: AsyncSession, workflow_id: str, status: str, reason: str | None, step_id: str | None
+) -> None:
+    now = utcnow()
+    await session.execute(
+        update(Run)
+        .where(Run.workflow_id == workflow_id)
+        .values(status=status, reason=reason, current_step=step_id, updated_at=now, ended_at=now)
+    )
+
+
+async def once_per_visit(
+    session: AsyncSession, key: str, write: Callable[[], Awaitable[dict[str, Any]]]
+) -> dict[str, Any]:
+    """Run `write` at most once for this step-visit key, in the caller's transaction.
+
+    On a retry the action log already holds the key: the recorded outcome is returned and
+    nothing is written again. Two attempts racing both try to insert the key; the unique
+    primary key lets only one transaction commit.
+    """
+    recorded = await session.get(ActionLog, key)
+    if recorded is not None:
+        return dict(recorded.outcome)
+    outcome = await write()
+    session.add(ActionLog(key=key, outcome=outcome))
+    await session.flush()
+    return outcome
+
+
+async def record_goal(
+    session: AsyncSession, workflow_id: str, automation_id: str, contact_id: int, goal: str
+) -> bool:
+    if await session.get(GoalAchievement, (workflow_id, goal)) is not None:
+        return False
+    session.add(
+        GoalAchievement(workflow_id=workflow_id, goal=goal, automation_id=automation_id, contact_id=contact_id)
+    )
+    session.add(
+        OutboxEntry(
+            contact_id=contact_id,
+            kind="goal_achieved",
+            data={"automation": automation_id, "goal": goal},
+            origin_workflow_id=workflow_id,
+        )
+    )
+    return True
+
+
+def smooth_weighted_pick(weights: list[int], current: list[int]) -> tuple[int, list[int]]:
+    """Smooth weighted round-robin (as nginx does): exact proportions over every window."""
+    current = [c + w for c, w in zip(current, weights, strict=True)]
+    chosen = max(range(len(weights)), key=lambda i: (current[i], -i))
+    current[chosen] -= sum(weights)
+    return chosen, current
+
+
+async def lock_split_state(session: AsyncSession, automation_id: str, step_id: str) -> SplitState:
+    """The split's counter row, locked for this transaction (SQLite: the write transaction lock)."""
+    state = await session.scalar(
+        select(SplitState)
+        .where(SplitState.automation_id == automation_id, SplitState.step_id == step_id)
+        .with_for_update()
+    )
+    if state is None:
+        try:
+            async with session.begin_nested():
+                state = SplitState(automation_id=automation_id, step_id=step_id, current={}, assigned=0)
+                session.add(state)
+        except IntegrityError:
+            state = await session.scalar(
+                select(SplitState)
+                .where(SplitState.automation_id == automation_id, SplitState.step_id == step_id)
+                .with_for_update()
+            )
+    assert state is not None
+    return state
+
+
+async def existing_assignment(session: AsyncSession, workflow_id: str, step_id: str) -> int | None:
+    row = await session.get(SplitAssignment, (workflow_id, step_id))
+    return None if row is None else row.path
+
+
+async def assign_path(
+    session: AsyncSession,
+    state: SplitState,
+    *,
+    workflow_id: str,
+    contact_id: int,
+    path: int,
+    now: datetime,
+) -> None:
+    session.add(
+        SplitAssignment(
+            workflow_id=workflow_id,
+            step_id=state.step_id,
+            automation_id=state.automation_id,
+            contact_id=contact_id,
+            path=path,
+            assigned_at=now,
+        )
+    )
+    state.assigned += 1
+    if state.first_assigned_at is None:
+        state.first_assigned_at = now
+
+
+async def contacts_on_path(session: AsyncSession, automation_id: str, step_id: str, path: int) -> list[int]:
+    return list(
+        (
+            await session.scalars(
+                select(SplitAssignment.contact_id).where(
+                    SplitAssignment.automation_id == automation_id,
+                    SplitAssignment.step_id == step_id,
+                    SplitAssignment.path == path,
+                )
+            )
+        ).all()
+    )

@@ -1,0 +1,65 @@
+"""Cairn's configuration: one pydantic-settings class, every variable prefixed `CAIRN_` (SPEC §6)."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="CAIRN_", env_file=".env", extra="ignore")
+
+    # Where the embedded stack keeps its state (Temporal's and Cairn's SQLite files, the mailbox).
+    data_dir: Path = Path(".cairn")
+    database_url: str = ""  # empty = SQLite file under data_dir
+
+    temporal_address: str = "localhost:7233"
+    temporal_namespace: str = "default"
+    task_queue: str = "cairn"
+    temporal_ui_url: str = "http://localhost:8233"
+
+    api_host: str = "127.0.0.1"
+    api_port: int = 8000
+    api_token: str = "dev-token"
+    secret_key: str = "dev-secret-change-me"
+    public_url: str = "http://localhost:8000"
+
+    # Email: by default the embedded development mailbox that `make run` starts on :1025.
+    smtp_host: str = "localhost"
+    smtp_port: int = 1025
+    smtp_username: str = ""
+    smtp_password: str = ""
+    smtp_starttls: bool = False
+    mail_from: str = "Cairn <cairn@localhost>"
+
+    sms_base_url: str = "https://api.twilio.com"
+    sms_account_sid: str = ""
+    sms_auth_token: str = ""
+    sms_from: str = ""
+
+    facebook_graph_url: str = "https://graph.facebook.com/v21.0"
+    facebook_access_token: str = ""
+
+    salesforce_instance_url: str = ""
+    salesforce_access_token: str = ""
+    salesforce_api_version: str = "60.0"
+
+    webhook_allow_private: bool = False
+    encryption_key: str = ""
+
+    # Outbox dispatcher: how often it looks for rows nobody kicked it about (DESIGN §2).
+    outbox_poll_seconds: float = Field(default=1.0, gt=0)
+
+    @property
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite+aiosqlite:///{(self.data_dir / 'cairn.db').resolve()}"
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,482 @@
+"""AutomationRun: one contact walking one automation's flow graph (SPEC §1, §3).
+
+The interpreter is a loop over steps with a dispatch table from step type to a small handler.
+Every decision that depends on the contact is made by an activity reading the database, so the
+history records it and replay is deterministic (DESIGN §3).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from datetime import datetime, timedelta
+from typing import Any
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy, SearchAttributeKey
+from temporalio.exceptions import ActivityError, ApplicationError
+
+with workflow.unsafe.imports_passed_through():
+    from workflows.contracts import (
+        QUERY_STATE,
+        SIGNAL_CONTACT_CHANGED,
+        SIGNAL_END_RUN,
+        SIGNAL_NEW_VERSION,
+        WORKFLOW_TYPE,
+        ContactChanged,
+        EndRun,
+        EvaluateInput,
+        EvaluateOutput,
+        FinishRunInput,
+        GoalInput,
+        LoadAutomationInput,
+        LoadAutomationOutput,
+        NewVersion,
+        ParkInput,
+        RunInput,
+        RunState,
+        SplitInput,
+        SplitOutput,
+        StepContext,
+        StepOutcome,
+        StepRecord,
+    )
+    from workflows.document import Automation, can_reach
+    from workflows.steps import describe_step
+
+STEP_KEY = SearchAttributeKey.for_keyword("CairnStep")
+VERSION_KEY = SearchAttributeKey.for_int("CairnVersion")
+
+# Activities run by name: the workflow never imports activity code (STYLE: layout).
+# Local activities for short database work: one history marker instead of ~6 events.
+LOCAL = {
+    "start_to_close_timeout": timedelta(seconds=60),
+    "retry_policy": RetryPolicy(initial_interval=timedelta(milliseconds=200), maximum_interval=timedelta(seconds=30)),
+}
+# External sends: a provider down for minutes must not fail the step (≈ an hour of retries).
+REMOTE = {
+    "start_to_close_timeout": timedelta(seconds=60),
+    "retry_policy": RetryPolicy(
+        initial_interval=timedelta(seconds=1), maximum_interval=timedelta(minutes=5), maximum_attempts=20
+    ),
+}
+CONTACT_STEPS = {
+    "subscribe",
+    "unsubscribe",
+    "update_contact",
+    "add_tag",
+    "remove_tag",
+    "add_contact_note",
+    "adjust_contact_score",
+    "convert",
+    "perform_math",
+}
+REMOTE_STEPS = {"send_email"}
+STEPS_KEPT_IN_STATE = 100  # the `state` query shows the latest ones; older ones are in the history
+GOTO_MAX_PER_DAY = 10
+GOTO_MAX_WITHOUT_WAIT = 3
+
+Next = str | None
+
+
+class _EndRun(Exception):
+    """Raised by a handler to end the run with a reason."""
+
+    def __init__(self, reason: str, status: str = "ended") -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.status = status
+
+
+@workflow.defn(name=WORKFLOW_TYPE)
+class AutomationRun:
+    def __init__(self) -> None:
+        self.state: RunState | None = None
+        self.input: RunInput | None = None
+        self.graph: Automation | None = None
+        self.goal_sources: dict[str, set[str]] = {}
+        self.woken = False
+        self.pending_version: int | None = None
+        self.end_reason: str | None = None
+
+    # --- signals and query -------------------------------------------------------------
+
+    @workflow.signal(name=SIGNAL_CONTACT_CHANGED)
+    def contact_changed(self, change: ContactChanged) -> None:
+        self.woken = True
+
+    @workflow.signal(name=SIGNAL_NEW_VERSION)
+    def new_version(self, message: NewVersion) -> None:
+        self.pending_version = message.version
+
+    @workflow.signal(name=SIGNAL_END_RUN)
+    def end_run(self, message: EndRun) -> None:
+        self.end_reason = message.reason
+
+    @workflow.query(name=QUERY_STATE)
+    def query_state(self) -> RunState | None:
+        return self.state
+
+    # --- the loop ----------------------------------------------------------------------
+
+    @workflow.run
+    async def run(self, input: RunInput) -> RunState:
+        self.input = input
+        version = input.state.version if input.state else input.version
+        await self._load(version)
+        assert self.graph is not None
+        self.state = input.state or RunState(version=version, position=self.graph.start)
+        state = self.state
+        try:
+            while state.position is not None:
+                if self.end_reason:
+                    raise _EndRun(self.end_reason)
+                if workflow.info().is_continue_as_new_suggested():
+                    await workflow.wait_condition(workflow.all_handlers_finished)
+                    workflow.continue_as_new(
+                        RunInput(automation_id=input.automation_id, contact_id=input.contact_id, version=state.version, state=state)
+                    )
+                if self.pending_version is not None and self.pending_version != state.version:
+                    await self._switch_version()
+                    continue
+                state.position = await self._visit(state.position)
+            state.status = "completed"
+        except _EndRun as end:
+            state.status, state.reason = end.status, end.reason  # type: ignore[assignment]
+        await workflow.execute_local_activity(
+            "finish_run",
+            FinishRunInput(workflow_id=workflow.info().workflow_id, status=state.status, reason=state.reason, step_id=state.position),
+            summary=f"finish run: {state.status}",
+            **LOCAL,
+        )
+        workflow.set_current_details(f"**{state.status}**" + (f" ({state.reason})" if state.reason else ""))
+        await workflow.wait_condition(workflow.all_handlers_finished)
+        return state
+
+    async def _load(self, version: int) -> None:
+        assert self.input is not None
+        loaded = await workflow.execute_local_activity(
+            "load_automation",
+            LoadAutomationInput(automation_id=self.input.automation_id, version=version),
+            result_type=LoadAutomationOutput,
+            summary=f"load automation {self.input.automation_id} v{version}",
+            **LOCAL,
+        )
+        self.graph = Automation.model_validate(loaded.document)
+        # For goal scope "above": the steps from which each goal can be reached.
+        self.goal_sources = {
+            sid: can_reach(self.graph, sid) for sid, step in self.graph.steps.items() if step.type == "goal"
+        }
+
+    async def _switch_version(self) -> None:
+        """Move to the new version at a step boundary; a vanished step goes to its old `next`."""
+        state, old_graph = self.state, self.graph
+        assert state is not None and old_graph is not None and self.pending_version is not None
+        state.version, self.pending_version = self.pending_version, None
+        await self._load(state.version)
+        assert self.graph is not None
+        workflow.upsert_search_attributes([VERSION_KEY.value_set(state.version)])
+        if state.position is not None and state.position not in self.graph.steps:
+            old_next = getattr(old_graph.steps.get(state.position), "next", None)
+            if old_next in self.graph.steps:
+                state.position, state.wait_started_at = old_next, None
+            else:
+                raise _EndRun("step_removed")
+
+    async def _visit(self, step_id: str) -> Next:
+        """Run one step; returns where the contact goes next."""
+        state, graph = self.state, self.graph
+        assert state is not None and graph is not None
+        if step_id not in graph.steps:
+            raise _EndRun(f"unknown_step:{step_id}", status="failed")
+        step = graph.steps[step_id]
+        # Goals are checked at every step boundary; steps that evaluate conditions themselves
+        # fold the goal check into their own single round-trip.
+        if step.type not in ("if_else", "wait", "goal"):
+            goal = await self._met_goal(step_id)
+            if goal is not None:
+                return await self._achieve(goal)
+        state.visit += 1
+        workflow.set_current_details(f"At **{describe_step(step_id, step)}**")
+        handler = HANDLERS.get(step.type, AutomationRun._not_implemented)
+        return await handler(self, step_id, step)
+
+    # --- helpers -----------------------------------------------------------------------
+
+    def _context(self, step_id: str) -> StepContext:
+        assert self.input is not None and self.state is not None
+        return StepContext(
+            workflow_id=workflow.info().workflow_id,
+            automation_id=self.input.automation_id,
+            version=self.state.version,
+            contact_id=self.input.contact_id,
+            step_id=step_id,
+            visit=self.state.visit,
+        )
+
+    def _record(self, step_id: str, step: Any, outcome: str, reason: str | None = None) -> None:
+        state = self.state
+        assert state is not None
+        state.steps.append(
+            StepRecord(step=step_id, type=step.type, outcome=outcome, reason=reason, at=workflow.now())  # type: ignore[arg-type]
+        )
+        del state.steps[:-STEPS_KEPT_IN_STATE]
+        state.steps_taken += 1
+
+    def _eligible_goals(self, position: str) -> list[str]:
+        state, graph = self.state, self.graph
+        assert state is not None and graph is not None
+        return [
+            goal
+            for goal, sources in self.goal_sources.items()
+            if goal != position
+            and goal not in state.goals
+            and (graph.steps[goal].scope == "anywhere" or position in sources)
+        ]
+
+    async def _evaluate(self, conditions: list[Any], *, park_at: str | None = None) -> list[bool]:
+        assert self.input is not None
+        result = await workflow.execute_local_activity(
+            "evaluate_conditions",
+            EvaluateInput(
+                contact_id=self.input.contact_id,
+                conditions=[c.model_dump(by_alias=True, exclude_none=True, mode="json") for c in conditions],
+                now=workflow.now(),
+                workflow_id=workflow.info().workflow_id if park_at else None,
+                park_at=park_at,
+            ),
+            result_type=EvaluateOutput,
+            summary=f"evaluate {len(conditions)} condition(s)",
+            **LOCAL,
+        )
+        return result.results
+
+    async def _decide(self, position: str, own: list[Any], *, park: bool = False) -> tuple[str | None, list[bool]]:
+        """Evaluate the reachable goals and this step's own conditions in one round-trip.
+
+        Returns (a goal that is met, or None; the results of `own`).
+        """
+        goals = self._eligible_goals(position)
+        if not goals and not own:
+            return None, []
+        assert self.graph is not None
+        results = await self._evaluate(
+            [self.graph.steps[g].condition for g in goals] + own, park_at=position if park else None
+        )
+        met = next((g for g, ok in zip(goals, results, strict=False) if ok), None)
+        return met, results[len(goals) :]
+
+    async def _met_goal(self, position: str) -> str | None:
+        if not self._eligible_goals(position):
+            return None
+        goal, _ = await self._decide(position, [])
+        return goal
+
+    async def _achieve(self, goal_id: str) -> Next:
+        """Jump to a met goal: record it once, then continue after it."""
+        state, graph = self.state, self.graph
+        assert state is not None and graph is not None
+        state.visit += 1
+        await workflow.execute_local_activity(
+            "record_goal", GoalInput(context=self._context(goal_id)), summary=f"goal achieved (step {goal_id})", **LOCAL
+        )
+        state.goals.append(goal_id)
+        state.wait_started_at = None
+        self._record(goal_id, graph.steps[goal_id], "done", "goal_achieved")
+        return graph.steps[goal_id].next
+
+    async def _park(self, step_id: str, step: Any, why: str, deadline: datetime | None, conditions: list[Any]) -> tuple[str, str | None]:
+        """Wait until a condition, a goal or the deadline; returns ("goal"|"met"|"timeout", goal).
+
+        Only waits with something to re-evaluate listen to contact changes; a plain timer
+        ignores them (no wake-up, no history events) but still yields to version switches
+        and end requests.
+        """
+        state = self.state
+        assert state is not None
+        workflow.upsert_search_attributes([STEP_KEY.value_set(step_id)])
+        workflow.set_current_details(f"Waiting at **{describe_step(step_id, step)}**: {why}")
+        listens = bool(conditions) or bool(self._eligible_goals(step_id))
+        if not listens:
+            await workflow.execute_local_activity(
+                "park_run", ParkInput(workflow_id=workflow.info().workflow_id, step_id=step_id), summary=f"park at {step_id}", **LOCAL
+            )
+        first = True
+        while True:
+            if listens:
+                self.woken = False
+                goal, results = await self._decide(step_id, conditions, park=first)
+                first = False
+                if goal is not None:
+                    return "goal", goal
+                if conditions and results[0]:
+                    return "met", None
+            remaining = None if deadline is None else (deadline - workflow.now()).total_seconds()
+            if remaining is not None and remaining <= 0:
+                return "timeout", None
+            try:
+                await workflow.wait_condition(
+                    lambda: (listens and self.woken) or self._interrupted(),
+                    timeout=remaining,
+                    timeout_summary=f"{describe_step(step_id, step)}: {why}",
+                )
+            except TimeoutError:
+                return "timeout", None
+            if self._interrupted():
+                return "interrupted", None
+
+    def _interrupted(self) -> bool:
+        state = self.state
+        return self.end_reason is not None or (
+            self.pending_version is not None and state is not None and self.pending_version != state.version
+        )
+
+    # --- handlers ----------------------------------------------------------------------
+
+    async def _not_implemented(self, step_id: str, step: Any) -> Next:
+        self._record(step_id, step, "skipped", "not_implemented")
+        return getattr(step, "next", None)
+
+    async def _contact_step(self, step_id: str, step: Any) -> Next:
+        return await self._activity_step(step_id, step, "apply_contact_step", local=True)
+
+    async def _remote_step(self, step_id: str, step: Any) -> Next:
+        return await self._activity_step(step_id, step, step.type, local=False)
+
+    async def _activity_step(self, step_id: str, step: Any, activity: str, *, local: bool) -> Next:
+        context = self._context(step_id)
+        summary = describe_step(step_id, step)
+        try:
+            if local:
+                outcome = await workflow.execute_local_activity(activity, context, result_type=StepOutcome, summary=summary, **LOCAL)
+            else:
+                outcome = await workflow.execute_activity(activity, context, result_type=StepOutcome, summary=summary, **REMOTE)
+        except ActivityError as err:
+            cause = err.cause
+            message = cause.message if isinstance(cause, ApplicationError) else str(cause or err)
+            self._record(step_id, step, "failed", message)
+            if step.on_error == "end":
+                raise _EndRun(f"step_failed:{step_id}", status="failed") from None
+            return step.next
+        self._record(step_id, step, outcome.outcome, outcome.reason)
+        return step.next
+
+    async def _wait(self, step_id: str, step: Any) -> Next:
+        state = self.state
+        assert state is not None
+        state.gotos_since_wait = 0
+        if state.wait_started_at is None:
+            state.wait_started_at = workflow.now()
+        conditions: list[Any] = []
+        if step.for_ is not None:
+            deadline: datetime | None = state.wait_started_at + step.for_.to_timedelta()
+            why = f"until {deadline:%Y-%m-%d %H:%M} UTC ({step.for_.describe()})"
+        elif step.until is not None:
+            deadline, why = step.until, f"until {step.until:%Y-%m-%d %H:%M} UTC"
+        else:
+            conditions = [step.condition]
+            deadline = state.wait_started_at + step.timeout.to_timedelta() if step.timeout else None
+            why = "until the condition is met" + (f" (at most {step.timeout.describe()})" if step.timeout else "")
+        result, goal = await self._park(step_id, step, why, deadline, conditions)
+        if result == "interrupted":
+            return step_id  # re-enter after the switch or end; wait_started_at is kept
+        state.wait_started_at = None
+        if result == "goal":
+            assert goal is not None
+            self._record(step_id, step, "skipped", f"goal:{goal}")
+            return await self._achieve(goal)
+        self._record(step_id, step, "done", "condition_met" if result == "met" else None)
+        return step.next
+
+    async def _if_else(self, step_id: str, step: Any) -> Next:
+        goal, (yes,) = await self._decide(step_id, [step.condition])
+        if goal is not None:
+            return await self._achieve(goal)
+        self._record(step_id, step, "done", "yes" if yes else "no")
+        return step.yes if yes else step.no
+
+    async def _goal(self, step_id: str, step: Any) -> Next:
+        state = self.state
+        assert state is not None
+        if step_id in state.goals:
+            self._record(step_id, step, "skipped", "already_achieved")
+            return step.next
+        other, (met,) = await self._decide(step_id, [step.condition])
+        if other is not None:
+            return await self._achieve(other)
+        if met:
+            return await self._achieve(step_id)
+        if step.unmet == "continue":
+            self._record(step_id, step, "skipped", "goal_not_met")
+            return step.next
+        if step.unmet == "end":
+            self._record(step_id, step, "skipped", "goal_not_met")
+            raise _EndRun("goal_not_met")
+        if state.wait_started_at is None:
+            state.wait_started_at = workflow.now()
+        deadline = state.wait_started_at + step.timeout.to_timedelta() if step.timeout else None
+        result, goal = await self._park(step_id, step, "until the goal is met", deadline, [step.condition])
+        if result == "interrupted":
+            return step_id
+        state.wait_started_at = None
+        if result == "goal" and goal is not None:
+            return await self._achieve(goal)
+        if result == "met":
+            return await self._achieve(step_id)
+        self._record(step_id, step, "skipped", "goal_timeout")
+        return step.next
+
+    async def _split(self, step_id: str, step: Any) -> Next:
+        state = self.state
+        assert state is not None
+        path = state.split_paths.get(step_id)
+        if path is None:  # a contact never changes path, even when a loop brings it back
+            result = await workflow.execute_local_activity(
+                "assign_split_path",
+                SplitInput(context=self._context(step_id), now=workflow.now()),
+                result_type=SplitOutput,
+                summary=describe_step(step_id, step),
+                **LOCAL,
+            )
+            path = state.split_paths[step_id] = result.path
+        if step.mode == "even":
+            self._record(step_id, step, "done", f"path:{path}")
+            return step.paths[path].next
+        self._record(step_id, step, "done", "after" if path else "before")
+        return step.after if path else step.before
+
+    async def _goto(self, step_id: str, step: Any) -> Next:
+        state = self.state
+        assert state is not None
+        now = workflow.now()
+        passes = [t for t in state.goto_passes.get(step_id, []) if now - t < timedelta(hours=24)]
+        passes.append(now)
+        state.goto_passes[step_id] = passes
+        state.gotos_since_wait += 1
+        if len(passes) > GOTO_MAX_PER_DAY or state.gotos_since_wait >= GOTO_MAX_WITHOUT_WAIT:
+            self._record(step_id, step, "skipped", "goto_limit")
+            raise _EndRun("goto_limit")
+        self._record(step_id, step, "done")
+        return step.target
+
+    async def _end(self, step_id: str, step: Any) -> Next:
+        self._record(step_id, step, "done")
+        raise _EndRun("end_step", status="completed")
+
+    async def _run_control(self, step_id: str, step: Any) -> Next:
+        """start_automation / end_automation: other runs, through the runs index."""
+        return await self._activity_step(step_id, step, step.type, local=True)
+
+
+Handler = Callable[[AutomationRun, str, Any], Awaitable[Next]]
+HANDLERS: dict[str, Handler] = {
+    "wait": AutomationRun._wait,
+    "if_else": AutomationRun._if_else,
+    "goal": AutomationRun._goal,
+    "split": AutomationRun._split,
+    "goto": AutomationRun._goto,
+    "end": AutomationRun._end,
+    "start_automation": AutomationRun._run_control,
+    "end_automation": AutomationRun._run_control,
+    **{t: AutomationRun._contact_step for t in CONTACT_STEPS},
+    **{t: AutomationRun._remote_step for t in REMOTE_STEPS},
+}

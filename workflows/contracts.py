@@ -1,0 +1,135 @@
+"""Inputs and outputs that cross between the AutomationRun workflow, its activities and clients.
+
+Kept small on purpose (DESIGN §7): ids and counters, never the document or the contact's data,
+so histories stay short and hold no PII beyond what a step's outcome needs.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+WORKFLOW_TYPE = "AutomationRun"
+SIGNAL_CONTACT_CHANGED = "contact_changed"
+SIGNAL_NEW_VERSION = "new_version"
+SIGNAL_END_RUN = "end_run"
+QUERY_STATE = "state"
+
+RunStatus = Literal["running", "completed", "ended", "failed"]
+Outcome = Literal["done", "skipped", "failed"]
+
+
+class StepContext(BaseModel):
+    """Identifies one step visit: the key of Cairn's exactly-once writes (DESIGN §5)."""
+
+    workflow_id: str
+    automation_id: str
+    version: int
+    contact_id: int
+    step_id: str
+    visit: int
+
+    @property
+    def visit_key(self) -> str:
+        return f"{self.workflow_id}:{self.visit}"
+
+
+class StepOutcome(BaseModel):
+    outcome: Outcome = "done"
+    reason: str | None = None
+    detail: dict[str, Any] = Field(default_factory=dict)
+
+
+class StepRecord(BaseModel):
+    step: str
+    type: str
+    outcome: Outcome
+    reason: str | None = None
+    at: datetime
+
+
+class RunState(BaseModel):
+    """Everything a run carries across continue-as-new (DESIGN §8) and shows in its `state` query."""
+
+    version: int
+    position: str | None
+    status: RunStatus = "running"
+    reason: str | None = None
+    visit: int = 0
+    steps_taken: int = 0
+    steps: list[StepRecord] = Field(default_factory=list)  # the most recent ones
+    goals: list[str] = Field(default_factory=list)
+    split_paths: dict[str, int] = Field(default_factory=dict)
+    goto_passes: dict[str, list[datetime]] = Field(default_factory=dict)
+    gotos_since_wait: int = 0
+    # When the wait at `position` began, so a resumed wait (new version, continue-as-new)
+    # counts the time already waited.
+    wait_started_at: datetime | None = None
+
+
+class RunInput(BaseModel):
+    automation_id: str
+    contact_id: int
+    version: int
+    state: RunState | None = None
+
+
+class LoadAutomationInput(BaseModel):
+    automation_id: str
+    version: int
+
+
+class LoadAutomationOutput(BaseModel):
+    document: dict[str, Any]
+
+
+class EvaluateInput(BaseModel):
+    contact_id: int
+    conditions: list[dict[str, Any]]
+    now: datetime
+    # When set, the runs index records that the contact now sits at this step.
+    workflow_id: str | None = None
+    park_at: str | None = None
+
+
+class EvaluateOutput(BaseModel):
+    results: list[bool]
+
+
+class SplitInput(BaseModel):
+    context: StepContext
+    now: datetime
+
+
+class SplitOutput(BaseModel):
+    path: int  # index into `paths` (even) or 0 = before, 1 = after (until)
+
+
+class ParkInput(BaseModel):
+    workflow_id: str
+    step_id: str
+
+
+class FinishRunInput(BaseModel):
+    workflow_id: str
+    status: RunStatus
+    reason: str | None
+    step_id: str | None
+
+
+class GoalInput(BaseModel):
+    context: StepContext
+
+
+class ContactChanged(BaseModel):
+    kind: str
+
+
+class NewVersion(BaseModel):
+    version: int
+
+
+class EndRun(BaseModel):
+    reason: str
