@@ -1,0 +1,171 @@
+"""Contact steps: tags, lists, fields, notes, scores, conversions, math — once per step visit."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from datetime import date, datetime, timedelta
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from activities.deps import Deps
+from store import contacts as contact_store
+from store import runs as run_store
+from store.models import Contact
+from workflows.contracts import StepContext, StepOutcome
+from workflows.personalization import contact_values, render
+
+Outcome = dict[str, Any]
+Apply = Callable[[AsyncSession, Contact, StepContext, Any], Awaitable[Outcome]]
+
+DONE: Outcome = {"outcome": "done"}
+
+
+def skipped(reason: str) -> Outcome:
+    return {"outcome": "skipped", "reason": reason}
+
+
+async def _subscribe(s: AsyncSession, contact: Contact, c: StepContext, step: Any) -> Outcome:
+    status = "active" if step.type == "subscribe" else "unsubscribed"
+    changed = await contact_store.set_subscription(s, contact.id, step.list, status, origin=c.workflow_id)
+    return DONE if changed else skipped(f"already_{status}")
+
+
+async def _add_tag(s: AsyncSession, contact: Contact, c: StepContext, step: Any) -> Outcome:
+    added = await contact_store.add_tag(s, contact.id, step.tag, origin=c.workflow_id)
+    return DONE if added else skipped("already_tagged")
+
+
+async def _remove_tag(s: AsyncSession, contact: Contact, c: StepContext, step: Any) -> Outcome:
+    removed = await contact_store.remove_tag(s, contact.id, step.tag, origin=c.workflow_id)
+    return DONE if removed else skipped("not_tagged")
+
+
+async def _update_contact(s: AsyncSession, contact: Contact, c: StepContext, step: Any) -> Outcome:
+    values = contact_values(_as_dict(contact), today=date.today())
+    changes = {
+        name: render(value, values, html=False) if isinstance(value, str) else value
+        for name, value in step.fields.items()
+    }
+    changed = await contact_store.update_fields(s, contact, changes, origin=c.workflow_id)
+    return {"outcome": "done", "detail": {"changed": changed}}
+
+
+async def _add_note(s: AsyncSession, contact: Contact, c: StepContext, step: Any) -> Outcome:
+    body = render(step.note, contact_values(_as_dict(contact), today=date.today()), html=False)
+    await contact_store.add_note(s, contact.id, body)
+    return DONE
+
+
+async def _adjust_score(s: AsyncSession, contact: Contact, c: StepContext, step: Any) -> Outcome:
+    old, new = await contact_store.adjust_score(s, contact.id, step.score, step.op, step.value, origin=c.workflow_id)
+    return {"outcome": "done", "detail": {"from": old, "to": new}}
+
+
+async def _convert(s: AsyncSession, contact: Contact, c: StepContext, step: Any) -> Outcome:
+    await contact_store.record_conversion(
+        s, contact.id, step.conversion, step.value, automation_id=c.automation_id, origin=c.workflow_id
+    )
+    return DONE
+
+
+async def _perform_math(s: AsyncSession, contact: Contact, c: StepContext, step: Any) -> Outcome:
+    if step.target != "contact":
+        return skipped("not_implemented")
+    current = (contact.fields or {}).get(step.field)
+    result = apply_math(current, step.op, step.value)
+    if isinstance(result, str) and result.startswith("skip:"):
+        return skipped(result.removeprefix("skip:"))
+    await contact_store.update_fields(s, contact, {step.field: result}, origin=c.workflow_id)
+    return {"outcome": "done", "detail": {"from": current, "to": result}}
+
+
+def apply_math(current: Any, op: str, value: float) -> Any:
+    """Numbers: the four operations. Dates: add/subtract days. Otherwise a `skip:` reason."""
+    when = _as_date(current)
+    if when is not None and not _is_number(current):
+        if op not in ("add", "subtract"):
+            return "skip:date_supports_add_subtract_only"
+        shifted = when + timedelta(days=value if op == "add" else -value)
+        return shifted.isoformat()
+    if current is None or current == "":
+        current = 0
+    if not _is_number(current):
+        return "skip:not_numeric"
+    number = float(current)
+    if op == "divide" and value == 0:
+        return "skip:divide_by_zero"
+    result = {"add": number + value, "subtract": number - value, "multiply": number * value}.get(op)
+    if result is None:
+        result = number / value
+    return int(result) if float(result).is_integer() else result
+
+
+def _is_number(value: Any) -> bool:
+    if isinstance(value, bool):
+        return False
+    try:
+        float(value)
+    except (TypeError, ValueError):
+        return False
+    return True
+
+
+def _as_date(value: Any) -> date | datetime | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return parsed.date() if len(value) <= 10 else parsed
+
+
+def _as_dict(contact: Contact) -> dict[str, Any]:
+    return {
+        "email": contact.email,
+        "first_name": contact.first_name,
+        "last_name": contact.last_name,
+        "phone": contact.phone,
+        "fields": contact.fields or {},
+    }
+
+
+APPLY: dict[str, Apply] = {
+    "subscribe": _subscribe,
+    "unsubscribe": _subscribe,
+    "add_tag": _add_tag,
+    "remove_tag": _remove_tag,
+    "update_contact": _update_contact,
+    "add_contact_note": _add_note,
+    "adjust_contact_score": _adjust_score,
+    "convert": _convert,
+    "perform_math": _perform_math,
+}
+
+
+class ContactActivities:
+    def __init__(self, deps: Deps) -> None:
+        self.deps = deps
+
+    @activity.defn(name="apply_contact_step")
+    async def apply_contact_step(self, context: StepContext) -> StepOutcome:
+        """One contact write, exactly once per step visit (DESIGN §5)."""
+        step = await self.deps.step(context)
+        apply = APPLY.get(step.type)
+        if apply is None:
+            raise ApplicationError(f"{step.type} is not a contact step", non_retryable=True)
+        async with self.deps.db.write() as session:
+            contact = await contact_store.get_contact(session, context.contact_id)
+            if contact is None:
+                return StepOutcome(outcome="skipped", reason="contact_deleted")
+
+            async def write() -> Outcome:
+                return await apply(session, contact, context, step)
+
+            outcome = await run_store.once_per_visit(session, context.visit_key, write)
+            await run_store.set_current_step(session, context.workflow_id, context.step_id)
+        self.deps.kick()
+        return StepOutcome.model_validate(outcome)

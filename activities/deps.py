@@ -1,0 +1,40 @@
+"""What every activity family needs: the database, settings, Temporal and the automations."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from temporalio.client import Client
+
+from store import automations as automation_store
+from store.db import Database
+from worker.settings import Settings
+from workflows.contracts import StepContext
+from workflows.document import Automation
+
+
+@dataclass
+class Deps:
+    db: Database
+    settings: Settings
+    client: Client
+    # Wakes this process's outbox dispatcher after a commit, so changes are delivered at once.
+    kick: Callable[[], None] = lambda: None
+    _documents: dict[tuple[str, int], Automation] = field(default_factory=dict)
+
+    async def automation(self, automation_id: str, version: int) -> Automation:
+        """Versions are immutable, so each is read from the database once per process."""
+        key = (automation_id, version)
+        cached = self._documents.get(key)
+        if cached is None:
+            async with self.db.read() as session:
+                document = await automation_store.get_document(session, automation_id, version)
+            if document is None:
+                raise LookupError(f"automation {automation_id} v{version} does not exist")
+            cached = self._documents[key] = Automation.model_validate(document)
+        return cached
+
+    async def step(self, context: StepContext) -> Any:
+        return (await self.automation(context.automation_id, context.version)).steps[context.step_id]

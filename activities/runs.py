@@ -1,0 +1,197 @@
+"""Run bookkeeping and decisions: load the graph, evaluate conditions, splits, goals, other runs."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from activities.deps import Deps
+from store import automations as automation_store
+from store import runs as run_store
+from store.conditions import duration_of, evaluate_all
+from store.models import SplitState
+from store.runs import EntryRefused
+from worker.enrollment import enroll
+from workflows.contracts import (
+    SIGNAL_END_RUN,
+    EndRun,
+    EvaluateInput,
+    EvaluateOutput,
+    FinishRunInput,
+    GoalInput,
+    LoadAutomationInput,
+    LoadAutomationOutput,
+    ParkInput,
+    SplitInput,
+    SplitOutput,
+    StepContext,
+    StepOutcome,
+)
+
+
+class RunActivities:
+    def __init__(self, deps: Deps) -> None:
+        self.deps = deps
+
+    @activity.defn(name="load_automation")
+    async def load_automation(self, input: LoadAutomationInput) -> LoadAutomationOutput:
+        async with self.deps.db.read() as session:
+            document = await automation_store.get_document(session, input.automation_id, input.version)
+        if document is None:
+            raise ApplicationError(
+                f"automation {input.automation_id} v{input.version} does not exist", non_retryable=True
+            )
+        return LoadAutomationOutput(document=document)
+
+    @activity.defn(name="evaluate_conditions")
+    async def evaluate_conditions(self, input: EvaluateInput) -> EvaluateOutput:
+        if input.park_at and input.workflow_id:
+            async with self.deps.db.write() as session:
+                await run_store.set_current_step(session, input.workflow_id, input.park_at)
+                results = await evaluate_all(session, input.contact_id, input.conditions, input.now)
+        else:
+            async with self.deps.db.read() as session:
+                results = await evaluate_all(session, input.contact_id, input.conditions, input.now)
+        return EvaluateOutput(results=results)
+
+    @activity.defn(name="park_run")
+    async def park_run(self, input: ParkInput) -> None:
+        async with self.deps.db.write() as session:
+            await run_store.set_current_step(session, input.workflow_id, input.step_id)
+
+    @activity.defn(name="finish_run")
+    async def finish_run(self, input: FinishRunInput) -> None:
+        async with self.deps.db.write() as session:
+            await run_store.finish_run(session, input.workflow_id, input.status, input.reason, input.step_id)
+
+    @activity.defn(name="record_goal")
+    async def record_goal(self, input: GoalInput) -> None:
+        c = input.context
+        async with self.deps.db.write() as session:
+            await run_store.record_goal(session, c.workflow_id, c.automation_id, c.contact_id, c.step_id)
+            await run_store.set_current_step(session, c.workflow_id, c.step_id)
+        self.deps.kick()
+
+    @activity.defn(name="assign_split_path")
+    async def assign_split_path(self, input: SplitInput) -> SplitOutput:
+        """Fair assignment from a counter row (DESIGN §6); the answer is stored per run."""
+        c = input.context
+        step = await self.deps.step(c)
+        async with self.deps.db.write() as session:
+            known = await run_store.existing_assignment(session, c.workflow_id, c.step_id)
+            if known is not None:
+                return SplitOutput(path=known)
+            state = await run_store.lock_split_state(session, c.automation_id, c.step_id)
+            if step.mode == "even":
+                path = await self._even_path(session, state, step, input.now)
+            else:
+                path = await self._until_side(session, state, step, input.now)
+            await run_store.assign_path(
+                session, state, workflow_id=c.workflow_id, contact_id=c.contact_id, path=path, now=input.now
+            )
+        return SplitOutput(path=path)
+
+    async def _even_path(self, session: Any, state: SplitState, step: Any, now: datetime) -> int:
+        if state.winner is None and step.winner is not None and self._winner_due(state, step, now):
+            state.winner = await self._pick_winner(session, state, step, now)
+            state.decided_at = now
+        if state.winner is not None:
+            return state.winner
+        weights = [p.weight for p in step.paths]
+        current = list(state.current.get("weights") or [0] * len(weights))
+        if len(current) != len(weights):  # the paths changed in a new version: start afresh
+            current = [0] * len(weights)
+        path, current = run_store.smooth_weighted_pick(weights, current)
+        state.current = {"weights": current}
+        return path
+
+    @staticmethod
+    def _winner_due(state: SplitState, step: Any, now: datetime) -> bool:
+        rule = step.winner
+        if rule.after_contacts is not None:
+            return state.assigned >= rule.after_contacts
+        started = state.first_assigned_at
+        return started is not None and now - started >= rule.after.to_timedelta()
+
+    @staticmethod
+    async def _pick_winner(session: Any, state: SplitState, step: Any, now: datetime) -> int:
+        """The path whose contacts meet the winner condition at the highest rate (ties: first)."""
+        condition = step.winner.condition.model_dump(by_alias=True, exclude_none=True, mode="json")
+        best, best_rate = 0, -1.0
+        for index in range(len(step.paths)):
+            contacts = await run_store.contacts_on_path(session, state.automation_id, state.step_id, index)
+            met = 0
+            for contact_id in contacts:
+                (ok,) = await evaluate_all(session, contact_id, [condition], now)
+                met += ok
+            rate = met / len(contacts) if contacts else 0.0
+            if rate > best_rate:
+                best, best_rate = index, rate
+        return best
+
+    @staticmethod
+    async def _until_side(session: Any, state: SplitState, step: Any, now: datetime) -> int:
+        """0 = before, 1 = after: everyone takes `before` until the automation-wide rule holds."""
+        until = step.until
+        if getattr(until, "date", None) is not None:
+            return int(now >= until.date)
+        if getattr(until, "contacts", None) is not None:
+            return int(state.assigned >= until.contacts)
+        condition = until.condition.model_dump(by_alias=True, exclude_none=True, mode="json")
+        met = 0
+        for index in (0, 1):
+            for contact_id in await run_store.contacts_on_path(session, state.automation_id, state.step_id, index):
+                (ok,) = await evaluate_all(session, contact_id, [condition], now)
+                met += ok
+        return int(met >= until.contacts_meeting)
+
+    @activity.defn(name="start_automation")
+    async def start_automation(self, context: StepContext) -> StepOutcome:
+        step = await self.deps.step(context)
+
+        async def start() -> dict[str, Any]:
+            result = await enroll(
+                self.deps.db, self.deps.client, self.deps.settings.task_queue, step.automation, context.contact_id
+            )
+            if isinstance(result, EntryRefused):
+                return {"outcome": "skipped", "reason": f"entry_refused:{result.reason}"}
+            return {"outcome": "done", "detail": {"workflow_id": result.workflow_id}}
+
+        # The enrollment itself is fenced by the runs index; the action log makes a retried
+        # step report the same outcome instead of "already running".
+        async with self.deps.db.write() as session:
+            recorded = await session.get(run_store.ActionLog, context.visit_key)
+        if recorded is not None:
+            return StepOutcome(**recorded.outcome)
+        outcome = await start()
+        async with self.deps.db.write() as session:
+            await run_store.once_per_visit(session, context.visit_key, _returning(outcome))
+        return StepOutcome(**outcome)
+
+    @activity.defn(name="end_automation")
+    async def end_automation(self, context: StepContext) -> StepOutcome:
+        step = await self.deps.step(context)
+        target = None if step.automation == "all" else step.automation
+        async with self.deps.db.read() as session:
+            runs = await run_store.running_runs(session, context.contact_id, automation_id=target)
+        ended = []
+        for run in runs:
+            if run.workflow_id == context.workflow_id or run.automation_id == context.automation_id:
+                continue
+            handle = self.deps.client.get_workflow_handle(run.workflow_id)
+            await handle.signal(SIGNAL_END_RUN, EndRun(reason=f"ended_by:{context.automation_id}"))
+            ended.append(run.workflow_id)
+        return StepOutcome(outcome="done" if ended else "skipped", reason=None if ended else "no_running_run", detail={"ended": ended})
+
+
+def _returning(outcome: dict[str, Any]) -> Any:
+    async def write() -> dict[str, Any]:
+        return outcome
+
+    return write
+
+
+__all__ = ["RunActivities", "duration_of"]

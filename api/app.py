@@ -1,0 +1,53 @@
+"""The FastAPI app factory: one Temporal client and database per process, made in the lifespan."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import Depends, FastAPI
+from temporalio.client import Client
+
+from api.deps import Services, require_token
+from api.errors import install_error_handlers
+from api.routes import automations, contacts, events, health, runs
+from store.db import Database, open_database
+from worker.main import connect
+from worker.outbox import OutboxDispatcher
+from worker.settings import Settings, get_settings
+
+
+def create_app(
+    settings: Settings | None = None, *, client: Client | None = None, db: Database | None = None
+) -> FastAPI:
+    """`client` and `db` may be given (tests share theirs); otherwise made from settings."""
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        database = db or await open_database(settings.resolved_database_url)
+        temporal = client or await connect(settings)
+        dispatcher = OutboxDispatcher(database, temporal, settings.task_queue, poll_seconds=settings.outbox_poll_seconds)
+        app.state.services = Services(settings=settings, db=database, client=temporal, dispatcher=dispatcher)
+        dispatching = asyncio.create_task(dispatcher.run(), name="outbox-dispatcher")
+        try:
+            yield
+        finally:
+            dispatching.cancel()
+            await asyncio.gather(dispatching, return_exceptions=True)
+            if db is None:
+                await database.dispose()
+
+    app = FastAPI(
+        title="Cairn",
+        version="0.1.0",
+        description="Open-source marketing automation on Temporal.",
+        lifespan=lifespan,
+    )
+    install_error_handlers(app)
+    protected = [Depends(require_token)]
+    for module in (automations, contacts, events, runs):
+        app.include_router(module.router, prefix="/api/v1", dependencies=protected)
+    app.include_router(health.router)
+    return app

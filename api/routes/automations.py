@@ -1,0 +1,117 @@
+"""Automations: create, list, read, new version, deactivate, and the document's JSON Schema."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from fastapi import APIRouter, Body, HTTPException
+from temporalio.service import RPCError
+
+from api.deps import ServicesDep
+from store import automations as automation_store
+from store import runs as run_store
+from store.models import Automation as AutomationRow
+from store.models import Run
+from workflows.contracts import SIGNAL_NEW_VERSION, NewVersion
+from workflows.document import automation_json_schema, validate_automation
+
+router = APIRouter(prefix="/automations", tags=["automations"])
+
+MAX_DOCUMENT_BYTES = 1_000_000
+
+
+def _validated(document: Any, known: set[str]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """The document as stored (by alias, no nulls) and its warnings; 422 listing every error."""
+    automation, problems = validate_automation(document, known_automations=known)
+    listed = [p.model_dump() for p in problems]
+    if automation is None:
+        raise HTTPException(status_code=422, detail=listed)
+    stored = automation.model_dump(by_alias=True, exclude_none=True, mode="json")
+    return stored, [p for p in listed if p["severity"] == "warning"]
+
+
+def _summary(row: AutomationRow) -> dict[str, Any]:
+    return {"id": row.id, "name": row.name, "status": row.status, "version": row.version,
+            "created_at": row.created_at, "updated_at": row.updated_at}
+
+
+@router.get("/schema")
+async def document_schema() -> dict[str, Any]:
+    """JSON Schema of the automation document (SPEC §2)."""
+    return automation_json_schema()
+
+
+@router.post("", status_code=201)
+async def create_automation(services: ServicesDep, document: Any = Body(...)) -> dict[str, Any]:
+    async with services.db.write() as session:
+        known = await automation_store.automation_ids(session)
+        wanted = document.get("id") if isinstance(document, dict) else None
+        if isinstance(document, dict) and "id" in document and wanted in known:
+            raise HTTPException(status_code=409, detail=f"automation {wanted!r} already exists")
+        # Self-references (start_automation of itself) are legal: count this id as known.
+        slug = wanted or automation_store.slugify(str(document.get("name", "")) if isinstance(document, dict) else "")
+        automation_id = wanted or await automation_store.free_id(session, slug)
+        stored, warnings = _validated(document, known | {automation_id})
+        row = await automation_store.create_automation(session, automation_id, stored)
+        return {**_summary(row), "warnings": warnings}
+
+
+@router.get("")
+async def list_automations(services: ServicesDep) -> list[dict[str, Any]]:
+    async with services.db.read() as session:
+        return [_summary(row) for row in await automation_store.list_automations(session)]
+
+
+async def _row(session: Any, automation_id: str) -> AutomationRow:
+    row = await session.get(AutomationRow, automation_id)
+    if row is None:
+        raise HTTPException(status_code=404, detail=f"automation {automation_id!r} not found")
+    return row  # type: ignore[no-any-return]
+
+
+@router.get("/{automation_id}")
+async def read_automation(automation_id: str, services: ServicesDep) -> dict[str, Any]:
+    async with services.db.read() as session:
+        row = await _row(session, automation_id)
+        document = await automation_store.get_document(session, automation_id)
+        return {**_summary(row), "document": document}
+
+
+@router.put("/{automation_id}")
+async def new_version(automation_id: str, services: ServicesDep, document: Any = Body(...)) -> dict[str, Any]:
+    """A new version; running contacts move to it at their next step boundary (SPEC §3)."""
+    async with services.db.write() as session:
+        row = await _row(session, automation_id)
+        known = await automation_store.automation_ids(session)
+        if isinstance(document, dict):
+            document = {**document, "id": automation_id}
+        stored, warnings = _validated(document, known)
+        version = await automation_store.add_version(session, row, stored)
+        running = [r.workflow_id for r in await _running(session, automation_id)]
+    await asyncio.gather(*(_notify(services, wid, version) for wid in running))
+    return {**_summary(row), "warnings": warnings}
+
+
+async def _running(session: Any, automation_id: str) -> list[Run]:
+    from sqlalchemy import select
+
+    return list((await session.scalars(
+        select(Run).where(Run.automation_id == automation_id, Run.status == run_store.RUNNING)
+    )).all())
+
+
+async def _notify(services: Any, workflow_id: str, version: int) -> None:
+    try:
+        await services.client.get_workflow_handle(workflow_id).signal(SIGNAL_NEW_VERSION, NewVersion(version=version))
+    except RPCError:
+        pass  # finished meanwhile
+
+
+@router.delete("/{automation_id}")
+async def deactivate(automation_id: str, services: ServicesDep) -> dict[str, Any]:
+    """Admits no one from now on; the automation and its runs are kept."""
+    async with services.db.write() as session:
+        row = await _row(session, automation_id)
+        row.status = "inactive"
+        return _summary(row)

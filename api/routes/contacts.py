@@ -1,0 +1,190 @@
+"""Contacts: upsert, read, change, delete; tags, lists, enrollment and ending a run."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, HTTPException, Path, Response
+from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy.ext.asyncio import AsyncSession
+from temporalio.service import RPCError
+
+from api.deps import ServicesDep
+from store import contacts as contact_store
+from store import runs as run_store
+from store.contacts import InvalidChange
+from store.models import Contact
+from store.runs import EntryRefused
+from worker.enrollment import enroll
+from workflows.contracts import SIGNAL_END_RUN, EndRun
+
+router = APIRouter(prefix="/contacts", tags=["contacts"])
+
+Name = Annotated[str, Field(min_length=1, max_length=200)]
+FieldValue = str | int | float | bool | None
+
+
+class ContactIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    email: Annotated[str, Field(min_length=3, max_length=320)]
+    first_name: Annotated[str | None, Field(max_length=200)] = None
+    last_name: Annotated[str | None, Field(max_length=200)] = None
+    phone: Annotated[str | None, Field(max_length=50)] = None
+    fields: dict[Name, FieldValue] = Field(default_factory=dict, max_length=200)
+
+
+class ContactPatch(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    email: Annotated[str | None, Field(min_length=3, max_length=320)] = None
+    first_name: Annotated[str | None, Field(max_length=200)] = None
+    last_name: Annotated[str | None, Field(max_length=200)] = None
+    phone: Annotated[str | None, Field(max_length=50)] = None
+    fields: dict[Name, FieldValue] = Field(default_factory=dict, max_length=200)
+
+
+class TagIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    tag: Name
+
+
+class ListIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    list: Name
+    status: Literal["active", "unsubscribed"] = "active"
+
+
+class EnrollIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    automation: Name
+
+
+ContactId = Annotated[int, Path(ge=1, le=2**62)]
+
+
+def _invalid(err: InvalidChange) -> HTTPException:
+    return HTTPException(status_code=422, detail=[{"loc": ["body"], "msg": str(err), "type": "value_error"}])
+
+
+async def _contact(session: AsyncSession, contact_id: int) -> Contact:
+    contact = await contact_store.get_contact(session, contact_id)
+    if contact is None:
+        raise HTTPException(status_code=404, detail=f"contact {contact_id} not found")
+    return contact
+
+
+@router.post("", status_code=201)
+async def upsert_contact(body: ContactIn, services: ServicesDep, response: Response) -> dict[str, Any]:
+    """Create or update by email: 201 when new, 200 when it existed."""
+    values = body.model_dump(include={"first_name", "last_name", "phone"}, exclude_unset=True)
+    try:
+        async with services.db.write() as session:
+            contact, created = await contact_store.upsert_contact(session, email=body.email, values=values, fields=body.fields)
+            record = await contact_store.contact_record(session, contact)
+    except InvalidChange as err:
+        raise _invalid(err) from None
+    services.dispatcher.kick()
+    response.status_code = 201 if created else 200
+    return record
+
+
+@router.get("/{contact_id}")
+async def read_contact(contact_id: ContactId, services: ServicesDep) -> dict[str, Any]:
+    async with services.db.read() as session:
+        return await contact_store.contact_record(session, await _contact(session, contact_id))
+
+
+@router.patch("/{contact_id}")
+async def patch_contact(contact_id: ContactId, body: ContactPatch, services: ServicesDep) -> dict[str, Any]:
+    changes = body.model_dump(exclude={"fields"}, exclude_unset=True)
+    if "email" in changes and changes["email"] is None:
+        raise HTTPException(status_code=422, detail="email cannot be removed")
+    try:
+        async with services.db.write() as session:
+            contact = await _contact(session, contact_id)
+            if "email" in changes:
+                other = await contact_store.find_by_email(session, changes["email"])
+                if other is not None and other.id != contact_id:
+                    raise HTTPException(status_code=409, detail="another contact has this email")
+            await contact_store.update_fields(session, contact, {**changes, **body.fields})
+            record = await contact_store.contact_record(session, contact)
+    except InvalidChange as err:
+        raise _invalid(err) from None
+    services.dispatcher.kick()
+    return record
+
+
+@router.delete("/{contact_id}", status_code=204)
+async def delete_contact(contact_id: ContactId, services: ServicesDep) -> Response:
+    """Deletes the contact and everything about it; its running runs are ended first."""
+    async with services.db.read() as session:
+        await _contact(session, contact_id)
+        runs = await run_store.running_runs(session, contact_id)
+    for run in runs:
+        await _end(services, run.workflow_id, "contact_deleted")
+    async with services.db.write() as session:
+        await session.delete(await _contact(session, contact_id))
+    return Response(status_code=204)
+
+
+@router.post("/{contact_id}/tags", status_code=201)
+async def add_tag(contact_id: ContactId, body: TagIn, services: ServicesDep, response: Response) -> dict[str, Any]:
+    async with services.db.write() as session:
+        await _contact(session, contact_id)
+        added = await contact_store.add_tag(session, contact_id, body.tag)
+    services.dispatcher.kick()
+    response.status_code = 201 if added else 200
+    return {"contact": contact_id, "tag": body.tag.strip(), "added": added}
+
+
+@router.delete("/{contact_id}/tags/{tag}")
+async def remove_tag(contact_id: ContactId, tag: str, services: ServicesDep) -> dict[str, Any]:
+    async with services.db.write() as session:
+        await _contact(session, contact_id)
+        removed = await contact_store.remove_tag(session, contact_id, tag)
+    if not removed:
+        raise HTTPException(status_code=404, detail=f"contact {contact_id} has no tag {tag!r}")
+    services.dispatcher.kick()
+    return {"contact": contact_id, "tag": tag, "removed": True}
+
+
+@router.post("/{contact_id}/lists")
+async def set_list(contact_id: ContactId, body: ListIn, services: ServicesDep) -> dict[str, Any]:
+    async with services.db.write() as session:
+        await _contact(session, contact_id)
+        changed = await contact_store.set_subscription(session, contact_id, body.list, body.status)
+    services.dispatcher.kick()
+    return {"contact": contact_id, "list": body.list.strip(), "status": body.status, "changed": changed}
+
+
+@router.post("/{contact_id}/automations", status_code=201)
+async def enroll_contact(contact_id: ContactId, body: EnrollIn, services: ServicesDep) -> dict[str, Any]:
+    """Enroll now; 409 when the automation's entry rule (or its status) forbids it."""
+    async with services.db.read() as session:
+        await _contact(session, contact_id)
+    result = await enroll(services.db, services.client, services.settings.task_queue, body.automation, contact_id)
+    if isinstance(result, EntryRefused):
+        if result.reason == "unknown_automation":
+            raise HTTPException(status_code=404, detail=f"automation {body.automation!r} not found")
+        raise HTTPException(status_code=409, detail=f"entry refused: {result.reason}")
+    return {"workflow_id": result.workflow_id, "automation": body.automation, "contact": contact_id}
+
+
+@router.delete("/{contact_id}/automations/{automation_id}")
+async def end_contact_run(contact_id: ContactId, automation_id: str, services: ServicesDep) -> dict[str, Any]:
+    async with services.db.read() as session:
+        await _contact(session, contact_id)
+        runs = await run_store.running_runs(session, contact_id, automation_id=automation_id)
+    if not runs:
+        raise HTTPException(status_code=404, detail=f"contact {contact_id} has no running run in {automation_id!r}")
+    for run in runs:
+        await _end(services, run.workflow_id, "ended_by:api")
+    return {"ended": [r.workflow_id for r in runs]}
+
+
+async def _end(services: Any, workflow_id: str, reason: str) -> None:
+    try:
+        await services.client.get_workflow_handle(workflow_id).signal(SIGNAL_END_RUN, EndRun(reason=reason))
+    except RPCError:
+        pass  # finished meanwhile

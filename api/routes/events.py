@@ -1,0 +1,52 @@
+"""Events: recorded, then delivered to the contact's runs and to triggers through the outbox."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, HTTPException
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from api.deps import ServicesDep
+from store import contacts as contact_store
+from store.contacts import InvalidChange
+
+router = APIRouter(prefix="/events", tags=["events"])
+
+
+class EventIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    contact: Annotated[int | None, Field(ge=1, le=2**62)] = None
+    email: Annotated[str | None, Field(max_length=320)] = None
+    event: Annotated[str, Field(min_length=1, max_length=200)]
+    data: dict[str, Any] = Field(default_factory=dict, max_length=100)
+    occurred_at: datetime | None = None
+
+    @model_validator(mode="after")
+    def _one_contact(self) -> EventIn:
+        if (self.contact is None) == (self.email is None):
+            raise ValueError("give exactly one of contact (id) or email")
+        return self
+
+
+@router.post("", status_code=202)
+async def record_event(body: EventIn, services: ServicesDep) -> dict[str, Any]:
+    try:
+        async with services.db.write() as session:
+            if body.contact is not None:
+                contact = await contact_store.get_contact(session, body.contact)
+            else:
+                contact = await contact_store.find_by_email(session, body.email or "")
+            if contact is None:
+                raise HTTPException(status_code=404, detail="contact not found")
+            event = await contact_store.record_event(
+                session, contact.id, body.event, body.data, occurred_at=body.occurred_at
+            )
+            await session.flush()
+            event_id, contact_id = event.id, contact.id
+    except InvalidChange as err:
+        raise HTTPException(status_code=422, detail=str(err)) from None
+    services.dispatcher.kick()
+    return {"id": event_id, "contact": contact_id, "event": body.event}

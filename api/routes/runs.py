@@ -1,0 +1,49 @@
+"""Runs: where a contact is in an automation, from the runs index and the workflow's `state`."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+from urllib.parse import quote
+
+from fastapi import APIRouter, HTTPException
+from temporalio.client import WorkflowQueryFailedError
+from temporalio.service import RPCError
+
+from api.deps import ServicesDep
+from store import runs as run_store
+from workflows.contracts import QUERY_STATE, RunState
+
+router = APIRouter(prefix="/runs", tags=["runs"])
+
+
+@router.get("/{workflow_id}")
+async def read_run(workflow_id: str, services: ServicesDep) -> dict[str, Any]:
+    async with services.db.read() as session:
+        run = await run_store.get_run(session, workflow_id)
+    if run is None:
+        raise HTTPException(status_code=404, detail=f"run {workflow_id!r} not found")
+    state: RunState | None = None
+    try:
+        state = await services.client.get_workflow_handle(workflow_id).query(
+            QUERY_STATE, result_type=RunState, rpc_timeout=timedelta(seconds=5)
+        )
+    except (RPCError, WorkflowQueryFailedError):
+        pass  # not started yet, or beyond retention: the runs index still answers
+    settings = services.settings
+    return {
+        "workflow_id": workflow_id,
+        "automation": run.automation_id,
+        "contact": run.contact_id,
+        "version": state.version if state else run.version,
+        "status": run.status,
+        "reason": run.reason,
+        "current_step": run.current_step if run.status != "running" or not state else state.position,
+        "started_at": run.started_at,
+        "ended_at": run.ended_at,
+        "steps": [s.model_dump(mode="json") for s in state.steps] if state else [],
+        "goals": state.goals if state else [],
+        "split_paths": state.split_paths if state else {},
+        "temporal_ui_url": f"{settings.temporal_ui_url}/namespaces/{settings.temporal_namespace}"
+        f"/workflows/{quote(workflow_id, safe='')}",
+    }

