@@ -14,10 +14,19 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from store.models import Contact, ContactTag, Conversion, Event, GoalAchievement, Run, Score, Subscription
+from store.models import (
+    Contact,
+    ContactTag,
+    Conversion,
+    Event,
+    GoalAchievement,
+    Run,
+    Score,
+    Subscription,
+)
 
 Condition = dict[str, Any]
 DURATION_UNITS = {"seconds": 1, "minutes": 60, "hours": 3600, "days": 86400, "weeks": 604800}
@@ -247,11 +256,3 @@ def compare(actual: Any, op: str, expected: Any, now: datetime) -> bool:
         return text.endswith(needle)
     raise ValueError(f"unknown operator {op!r}")
 
-
-async def count_events(session: AsyncSession, contact_id: int, name: str) -> int:
-    return int(
-        await session.scalar(
-            select(func.count()).select_from(Event).where(Event.contact_id == contact_id, Event.name == name)
-        )
-        or 0
-    )
