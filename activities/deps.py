@@ -15,6 +15,9 @@ from workflows.contracts import StepContext
 from workflows.document import Automation
 
 
+MAX_CACHED_VERSIONS = 1000
+
+
 @dataclass
 class Deps:
     db: Database
@@ -33,6 +36,8 @@ class Deps:
                 document = await automation_store.get_document(session, automation_id, version)
             if document is None:
                 raise LookupError(f"automation {automation_id} v{version} does not exist")
+            if len(self._documents) >= MAX_CACHED_VERSIONS:
+                self._documents.clear()
             cached = self._documents[key] = Automation.model_validate(document)
         return cached
 

@@ -66,6 +66,11 @@ class OutboxDispatcher:
     async def drain_once(self) -> int:
         """Claim a batch, deliver it in order, delete what was delivered; returns rows handled."""
         now = utcnow()
+        available = or_(OutboxEntry.claimed_until.is_(None), OutboxEntry.claimed_until < now)
+        # Look before locking: an idle poll must not take SQLite's write lock every second.
+        async with self.db.read() as session:
+            if await session.scalar(select(OutboxEntry.id).where(available).limit(1)) is None:
+                return 0
         async with self.db.write() as session:
             ids = (
                 await session.scalars(
