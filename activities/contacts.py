@@ -29,7 +29,9 @@ def skipped(reason: str) -> Outcome:
 
 async def _subscribe(s: AsyncSession, contact: Contact, c: StepContext, step: Any) -> Outcome:
     status = "active" if step.type == "subscribe" else "unsubscribed"
-    changed = await contact_store.set_subscription(s, contact.id, step.list, status, origin=c.workflow_id)
+    changed = await contact_store.set_subscription(
+        s, contact.id, step.list, status, origin=c.workflow_id
+    )
     return DONE if changed else skipped(f"already_{status}")
 
 
@@ -60,13 +62,20 @@ async def _add_note(s: AsyncSession, contact: Contact, c: StepContext, step: Any
 
 
 async def _adjust_score(s: AsyncSession, contact: Contact, c: StepContext, step: Any) -> Outcome:
-    old, new = await contact_store.adjust_score(s, contact.id, step.score, step.op, step.value, origin=c.workflow_id)
+    old, new = await contact_store.adjust_score(
+        s, contact.id, step.score, step.op, step.value, origin=c.workflow_id
+    )
     return {"outcome": "done", "detail": {"from": old, "to": new}}
 
 
 async def _convert(s: AsyncSession, contact: Contact, c: StepContext, step: Any) -> Outcome:
     await contact_store.record_conversion(
-        s, contact.id, step.conversion, step.value, automation_id=c.automation_id, origin=c.workflow_id
+        s,
+        contact.id,
+        step.conversion,
+        step.value,
+        automation_id=c.automation_id,
+        origin=c.workflow_id,
     )
     return DONE
 

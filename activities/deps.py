@@ -14,7 +14,6 @@ from worker.settings import Settings
 from workflows.contracts import StepContext
 from workflows.document import Automation
 
-
 MAX_CACHED_VERSIONS = 1000
 
 
@@ -42,4 +41,6 @@ class Deps:
         return cached
 
     async def step(self, context: StepContext) -> Any:
-        return (await self.automation(context.automation_id, context.version)).steps[context.step_id]
+        return (await self.automation(context.automation_id, context.version)).steps[
+            context.step_id
+        ]

@@ -42,7 +42,9 @@ async def skip_reason(session: Any, contact: Contact) -> str | None:
     if contact.bounced:
         return "bounced"
     statuses = (
-        await session.scalars(select(Subscription.status).where(Subscription.contact_id == contact.id))
+        await session.scalars(
+            select(Subscription.status).where(Subscription.contact_id == contact.id)
+        )
     ).all()
     if statuses and all(s == "unsubscribed" for s in statuses):
         return "unsubscribed"
@@ -79,7 +81,9 @@ class MessagingActivities:
         default_name, default_address = parseaddr(settings.mail_from)
         message = EmailMessage()
         message["Subject"] = render(step.subject, values, html=False)
-        message["From"] = formataddr((step.from_name or default_name, step.from_email or default_address))
+        message["From"] = formataddr(
+            (step.from_name or default_name, step.from_email or default_address)
+        )
         message["To"] = formataddr((values.get("FULLNAME", ""), contact.email or ""))
         if step.reply_to:
             message["Reply-To"] = step.reply_to
@@ -101,7 +105,8 @@ class MessagingActivities:
             permanent = [r for r in err.recipients if 500 <= r.code < 600]
             if permanent:
                 raise ApplicationError(
-                    f"recipient refused: {permanent[0].code} {permanent[0].message}", non_retryable=True
+                    f"recipient refused: {permanent[0].code} {permanent[0].message}",
+                    non_retryable=True,
                 ) from err
             raise
         return StepOutcome(outcome="done", detail={"message_id": message["Message-ID"]})

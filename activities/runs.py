@@ -39,10 +39,13 @@ class RunActivities:
     @activity.defn(name="load_automation")
     async def load_automation(self, input: LoadAutomationInput) -> LoadAutomationOutput:
         async with self.deps.db.read() as session:
-            document = await automation_store.get_document(session, input.automation_id, input.version)
+            document = await automation_store.get_document(
+                session, input.automation_id, input.version
+            )
         if document is None:
             raise ApplicationError(
-                f"automation {input.automation_id} v{input.version} does not exist", non_retryable=True
+                f"automation {input.automation_id} v{input.version} does not exist",
+                non_retryable=True,
             )
         return LoadAutomationOutput(document=document)
 
@@ -65,13 +68,17 @@ class RunActivities:
     @activity.defn(name="finish_run")
     async def finish_run(self, input: FinishRunInput) -> None:
         async with self.deps.db.write() as session:
-            await run_store.finish_run(session, input.workflow_id, input.status, input.reason, input.step_id)
+            await run_store.finish_run(
+                session, input.workflow_id, input.status, input.reason, input.step_id
+            )
 
     @activity.defn(name="record_goal")
     async def record_goal(self, input: GoalInput) -> None:
         c = input.context
         async with self.deps.db.write() as session:
-            await run_store.record_goal(session, c.workflow_id, c.automation_id, c.contact_id, c.step_id)
+            await run_store.record_goal(
+                session, c.workflow_id, c.automation_id, c.contact_id, c.step_id
+            )
             await run_store.set_current_step(session, c.workflow_id, c.step_id)
         self.deps.kick()
 
@@ -90,7 +97,12 @@ class RunActivities:
             else:
                 path = await self._until_side(session, state, step, input.now)
             await run_store.assign_path(
-                session, state, workflow_id=c.workflow_id, contact_id=c.contact_id, path=path, now=input.now
+                session,
+                state,
+                workflow_id=c.workflow_id,
+                contact_id=c.contact_id,
+                path=path,
+                now=input.now,
             )
         return SplitOutput(path=path)
 
@@ -122,7 +134,9 @@ class RunActivities:
         condition = step.winner.condition.model_dump(by_alias=True, exclude_none=True, mode="json")
         best, best_rate = 0, -1.0
         for index in range(len(step.paths)):
-            contacts = await run_store.contacts_on_path(session, state.automation_id, state.step_id, index)
+            contacts = await run_store.contacts_on_path(
+                session, state.automation_id, state.step_id, index
+            )
             met = 0
             for contact_id in contacts:
                 (ok,) = await evaluate_all(session, contact_id, [condition], now)
@@ -143,7 +157,9 @@ class RunActivities:
         condition = until.condition.model_dump(by_alias=True, exclude_none=True, mode="json")
         met = 0
         for index in (0, 1):
-            for contact_id in await run_store.contacts_on_path(session, state.automation_id, state.step_id, index):
+            for contact_id in await run_store.contacts_on_path(
+                session, state.automation_id, state.step_id, index
+            ):
                 (ok,) = await evaluate_all(session, contact_id, [condition], now)
                 met += ok
         return int(met >= until.contacts_meeting)
@@ -154,7 +170,11 @@ class RunActivities:
 
         async def start() -> dict[str, Any]:
             result = await enroll(
-                self.deps.db, self.deps.client, self.deps.settings.task_queue, step.automation, context.contact_id
+                self.deps.db,
+                self.deps.client,
+                self.deps.settings.task_queue,
+                step.automation,
+                context.contact_id,
             )
             if isinstance(result, EntryRefused):
                 return {"outcome": "skipped", "reason": f"entry_refused:{result.reason}"}
@@ -184,7 +204,11 @@ class RunActivities:
             handle = self.deps.client.get_workflow_handle(run.workflow_id)
             await handle.signal(SIGNAL_END_RUN, EndRun(reason=f"ended_by:{context.automation_id}"))
             ended.append(run.workflow_id)
-        return StepOutcome(outcome="done" if ended else "skipped", reason=None if ended else "no_running_run", detail={"ended": ended})
+        return StepOutcome(
+            outcome="done" if ended else "skipped",
+            reason=None if ended else "no_running_run",
+            detail={"ended": ended},
+        )
 
 
 def _returning(outcome: dict[str, Any]) -> Any:

@@ -28,8 +28,12 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         database = db or await open_database(settings.resolved_database_url)
         temporal = client or await connect(settings)
-        dispatcher = OutboxDispatcher(database, temporal, settings.task_queue, poll_seconds=settings.outbox_poll_seconds)
-        app.state.services = Services(settings=settings, db=database, client=temporal, dispatcher=dispatcher)
+        dispatcher = OutboxDispatcher(
+            database, temporal, settings.task_queue, poll_seconds=settings.outbox_poll_seconds
+        )
+        app.state.services = Services(
+            settings=settings, db=database, client=temporal, dispatcher=dispatcher
+        )
         dispatching = asyncio.create_task(dispatcher.run(), name="outbox-dispatcher")
         try:
             yield

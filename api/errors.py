@@ -18,7 +18,9 @@ def install_error_handlers(app: FastAPI) -> None:
     async def database_unavailable(request: Request, exc: Exception) -> JSONResponse:
         log.warning("database unavailable: %s", exc)
         return JSONResponse(
-            {"detail": "the database is unavailable; retry shortly"}, status_code=503, headers={"Retry-After": "5"}
+            {"detail": "the database is unavailable; retry shortly"},
+            status_code=503,
+            headers={"Retry-After": "5"},
         )
 
     @app.exception_handler(RPCError)

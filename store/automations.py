@@ -26,7 +26,9 @@ async def free_id(session: AsyncSession, wanted: str) -> str:
     return candidate
 
 
-async def create_automation(session: AsyncSession, automation_id: str, document: dict[str, Any]) -> Automation:
+async def create_automation(
+    session: AsyncSession, automation_id: str, document: dict[str, Any]
+) -> Automation:
     document = {**document, "id": automation_id}
     automation = Automation(
         id=automation_id, name=document["name"], status=document.get("status", "active"), version=1
@@ -37,21 +39,27 @@ async def create_automation(session: AsyncSession, automation_id: str, document:
     return automation
 
 
-async def add_version(session: AsyncSession, automation: Automation, document: dict[str, Any]) -> int:
+async def add_version(
+    session: AsyncSession, automation: Automation, document: dict[str, Any]
+) -> int:
     automation.version += 1
     automation.name = document["name"]
     automation.status = document.get("status", "active")
     automation.updated_at = utcnow()
     session.add(
         AutomationVersion(
-            automation_id=automation.id, version=automation.version, document={**document, "id": automation.id}
+            automation_id=automation.id,
+            version=automation.version,
+            document={**document, "id": automation.id},
         )
     )
     await session.flush()
     return automation.version
 
 
-async def get_document(session: AsyncSession, automation_id: str, version: int | None = None) -> dict[str, Any] | None:
+async def get_document(
+    session: AsyncSession, automation_id: str, version: int | None = None
+) -> dict[str, Any] | None:
     if version is None:
         automation = await session.get(Automation, automation_id)
         if automation is None:
@@ -62,7 +70,9 @@ async def get_document(session: AsyncSession, automation_id: str, version: int |
 
 
 async def list_automations(session: AsyncSession) -> Sequence[Automation]:
-    return (await session.scalars(select(Automation).order_by(Automation.created_at, Automation.id))).all()
+    return (
+        await session.scalars(select(Automation).order_by(Automation.created_at, Automation.id))
+    ).all()
 
 
 async def automation_ids(session: AsyncSession) -> set[str]:
@@ -75,7 +85,8 @@ async def active_documents(session: AsyncSession) -> list[dict[str, Any]]:
         select(AutomationVersion.document)
         .join(
             Automation,
-            (Automation.id == AutomationVersion.automation_id) & (Automation.version == AutomationVersion.version),
+            (Automation.id == AutomationVersion.automation_id)
+            & (Automation.version == AutomationVersion.version),
         )
         .where(Automation.status == "active")
     )

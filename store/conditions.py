@@ -35,7 +35,9 @@ DURATION_UNITS = {"seconds": 1, "minutes": 60, "hours": 3600, "days": 86400, "we
 def duration_of(value: Any) -> timedelta:
     if not isinstance(value, dict):
         raise ValueError(f"not a duration: {value!r}")
-    return timedelta(seconds=sum(float(value.get(unit, 0)) * secs for unit, secs in DURATION_UNITS.items()))
+    return timedelta(
+        seconds=sum(float(value.get(unit, 0)) * secs for unit, secs in DURATION_UNITS.items())
+    )
 
 
 @dataclass
@@ -56,12 +58,21 @@ async def load_facts(session: AsyncSession, contact_id: int) -> ContactFacts | N
         return None
     values: dict[str, Any] = dict(contact.fields or {})
     values.update(
-        email=contact.email, first_name=contact.first_name, last_name=contact.last_name, phone=contact.phone
+        email=contact.email,
+        first_name=contact.first_name,
+        last_name=contact.last_name,
+        phone=contact.phone,
     )
-    tags = set((await session.scalars(select(ContactTag.tag).where(ContactTag.contact_id == contact_id))).all())
+    tags = set(
+        (
+            await session.scalars(select(ContactTag.tag).where(ContactTag.contact_id == contact_id))
+        ).all()
+    )
     lists = {
         s.list: s.status
-        for s in (await session.scalars(select(Subscription).where(Subscription.contact_id == contact_id))).all()
+        for s in (
+            await session.scalars(select(Subscription).where(Subscription.contact_id == contact_id))
+        ).all()
     }
     scores = {
         s.name: s.value
@@ -111,7 +122,8 @@ class _Evaluator:
         if "conversion" in c:
             return await self._exists(
                 select(Conversion.id).where(
-                    Conversion.contact_id == self.facts.contact_id, Conversion.name == c["conversion"]
+                    Conversion.contact_id == self.facts.contact_id,
+                    Conversion.name == c["conversion"],
                 )
             )
         if "in_automation" in c:
@@ -141,15 +153,21 @@ class _Evaluator:
     async def _events(self, name: str, within: Any) -> list[Event]:
         key = f"{name}|{within}"
         if key not in self.facts.events:
-            query = select(Event).where(Event.contact_id == self.facts.contact_id, Event.name == name)
+            query = select(Event).where(
+                Event.contact_id == self.facts.contact_id, Event.name == name
+            )
             if within:
                 query = query.where(Event.occurred_at >= self.now - duration_of(within))
-            self.facts.events[key] = list((await self.session.scalars(query.order_by(Event.id))).all())
+            self.facts.events[key] = list(
+                (await self.session.scalars(query.order_by(Event.id))).all()
+            )
         return self.facts.events[key]
 
     async def _event(self, c: Condition) -> bool:
         wanted = c.get("data") or {}
-        matching = [e for e in await self._events(c["event"], c.get("within")) if is_subset(wanted, e.data)]
+        matching = [
+            e for e in await self._events(c["event"], c.get("within")) if is_subset(wanted, e.data)
+        ]
         count = c.get("count")
         if count is None:
             return bool(matching)
@@ -255,4 +273,3 @@ def compare(actual: Any, op: str, expected: Any, now: datetime) -> bool:
     if op == "ends_with":
         return text.endswith(needle)
     raise ValueError(f"unknown operator {op!r}")
-

@@ -100,7 +100,13 @@ async def update_fields(
             if new_email != contact.email:
                 old, contact.email = contact.email, new_email
                 changed.append(name)
-                emit(session, contact.id, "field_changed", {"field": name, "from": old, "to": value}, origin=origin)
+                emit(
+                    session,
+                    contact.id,
+                    "field_changed",
+                    {"field": name, "from": old, "to": value},
+                    origin=origin,
+                )
             continue
         if name in STANDARD_FIELDS:
             old = getattr(contact, name)
@@ -108,7 +114,13 @@ async def update_fields(
             if old != new:
                 setattr(contact, name, new)
                 changed.append(name)
-                emit(session, contact.id, "field_changed", {"field": name, "from": old, "to": new}, origin=origin)
+                emit(
+                    session,
+                    contact.id,
+                    "field_changed",
+                    {"field": name, "from": old, "to": new},
+                    origin=origin,
+                )
             continue
         old = custom.get(name)
         if old != value:
@@ -117,7 +129,13 @@ async def update_fields(
             else:
                 custom[name] = value
             changed.append(name)
-            emit(session, contact.id, "field_changed", {"field": name, "from": old, "to": value}, origin=origin)
+            emit(
+                session,
+                contact.id,
+                "field_changed",
+                {"field": name, "from": old, "to": value},
+                origin=origin,
+            )
     if any(name not in STANDARD_FIELDS and name != "email" for name in changed):
         contact.fields = custom  # a new dict so SQLAlchemy sees the JSON change
     if changed:
@@ -125,7 +143,9 @@ async def update_fields(
     return changed
 
 
-async def add_tag(session: AsyncSession, contact_id: int, tag: str, *, origin: str | None = None) -> bool:
+async def add_tag(
+    session: AsyncSession, contact_id: int, tag: str, *, origin: str | None = None
+) -> bool:
     tag = tag.strip()
     if await session.get(ContactTag, (contact_id, tag)) is not None:
         return False
@@ -134,7 +154,9 @@ async def add_tag(session: AsyncSession, contact_id: int, tag: str, *, origin: s
     return True
 
 
-async def remove_tag(session: AsyncSession, contact_id: int, tag: str, *, origin: str | None = None) -> bool:
+async def remove_tag(
+    session: AsyncSession, contact_id: int, tag: str, *, origin: str | None = None
+) -> bool:
     result = await session.execute(
         delete(ContactTag).where(ContactTag.contact_id == contact_id, ContactTag.tag == tag.strip())
     )
@@ -145,7 +167,12 @@ async def remove_tag(session: AsyncSession, contact_id: int, tag: str, *, origin
 
 
 async def set_subscription(
-    session: AsyncSession, contact_id: int, list_name: str, status: str, *, origin: str | None = None
+    session: AsyncSession,
+    contact_id: int,
+    list_name: str,
+    status: str,
+    *,
+    origin: str | None = None,
 ) -> bool:
     if status not in ("active", "unsubscribed"):
         raise InvalidChange(f"list status must be active or unsubscribed, not {status!r}")
@@ -184,7 +211,13 @@ async def adjust_score(
     else:
         score.value = new
     if new != old:
-        emit(session, contact_id, "score_changed", {"score": name, "from": old, "to": new}, origin=origin)
+        emit(
+            session,
+            contact_id,
+            "score_changed",
+            {"score": name, "from": old, "to": new},
+            origin=origin,
+        )
     return old, new
 
 
@@ -203,7 +236,9 @@ async def record_conversion(
     automation_id: str | None = None,
     origin: str | None = None,
 ) -> None:
-    session.add(Conversion(contact_id=contact_id, name=name, value=value, automation_id=automation_id))
+    session.add(
+        Conversion(contact_id=contact_id, name=name, value=value, automation_id=automation_id)
+    )
     emit(session, contact_id, "conversion", {"conversion": name, "value": value}, origin=origin)
 
 
@@ -216,7 +251,9 @@ async def record_event(
     occurred_at: datetime | None = None,
     origin: str | None = None,
 ) -> Event:
-    event = Event(contact_id=contact_id, name=name, data=data or {}, occurred_at=occurred_at or utcnow())
+    event = Event(
+        contact_id=contact_id, name=name, data=data or {}, occurred_at=occurred_at or utcnow()
+    )
     session.add(event)
     emit(session, contact_id, "event", {"event": name, "data": data or {}}, origin=origin)
     return event
@@ -225,11 +262,27 @@ async def record_event(
 async def contact_record(session: AsyncSession, contact: Contact) -> dict[str, Any]:
     """The full record the API returns: fields, tags, lists, scores, notes, automations."""
     cid = contact.id
-    tags = (await session.scalars(select(ContactTag.tag).where(ContactTag.contact_id == cid).order_by(ContactTag.tag))).all()
-    subscriptions = (await session.scalars(select(Subscription).where(Subscription.contact_id == cid).order_by(Subscription.list))).all()
-    scores = (await session.scalars(select(Score).where(Score.contact_id == cid).order_by(Score.name))).all()
-    notes = (await session.scalars(select(Note).where(Note.contact_id == cid).order_by(Note.id))).all()
-    conversions = (await session.scalars(select(Conversion).where(Conversion.contact_id == cid).order_by(Conversion.id))).all()
+    tags = (
+        await session.scalars(
+            select(ContactTag.tag).where(ContactTag.contact_id == cid).order_by(ContactTag.tag)
+        )
+    ).all()
+    subscriptions = (
+        await session.scalars(
+            select(Subscription).where(Subscription.contact_id == cid).order_by(Subscription.list)
+        )
+    ).all()
+    scores = (
+        await session.scalars(select(Score).where(Score.contact_id == cid).order_by(Score.name))
+    ).all()
+    notes = (
+        await session.scalars(select(Note).where(Note.contact_id == cid).order_by(Note.id))
+    ).all()
+    conversions = (
+        await session.scalars(
+            select(Conversion).where(Conversion.contact_id == cid).order_by(Conversion.id)
+        )
+    ).all()
     runs = (await session.scalars(select(Run).where(Run.contact_id == cid).order_by(Run.id))).all()
     return {
         "id": cid,
@@ -243,7 +296,10 @@ async def contact_record(session: AsyncSession, contact: Contact) -> dict[str, A
         "lists": [{"list": s.list, "status": s.status} for s in subscriptions],
         "scores": {s.name: s.value for s in scores},
         "notes": [{"id": n.id, "note": n.body, "created_at": n.created_at} for n in notes],
-        "conversions": [{"conversion": c.name, "value": c.value, "created_at": c.created_at} for c in conversions],
+        "conversions": [
+            {"conversion": c.name, "value": c.value, "created_at": c.created_at}
+            for c in conversions
+        ],
         "deals": [],
         "account": None,
         "automations": [

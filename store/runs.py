@@ -134,7 +134,9 @@ async def record_goal(
     if await session.get(GoalAchievement, (workflow_id, goal)) is not None:
         return False
     session.add(
-        GoalAchievement(workflow_id=workflow_id, goal=goal, automation_id=automation_id, contact_id=contact_id)
+        GoalAchievement(
+            workflow_id=workflow_id, goal=goal, automation_id=automation_id, contact_id=contact_id
+        )
     )
     session.add(
         OutboxEntry(
@@ -165,7 +167,9 @@ async def lock_split_state(session: AsyncSession, automation_id: str, step_id: s
     if state is None:
         try:
             async with session.begin_nested():
-                state = SplitState(automation_id=automation_id, step_id=step_id, current={}, assigned=0)
+                state = SplitState(
+                    automation_id=automation_id, step_id=step_id, current={}, assigned=0
+                )
                 session.add(state)
         except IntegrityError:
             state = await session.scalar(
@@ -206,7 +210,9 @@ async def assign_path(
         state.first_assigned_at = now
 
 
-async def contacts_on_path(session: AsyncSession, automation_id: str, step_id: str, path: int) -> list[int]:
+async def contacts_on_path(
+    session: AsyncSession, automation_id: str, step_id: str, path: int
+) -> list[int]:
     return list(
         (
             await session.scalars(

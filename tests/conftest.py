@@ -125,7 +125,9 @@ class Stack:
         return response.json()["id"]  # type: ignore[no-any-return]
 
     async def enroll(self, contact_id: int, automation_id: str) -> WorkflowHandle[Any, Any]:
-        response = await self.http.post(f"/api/v1/contacts/{contact_id}/automations", json={"automation": automation_id})
+        response = await self.http.post(
+            f"/api/v1/contacts/{contact_id}/automations", json={"automation": automation_id}
+        )
         assert response.status_code == 201, response.text
         return self.client.get_workflow_handle(response.json()["workflow_id"], result_type=RunState)
 
@@ -140,7 +142,9 @@ class Stack:
         return response.json()  # type: ignore[no-any-return]
 
 
-async def eventually(check: Callable[[], Awaitable[Any]], within: float = 15.0, interval: float = 0.1) -> Any:
+async def eventually(
+    check: Callable[[], Awaitable[Any]], within: float = 15.0, interval: float = 0.1
+) -> Any:
     """Retry `check` until it stops raising AssertionError (sdk-python's assert_eq_eventually)."""
     deadline = asyncio.get_running_loop().time() + within
     while True:
@@ -203,7 +207,13 @@ async def pg_stack(
         yield s
 
 
-DATABASES = ["sqlite", pytest.param("postgres", marks=pytest.mark.skipif(not POSTGRES_URL, reason="CAIRN_TEST_POSTGRES_URL not set"))]
+DATABASES = [
+    "sqlite",
+    pytest.param(
+        "postgres",
+        marks=pytest.mark.skipif(not POSTGRES_URL, reason="CAIRN_TEST_POSTGRES_URL not set"),
+    ),
+]
 
 
 @pytest.fixture(params=DATABASES)

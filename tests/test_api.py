@@ -9,7 +9,9 @@ from tests.conftest import Stack, eventually
 
 async def test_every_api_route_needs_the_token(any_stack: Stack) -> None:
     app_transport = any_stack.http._transport  # the same app, without the default token header
-    async with httpx.AsyncClient(transport=app_transport, base_url="http://cairn.test") as anonymous:
+    async with httpx.AsyncClient(
+        transport=app_transport, base_url="http://cairn.test"
+    ) as anonymous:
         for method, path in [
             ("GET", "/api/v1/automations"),
             ("POST", "/api/v1/contacts"),
@@ -28,25 +30,35 @@ async def test_every_api_route_needs_the_token(any_stack: Stack) -> None:
 async def test_contact_upsert_read_patch_delete(any_stack: Stack) -> None:
     http = any_stack.http
     email = f"{any_stack.unique('Ada')}@Example.com"
-    created = await http.post("/api/v1/contacts", json={"email": f"  {email} ", "first_name": "Ada", "fields": {"plan": "pro"}})
+    created = await http.post(
+        "/api/v1/contacts",
+        json={"email": f"  {email} ", "first_name": "Ada", "fields": {"plan": "pro"}},
+    )
     assert created.status_code == 201
     contact = created.json()
     assert contact["email"] == email.lower()
-    again = await http.post("/api/v1/contacts", json={"email": email.upper(), "last_name": "Lovelace"})
+    again = await http.post(
+        "/api/v1/contacts", json={"email": email.upper(), "last_name": "Lovelace"}
+    )
     assert again.status_code == 200
     assert again.json()["id"] == contact["id"]
     assert again.json()["first_name"] == "Ada" and again.json()["last_name"] == "Lovelace"
     assert again.json()["fields"] == {"plan": "pro"}
 
     cid = contact["id"]
-    patched = await http.patch(f"/api/v1/contacts/{cid}", json={"phone": "+15550100", "fields": {"plan": "team", "seats": 3}})
+    patched = await http.patch(
+        f"/api/v1/contacts/{cid}",
+        json={"phone": "+15550100", "fields": {"plan": "team", "seats": 3}},
+    )
     assert patched.status_code == 200
     assert patched.json()["phone"] == "+15550100"
     assert patched.json()["fields"] == {"plan": "team", "seats": 3}
 
     assert (await http.post(f"/api/v1/contacts/{cid}/tags", json={"tag": "vip"})).status_code == 201
     assert (await http.post(f"/api/v1/contacts/{cid}/tags", json={"tag": "vip"})).status_code == 200
-    assert (await http.post(f"/api/v1/contacts/{cid}/lists", json={"list": "newsletter"})).status_code == 200
+    assert (
+        await http.post(f"/api/v1/contacts/{cid}/lists", json={"list": "newsletter"})
+    ).status_code == 200
     record = (await http.get(f"/api/v1/contacts/{cid}")).json()
     assert record["tags"] == ["vip"]
     assert record["lists"] == [{"list": "newsletter", "status": "active"}]
@@ -72,7 +84,9 @@ async def test_bad_contact_input_is_a_clear_422(any_stack: Stack) -> None:
         assert "detail" in response.json()
     assert (await http.get("/api/v1/contacts/999999999")).status_code == 404
     assert (await http.get("/api/v1/contacts/abc")).status_code == 422
-    assert (await http.post("/api/v1/contacts/1/lists", json={"list": "x", "status": "maybe"})).status_code == 422
+    assert (
+        await http.post("/api/v1/contacts/1/lists", json={"list": "x", "status": "maybe"})
+    ).status_code == 422
 
 
 async def test_invalid_automation_lists_every_problem(any_stack: Stack) -> None:
@@ -120,12 +134,18 @@ async def test_automation_create_read_version_deactivate(any_stack: Stack) -> No
     read = (await http.get(f"/api/v1/automations/{automation_id}")).json()
     assert read["document"]["steps"]["hello"]["tag"] == "welcomed-v2"
 
-    assert (await http.delete(f"/api/v1/automations/{automation_id}")).json()["status"] == "inactive"
+    assert (await http.delete(f"/api/v1/automations/{automation_id}")).json()[
+        "status"
+    ] == "inactive"
     contact = await any_stack.contact()
-    refused = await http.post(f"/api/v1/contacts/{contact['id']}/automations", json={"automation": automation_id})
+    refused = await http.post(
+        f"/api/v1/contacts/{contact['id']}/automations", json={"automation": automation_id}
+    )
     assert refused.status_code == 409
     assert (await http.get("/api/v1/automations/nope")).status_code == 404
-    missing = await http.post(f"/api/v1/contacts/{contact['id']}/automations", json={"automation": "nope"})
+    missing = await http.post(
+        f"/api/v1/contacts/{contact['id']}/automations", json={"automation": "nope"}
+    )
     assert missing.status_code == 404
 
 
@@ -146,9 +166,21 @@ async def test_events_are_recorded_and_fire_triggers(any_stack: Stack) -> None:
         }
     )
     contact = await any_stack.contact()
-    assert (await http.post("/api/v1/events", json={"email": contact["email"], "event": "purchase", "data": {"plan": "free"}})).status_code == 202
-    assert (await http.post("/api/v1/events", json={"contact": contact["id"], "event": "purchase", "data": {"plan": "pro", "n": 1}})).status_code == 202
-    assert (await http.post("/api/v1/events", json={"email": "nobody@example.com", "event": "x"})).status_code == 404
+    assert (
+        await http.post(
+            "/api/v1/events",
+            json={"email": contact["email"], "event": "purchase", "data": {"plan": "free"}},
+        )
+    ).status_code == 202
+    assert (
+        await http.post(
+            "/api/v1/events",
+            json={"contact": contact["id"], "event": "purchase", "data": {"plan": "pro", "n": 1}},
+        )
+    ).status_code == 202
+    assert (
+        await http.post("/api/v1/events", json={"email": "nobody@example.com", "event": "x"})
+    ).status_code == 404
     assert (await http.post("/api/v1/events", json={"event": "x"})).status_code == 422
 
     async def tagged() -> None:

@@ -46,13 +46,43 @@ async def test_every_leaf_reads_the_database(any_stack: Stack) -> None:
     contact = await any_stack.contact(first_name="Ada", fields={"plan": "pro", "seats": 3})
     cid = contact["id"]
     await http.post(f"/api/v1/contacts/{cid}/tags", json={"tag": "vip"})
-    await http.post(f"/api/v1/contacts/{cid}/lists", json={"list": "news", "status": "unsubscribed"})
+    await http.post(
+        f"/api/v1/contacts/{cid}/lists", json={"list": "news", "status": "unsubscribed"}
+    )
     now = datetime.now(UTC)
     for n in range(3):
-        await http.post("/api/v1/events", json={"contact": cid, "event": "purchase", "data": {"sku": f"s{n}", "meta": {"ch": "web"}}})
-    await http.post("/api/v1/events", json={"contact": cid, "event": "old", "occurred_at": (now - timedelta(days=10)).isoformat()})
-    await http.post("/api/v1/events", json={"contact": cid, "event": "page_visited", "data": {"url": "https://shop.example/cart/1"}})
-    await http.post("/api/v1/events", json={"contact": cid, "event": "email_clicked", "data": {"automation": "a", "step": "welcome", "link": "https://x"}})
+        await http.post(
+            "/api/v1/events",
+            json={
+                "contact": cid,
+                "event": "purchase",
+                "data": {"sku": f"s{n}", "meta": {"ch": "web"}},
+            },
+        )
+    await http.post(
+        "/api/v1/events",
+        json={
+            "contact": cid,
+            "event": "old",
+            "occurred_at": (now - timedelta(days=10)).isoformat(),
+        },
+    )
+    await http.post(
+        "/api/v1/events",
+        json={
+            "contact": cid,
+            "event": "page_visited",
+            "data": {"url": "https://shop.example/cart/1"},
+        },
+    )
+    await http.post(
+        "/api/v1/events",
+        json={
+            "contact": cid,
+            "event": "email_clicked",
+            "data": {"automation": "a", "step": "welcome", "link": "https://x"},
+        },
+    )
 
     cases: list[tuple[dict[str, Any], bool]] = [
         ({"field": "first_name", "op": "is", "value": "ada"}, True),
@@ -82,6 +112,8 @@ async def test_every_leaf_reads_the_database(any_stack: Stack) -> None:
         ({"all": [{"tag": "vip"}, {"tag": "x"}]}, False),
     ]
     async with any_stack.db.read() as session:
-        results = await evaluate_all(session, cid, [c for c, _ in cases], now + timedelta(seconds=5))
+        results = await evaluate_all(
+            session, cid, [c for c, _ in cases], now + timedelta(seconds=5)
+        )
         assert results == [expected for _, expected in cases]
         assert await evaluate_all(session, 10**12, [{"tag": "vip"}], now) == [False]

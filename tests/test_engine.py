@@ -33,14 +33,40 @@ async def test_contact_steps_and_email_run_in_order(stack: Stack) -> None:
             "start": "tag",
             "steps": {
                 "tag": {"type": "add_tag", "tag": "lead", "next": "fields"},
-                "fields": {"type": "update_contact", "fields": {"last_name": "Lovelace", "plan": "pro-%FIRSTNAME%"}, "next": "score"},
-                "score": {"type": "adjust_contact_score", "score": "engagement", "op": "add", "value": 5, "next": "note"},
-                "note": {"type": "add_contact_note", "note": "Welcomed %FIRSTNAME%", "next": "list"},
+                "fields": {
+                    "type": "update_contact",
+                    "fields": {"last_name": "Lovelace", "plan": "pro-%FIRSTNAME%"},
+                    "next": "score",
+                },
+                "score": {
+                    "type": "adjust_contact_score",
+                    "score": "engagement",
+                    "op": "add",
+                    "value": 5,
+                    "next": "note",
+                },
+                "note": {
+                    "type": "add_contact_note",
+                    "note": "Welcomed %FIRSTNAME%",
+                    "next": "list",
+                },
                 "list": {"type": "subscribe", "list": "newsletter", "next": "convert"},
                 "convert": {"type": "convert", "conversion": "signup", "value": 10, "next": "math"},
-                "math": {"type": "perform_math", "target": "contact", "field": "credits", "op": "add", "value": 3, "next": "untag"},
+                "math": {
+                    "type": "perform_math",
+                    "target": "contact",
+                    "field": "credits",
+                    "op": "add",
+                    "value": 3,
+                    "next": "untag",
+                },
                 "untag": {"type": "remove_tag", "tag": "cold", "next": "mail"},
-                "mail": {"type": "send_email", "subject": "Hi %FIRSTNAME%", "html": "<p>Welcome, %FIRSTNAME%!</p>", "next": "sms"},
+                "mail": {
+                    "type": "send_email",
+                    "subject": "Hi %FIRSTNAME%",
+                    "html": "<p>Welcome, %FIRSTNAME%!</p>",
+                    "next": "sms",
+                },
                 "sms": {"type": "send_sms", "body": "hello"},
             },
         }
@@ -52,8 +78,16 @@ async def test_contact_steps_and_email_run_in_order(stack: Stack) -> None:
 
     assert run["status"] == "completed"
     assert [(s["step"], s["outcome"]) for s in run["steps"]] == [
-        ("tag", "done"), ("fields", "done"), ("score", "done"), ("note", "done"), ("list", "done"),
-        ("convert", "done"), ("math", "done"), ("untag", "done"), ("mail", "done"), ("sms", "skipped"),
+        ("tag", "done"),
+        ("fields", "done"),
+        ("score", "done"),
+        ("note", "done"),
+        ("list", "done"),
+        ("convert", "done"),
+        ("math", "done"),
+        ("untag", "done"),
+        ("mail", "done"),
+        ("sms", "skipped"),
     ]
     assert run["steps"][-1]["reason"] == "not_implemented"
     record = await stack.record(contact["id"])
@@ -67,7 +101,9 @@ async def test_contact_steps_and_email_run_in_order(stack: Stack) -> None:
     (message,) = stack.mailbox.to(contact["email"])
     assert message["Subject"] == "Hi Ada"
     assert message["Message-ID"] == f"<{handle.id.replace(':', '.')}.9@cairn>"
-    html = next(p for p in message.walk() if p.get_content_type() == "text/html").get_payload(decode=True)
+    html = next(p for p in message.walk() if p.get_content_type() == "text/html").get_payload(
+        decode=True
+    )
     assert b"Welcome, Ada!" in html
     assert run["temporal_ui_url"].endswith(handle.id.replace(":", "%3A"))
 
@@ -78,7 +114,12 @@ async def test_multi_day_wait_then_branch(stack: Stack) -> None:
             "start": "pause",
             "steps": {
                 "pause": {"type": "wait", "for": {"days": 3}, "next": "check"},
-                "check": {"type": "if_else", "condition": {"tag": "vip"}, "yes": "vip", "no": "regular"},
+                "check": {
+                    "type": "if_else",
+                    "condition": {"tag": "vip"},
+                    "yes": "vip",
+                    "no": "regular",
+                },
                 "vip": {"type": "add_tag", "tag": "got-vip-path"},
                 "regular": {"type": "add_tag", "tag": "got-regular-path"},
             },
@@ -118,11 +159,17 @@ async def test_goal_jumps_out_of_a_multi_day_wait(stack: Stack) -> None:
         assert (await stack.run(handle.id))["current_step"] == "pause"
 
     await eventually(parked)
-    assert (await stack.http.post("/api/v1/events", json={"contact": contact["id"], "event": "purchase"})).status_code == 202
+    assert (
+        await stack.http.post(
+            "/api/v1/events", json={"contact": contact["id"], "event": "purchase"}
+        )
+    ).status_code == 202
     run = await finished(stack, handle.id)
     assert run["goals"] == ["bought"]
     assert [(s["step"], s["reason"]) for s in run["steps"]][1:] == [
-        ("pause", "goal:bought"), ("bought", "goal_achieved"), ("thanks", None)
+        ("pause", "goal:bought"),
+        ("bought", "goal_achieved"),
+        ("thanks", None),
     ]
     assert "reminded" not in (await stack.record(contact["id"]))["tags"]
 
@@ -132,7 +179,12 @@ async def test_conditional_wait_released_by_api_change_and_by_timeout(stack: Sta
         {
             "start": "hold",
             "steps": {
-                "hold": {"type": "wait", "condition": {"field": "plan", "op": "is", "value": "pro"}, "timeout": {"days": 2}, "next": "done"},
+                "hold": {
+                    "type": "wait",
+                    "condition": {"field": "plan", "op": "is", "value": "pro"},
+                    "timeout": {"days": 2},
+                    "next": "done",
+                },
                 "done": {"type": "add_tag", "tag": "released"},
             },
         }
@@ -152,7 +204,8 @@ async def test_conditional_wait_released_by_api_change_and_by_timeout(stack: Sta
     timed = await stack.enroll(by_timeout["id"], automation_id)  # time skipping on: 2 days pass
     run = await finished(stack, timed.id)
     assert [(s["step"], s["outcome"], s["reason"]) for s in run["steps"]] == [
-        ("hold", "done", None), ("done", "done", None)
+        ("hold", "done", None),
+        ("done", "done", None),
     ]
 
 
@@ -178,7 +231,8 @@ async def test_even_split_is_exactly_fair_and_a_winner_takes_over(stack: Stack) 
             "start": "split",
             "steps": {
                 "split": {
-                    "type": "split", "mode": "even",
+                    "type": "split",
+                    "mode": "even",
                     "paths": [{"next": None}, {"next": None}, {"next": None}],
                     "winner": {"condition": {"tag": "clicked"}, "after_contacts": 6},
                 },
@@ -190,16 +244,22 @@ async def test_even_split_is_exactly_fair_and_a_winner_takes_over(stack: Stack) 
     assert [s.split_paths["split"] for s in early] == [0, 1, 2, 0, 1, 2]
     # Path 2's contacts click: one of two (50%) against none elsewhere.
     await stack.http.post(f"/api/v1/contacts/{first[2]['id']}/tags", json={"tag": "clicked"})
-    later = [await (await stack.enroll((await stack.contact())["id"], winner)).result() for _ in range(4)]
+    later = [
+        await (await stack.enroll((await stack.contact())["id"], winner)).result() for _ in range(4)
+    ]
     assert [s.split_paths["split"] for s in later] == [2, 2, 2, 2]
 
 
 async def test_entry_once_refuses_a_second_enrollment(stack: Stack) -> None:
-    automation_id = await stack.automation({"start": "t", "steps": {"t": {"type": "add_tag", "tag": "x"}}})
+    automation_id = await stack.automation(
+        {"start": "t", "steps": {"t": {"type": "add_tag", "tag": "x"}}}
+    )
     contact = await stack.contact()
     handle = await stack.enroll(contact["id"], automation_id)
     await finished(stack, handle.id)
-    again = await stack.http.post(f"/api/v1/contacts/{contact['id']}/automations", json={"automation": automation_id})
+    again = await stack.http.post(
+        f"/api/v1/contacts/{contact['id']}/automations", json={"automation": automation_id}
+    )
     assert again.status_code == 409
     assert "already_entered" in again.json()["detail"]
 
@@ -212,7 +272,13 @@ async def test_entry_multiple_never_runs_twice_at_once(stack: Stack) -> None:
     with stack.env.with_time_skipping_disabled():
         first = await stack.enroll(contact["id"], automation_id)
         attempts = await asyncio.gather(
-            *(stack.http.post(f"/api/v1/contacts/{contact['id']}/automations", json={"automation": automation_id}) for _ in range(5))
+            *(
+                stack.http.post(
+                    f"/api/v1/contacts/{contact['id']}/automations",
+                    json={"automation": automation_id},
+                )
+                for _ in range(5)
+            )
         )
     assert {r.status_code for r in attempts} == {409}
     await stack.http.delete(f"/api/v1/contacts/{contact['id']}/automations/{automation_id}")
@@ -223,8 +289,12 @@ async def test_entry_multiple_never_runs_twice_at_once(stack: Stack) -> None:
 
 
 async def test_start_and_end_other_automations(stack: Stack) -> None:
-    long_wait = await stack.automation({"start": "w", "steps": {"w": {"type": "wait", "for": {"days": 30}}}})
-    follow_up = await stack.automation({"start": "t", "steps": {"t": {"type": "add_tag", "tag": "followed-up"}}})
+    long_wait = await stack.automation(
+        {"start": "w", "steps": {"w": {"type": "wait", "for": {"days": 30}}}}
+    )
+    follow_up = await stack.automation(
+        {"start": "t", "steps": {"t": {"type": "add_tag", "tag": "followed-up"}}}
+    )
     controller = await stack.automation(
         {
             "start": "start",
@@ -256,7 +326,11 @@ async def _tagged(stack: Stack, contact_id: int, tag: str) -> None:
 async def test_a_step_change_fires_triggers_like_an_api_change(stack: Stack) -> None:
     tag = stack.unique("hot")
     listener = await stack.automation(
-        {"triggers": [{"type": "tag_added", "tag": tag}], "start": "t", "steps": {"t": {"type": "add_tag", "tag": "heard"}}}
+        {
+            "triggers": [{"type": "tag_added", "tag": tag}],
+            "start": "t",
+            "steps": {"t": {"type": "add_tag", "tag": "heard"}},
+        }
     )
     tagger = await stack.automation({"start": "t", "steps": {"t": {"type": "add_tag", "tag": tag}}})
     contact = await stack.contact()
@@ -275,9 +349,20 @@ async def test_goto_loop_continues_as_new_and_keeps_its_state(stack: Stack) -> N
         {
             "start": "bump",
             "steps": {
-                "bump": {"type": "adjust_contact_score", "score": "loops", "op": "add", "value": 1, "next": "pause"},
+                "bump": {
+                    "type": "adjust_contact_score",
+                    "score": "loops",
+                    "op": "add",
+                    "value": 1,
+                    "next": "pause",
+                },
                 "pause": {"type": "wait", "for": {"hours": 3}, "next": "check"},
-                "check": {"type": "if_else", "condition": {"score": "loops", "op": "lt", "value": 12}, "yes": "again", "no": None},
+                "check": {
+                    "type": "if_else",
+                    "condition": {"score": "loops", "op": "lt", "value": 12},
+                    "yes": "again",
+                    "no": None,
+                },
                 "again": {"type": "goto", "target": "bump"},
             },
         }
@@ -295,7 +380,13 @@ async def test_goto_loop_continues_as_new_and_keeps_its_state(stack: Stack) -> N
 
 async def test_goto_guard_ends_a_loop_without_wait(stack: Stack) -> None:
     automation_id = await stack.automation(
-        {"start": "a", "steps": {"a": {"type": "add_tag", "tag": "x", "next": "back"}, "back": {"type": "goto", "target": "a"}}}
+        {
+            "start": "a",
+            "steps": {
+                "a": {"type": "add_tag", "tag": "x", "next": "back"},
+                "back": {"type": "goto", "target": "a"},
+            },
+        }
     )
     handle = await stack.enroll((await stack.contact())["id"], automation_id)
     run = await finished(stack, handle.id)
@@ -303,7 +394,9 @@ async def test_goto_guard_ends_a_loop_without_wait(stack: Stack) -> None:
 
 
 async def test_run_is_visible_with_search_attributes(stack: Stack) -> None:
-    automation_id = await stack.automation({"start": "w", "steps": {"w": {"type": "wait", "for": {"days": 2}, "name": "Pause"}}})
+    automation_id = await stack.automation(
+        {"start": "w", "steps": {"w": {"type": "wait", "for": {"days": 2}, "name": "Pause"}}}
+    )
     contact = await stack.contact()
     with stack.env.with_time_skipping_disabled():
         handle = await stack.enroll(contact["id"], automation_id)
@@ -325,13 +418,21 @@ async def test_a_retried_write_adds_the_score_exactly_once(stack: Stack) -> None
     """The database fails right after committing the score (as if the connection dropped):
     the activity fails, Temporal retries it, and the action log stops a second write."""
     automation_id = await stack.automation(
-        {"start": "score", "steps": {"score": {"type": "adjust_contact_score", "score": "once", "op": "add", "value": 5}}}
+        {
+            "start": "score",
+            "steps": {
+                "score": {"type": "adjust_contact_score", "score": "once", "op": "add", "value": 5}
+            },
+        }
     )
     contact = await stack.contact()
     failures: list[str] = []
 
     def note_score_write(session: Session, _context: Any, _instances: Any) -> None:
-        if any(isinstance(o, ActionLog) and o.key.startswith(f"cairn:{automation_id}:") for o in session.new):
+        if any(
+            isinstance(o, ActionLog) and o.key.startswith(f"cairn:{automation_id}:")
+            for o in session.new
+        ):
             session.info["score_write"] = True
 
     def fail_once_after_commit(session: Session) -> None:
@@ -351,6 +452,11 @@ async def test_a_retried_write_adds_the_score_exactly_once(stack: Stack) -> None
     assert run["steps"][0]["outcome"] == "done"
     assert (await stack.record(contact["id"]))["scores"] == {"once": 5.0}
     history = await handle.fetch_history()
-    failed_attempts = [e for e in history.events if e.HasField("marker_recorded_event_attributes") and e.marker_recorded_event_attributes.HasField("failure")]
+    failed_attempts = [
+        e
+        for e in history.events
+        if e.HasField("marker_recorded_event_attributes")
+        and e.marker_recorded_event_attributes.HasField("failure")
+    ]
     markers = [e for e in history.events if e.HasField("marker_recorded_event_attributes")]
     assert markers and not failed_attempts

@@ -23,13 +23,33 @@ TOUR = {
     "start": "tag",
     "steps": {
         "tag": {"type": "add_tag", "tag": "lead", "next": "mail"},
-        "mail": {"type": "send_email", "subject": "Hi %FIRSTNAME%", "html": "<p>Hello</p>", "next": "pause"},
+        "mail": {
+            "type": "send_email",
+            "subject": "Hi %FIRSTNAME%",
+            "html": "<p>Hello</p>",
+            "next": "pause",
+        },
         "pause": {"type": "wait", "for": {"days": 2}, "next": "check"},
         "check": {"type": "if_else", "condition": {"tag": "lead"}, "yes": "split", "no": None},
         "split": {"type": "split", "mode": "even", "paths": [{"next": "score"}, {"next": "score"}]},
-        "score": {"type": "adjust_contact_score", "score": "s", "op": "add", "value": 1, "next": "hold"},
-        "hold": {"type": "wait", "condition": {"tag": "never"}, "timeout": {"hours": 6}, "next": "goal"},
-        "goal": {"type": "goal", "condition": {"score": "s", "op": "gte", "value": 1}, "next": "sms"},
+        "score": {
+            "type": "adjust_contact_score",
+            "score": "s",
+            "op": "add",
+            "value": 1,
+            "next": "hold",
+        },
+        "hold": {
+            "type": "wait",
+            "condition": {"tag": "never"},
+            "timeout": {"hours": 6},
+            "next": "goal",
+        },
+        "goal": {
+            "type": "goal",
+            "condition": {"score": "s", "op": "gte", "value": 1},
+            "next": "sms",
+        },
         "sms": {"type": "send_sms", "body": "bye"},
     },
 }

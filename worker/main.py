@@ -36,7 +36,11 @@ async def connect(settings: Settings) -> Client:
 
 
 def activities_for(deps: Deps) -> list[object]:
-    runs, contacts, messaging = RunActivities(deps), ContactActivities(deps), MessagingActivities(deps)
+    runs, contacts, messaging = (
+        RunActivities(deps),
+        ContactActivities(deps),
+        MessagingActivities(deps),
+    )
     return [
         runs.load_automation,
         runs.evaluate_conditions,
@@ -76,7 +80,9 @@ async def running_worker(
 
 
 async def run_worker(settings: Settings) -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     db = await open_database(settings.resolved_database_url)
     client = await connect(settings)
     log.info("worker polling task queue %r on %s", settings.task_queue, settings.temporal_address)

@@ -50,13 +50,17 @@ VERSION_KEY = SearchAttributeKey.for_int("CairnVersion")
 # Local activities for short database work: one history marker instead of ~6 events.
 LOCAL = {
     "start_to_close_timeout": timedelta(seconds=60),
-    "retry_policy": RetryPolicy(initial_interval=timedelta(milliseconds=200), maximum_interval=timedelta(seconds=30)),
+    "retry_policy": RetryPolicy(
+        initial_interval=timedelta(milliseconds=200), maximum_interval=timedelta(seconds=30)
+    ),
 }
 # External sends: a provider down for minutes must not fail the step (≈ an hour of retries).
 REMOTE = {
     "start_to_close_timeout": timedelta(seconds=60),
     "retry_policy": RetryPolicy(
-        initial_interval=timedelta(seconds=1), maximum_interval=timedelta(minutes=5), maximum_attempts=20
+        initial_interval=timedelta(seconds=1),
+        maximum_interval=timedelta(minutes=5),
+        maximum_attempts=20,
     ),
 }
 CONTACT_STEPS = {
@@ -133,7 +137,12 @@ class AutomationRun:
                 if workflow.info().is_continue_as_new_suggested():
                     await workflow.wait_condition(workflow.all_handlers_finished)
                     workflow.continue_as_new(
-                        RunInput(automation_id=input.automation_id, contact_id=input.contact_id, version=state.version, state=state)
+                        RunInput(
+                            automation_id=input.automation_id,
+                            contact_id=input.contact_id,
+                            version=state.version,
+                            state=state,
+                        )
                     )
                 if self.pending_version is not None and self.pending_version != state.version:
                     await self._switch_version()
@@ -144,11 +153,18 @@ class AutomationRun:
             state.status, state.reason = end.status, end.reason  # type: ignore[assignment]
         await workflow.execute_local_activity(
             "finish_run",
-            FinishRunInput(workflow_id=workflow.info().workflow_id, status=state.status, reason=state.reason, step_id=state.position),
+            FinishRunInput(
+                workflow_id=workflow.info().workflow_id,
+                status=state.status,
+                reason=state.reason,
+                step_id=state.position,
+            ),
             summary=f"finish run: {state.status}",
             **LOCAL,
         )
-        workflow.set_current_details(f"**{state.status}**" + (f" ({state.reason})" if state.reason else ""))
+        workflow.set_current_details(
+            f"**{state.status}**" + (f" ({state.reason})" if state.reason else "")
+        )
         await workflow.wait_condition(workflow.all_handlers_finished)
         return state
 
@@ -164,7 +180,9 @@ class AutomationRun:
         self.graph = Automation.model_validate(loaded.document)
         # For goal scope "above": the steps from which each goal can be reached.
         self.goal_sources = {
-            sid: can_reach(self.graph, sid) for sid, step in self.graph.steps.items() if step.type == "goal"
+            sid: can_reach(self.graph, sid)
+            for sid, step in self.graph.steps.items()
+            if step.type == "goal"
         }
 
     async def _switch_version(self) -> None:
@@ -217,7 +235,9 @@ class AutomationRun:
         state = self.state
         assert state is not None
         state.steps.append(
-            StepRecord(step=step_id, type=step.type, outcome=outcome, reason=reason, at=workflow.now())  # type: ignore[arg-type]
+            StepRecord(
+                step=step_id, type=step.type, outcome=outcome, reason=reason, at=workflow.now()
+            )  # type: ignore[arg-type]
         )
         del state.steps[:-STEPS_KEPT_IN_STATE]
         state.steps_taken += 1
@@ -239,7 +259,9 @@ class AutomationRun:
             "evaluate_conditions",
             EvaluateInput(
                 contact_id=self.input.contact_id,
-                conditions=[c.model_dump(by_alias=True, exclude_none=True, mode="json") for c in conditions],
+                conditions=[
+                    c.model_dump(by_alias=True, exclude_none=True, mode="json") for c in conditions
+                ],
                 now=workflow.now(),
                 workflow_id=workflow.info().workflow_id if park_at else None,
                 park_at=park_at,
@@ -250,7 +272,9 @@ class AutomationRun:
         )
         return result.results
 
-    async def _decide(self, position: str, own: list[Any], *, park: bool = False) -> tuple[str | None, list[bool]]:
+    async def _decide(
+        self, position: str, own: list[Any], *, park: bool = False
+    ) -> tuple[str | None, list[bool]]:
         """Evaluate the reachable goals and this step's own conditions in one round-trip.
 
         Returns (a goal that is met, or None; the results of `own`).
@@ -277,14 +301,19 @@ class AutomationRun:
         assert state is not None and graph is not None
         state.visit += 1
         await workflow.execute_local_activity(
-            "record_goal", GoalInput(context=self._context(goal_id)), summary=f"goal achieved (step {goal_id})", **LOCAL
+            "record_goal",
+            GoalInput(context=self._context(goal_id)),
+            summary=f"goal achieved (step {goal_id})",
+            **LOCAL,
         )
         state.goals.append(goal_id)
         state.wait_started_at = None
         self._record(goal_id, graph.steps[goal_id], "done", "goal_achieved")
         return graph.steps[goal_id].next
 
-    async def _park(self, step_id: str, step: Any, why: str, deadline: datetime | None, conditions: list[Any]) -> tuple[str, str | None]:
+    async def _park(
+        self, step_id: str, step: Any, why: str, deadline: datetime | None, conditions: list[Any]
+    ) -> tuple[str, str | None]:
         """Wait until a condition, a goal or the deadline; returns ("goal"|"met"|"timeout", goal).
 
         Only waits with something to re-evaluate listen to contact changes; a plain timer
@@ -298,7 +327,10 @@ class AutomationRun:
         listens = bool(conditions) or bool(self._eligible_goals(step_id))
         if not listens:
             await workflow.execute_local_activity(
-                "park_run", ParkInput(workflow_id=workflow.info().workflow_id, step_id=step_id), summary=f"park at {step_id}", **LOCAL
+                "park_run",
+                ParkInput(workflow_id=workflow.info().workflow_id, step_id=step_id),
+                summary=f"park at {step_id}",
+                **LOCAL,
             )
         first = True
         while True:
@@ -327,7 +359,9 @@ class AutomationRun:
     def _interrupted(self) -> bool:
         state = self.state
         return self.end_reason is not None or (
-            self.pending_version is not None and state is not None and self.pending_version != state.version
+            self.pending_version is not None
+            and state is not None
+            and self.pending_version != state.version
         )
 
     # --- handlers ----------------------------------------------------------------------
@@ -347,9 +381,13 @@ class AutomationRun:
         summary = describe_step(step_id, step)
         try:
             if local:
-                outcome = await workflow.execute_local_activity(activity, context, result_type=StepOutcome, summary=summary, **LOCAL)
+                outcome = await workflow.execute_local_activity(
+                    activity, context, result_type=StepOutcome, summary=summary, **LOCAL
+                )
             else:
-                outcome = await workflow.execute_activity(activity, context, result_type=StepOutcome, summary=summary, **REMOTE)
+                outcome = await workflow.execute_activity(
+                    activity, context, result_type=StepOutcome, summary=summary, **REMOTE
+                )
         except ActivityError as err:
             cause = err.cause
             message = cause.message if isinstance(cause, ApplicationError) else str(cause or err)
@@ -375,7 +413,9 @@ class AutomationRun:
         else:
             conditions = [step.condition]
             deadline = state.wait_started_at + step.timeout.to_timedelta() if step.timeout else None
-            why = "until the condition is met" + (f" (at most {step.timeout.describe()})" if step.timeout else "")
+            why = "until the condition is met" + (
+                f" (at most {step.timeout.describe()})" if step.timeout else ""
+            )
         result, goal = await self._park(step_id, step, why, deadline, conditions)
         if result == "interrupted":
             return step_id  # re-enter after the switch or end; wait_started_at is kept
@@ -414,7 +454,9 @@ class AutomationRun:
         if state.wait_started_at is None:
             state.wait_started_at = workflow.now()
         deadline = state.wait_started_at + step.timeout.to_timedelta() if step.timeout else None
-        result, goal = await self._park(step_id, step, "until the goal is met", deadline, [step.condition])
+        result, goal = await self._park(
+            step_id, step, "until the goal is met", deadline, [step.condition]
+        )
         if result == "interrupted":
             return step_id
         state.wait_started_at = None

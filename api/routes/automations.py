@@ -32,8 +32,14 @@ def _validated(document: Any, known: set[str]) -> tuple[dict[str, Any], list[dic
 
 
 def _summary(row: AutomationRow) -> dict[str, Any]:
-    return {"id": row.id, "name": row.name, "status": row.status, "version": row.version,
-            "created_at": row.created_at, "updated_at": row.updated_at}
+    return {
+        "id": row.id,
+        "name": row.name,
+        "status": row.status,
+        "version": row.version,
+        "created_at": row.created_at,
+        "updated_at": row.updated_at,
+    }
 
 
 @router.get("/schema")
@@ -50,7 +56,9 @@ async def create_automation(services: ServicesDep, document: Any = Body(...)) ->
         if isinstance(document, dict) and "id" in document and wanted in known:
             raise HTTPException(status_code=409, detail=f"automation {wanted!r} already exists")
         # Self-references (start_automation of itself) are legal: count this id as known.
-        slug = wanted or automation_store.slugify(str(document.get("name", "")) if isinstance(document, dict) else "")
+        slug = wanted or automation_store.slugify(
+            str(document.get("name", "")) if isinstance(document, dict) else ""
+        )
         automation_id = wanted or await automation_store.free_id(session, slug)
         stored, warnings = _validated(document, known | {automation_id})
         row = await automation_store.create_automation(session, automation_id, stored)
@@ -79,7 +87,9 @@ async def read_automation(automation_id: str, services: ServicesDep) -> dict[str
 
 
 @router.put("/{automation_id}")
-async def new_version(automation_id: str, services: ServicesDep, document: Any = Body(...)) -> dict[str, Any]:
+async def new_version(
+    automation_id: str, services: ServicesDep, document: Any = Body(...)
+) -> dict[str, Any]:
     """A new version; running contacts move to it at their next step boundary (SPEC §3)."""
     async with services.db.write() as session:
         row = await _row(session, automation_id)
@@ -96,14 +106,22 @@ async def new_version(automation_id: str, services: ServicesDep, document: Any =
 async def _running(session: Any, automation_id: str) -> list[Run]:
     from sqlalchemy import select
 
-    return list((await session.scalars(
-        select(Run).where(Run.automation_id == automation_id, Run.status == run_store.RUNNING)
-    )).all())
+    return list(
+        (
+            await session.scalars(
+                select(Run).where(
+                    Run.automation_id == automation_id, Run.status == run_store.RUNNING
+                )
+            )
+        ).all()
+    )
 
 
 async def _notify(services: Any, workflow_id: str, version: int) -> None:
     try:
-        await services.client.get_workflow_handle(workflow_id).signal(SIGNAL_NEW_VERSION, NewVersion(version=version))
+        await services.client.get_workflow_handle(workflow_id).signal(
+            SIGNAL_NEW_VERSION, NewVersion(version=version)
+        )
     except RPCError:
         pass  # finished meanwhile
 

@@ -64,7 +64,9 @@ ContactId = Annotated[int, Path(ge=1, le=2**62)]
 
 
 def _invalid(err: InvalidChange) -> HTTPException:
-    return HTTPException(status_code=422, detail=[{"loc": ["body"], "msg": str(err), "type": "value_error"}])
+    return HTTPException(
+        status_code=422, detail=[{"loc": ["body"], "msg": str(err), "type": "value_error"}]
+    )
 
 
 async def _contact(session: AsyncSession, contact_id: int) -> Contact:
@@ -75,12 +77,16 @@ async def _contact(session: AsyncSession, contact_id: int) -> Contact:
 
 
 @router.post("", status_code=201)
-async def upsert_contact(body: ContactIn, services: ServicesDep, response: Response) -> dict[str, Any]:
+async def upsert_contact(
+    body: ContactIn, services: ServicesDep, response: Response
+) -> dict[str, Any]:
     """Create or update by email: 201 when new, 200 when it existed."""
     values = body.model_dump(include={"first_name", "last_name", "phone"}, exclude_unset=True)
     try:
         async with services.db.write() as session:
-            contact, created = await contact_store.upsert_contact(session, email=body.email, values=values, fields=body.fields)
+            contact, created = await contact_store.upsert_contact(
+                session, email=body.email, values=values, fields=body.fields
+            )
             record = await contact_store.contact_record(session, contact)
     except InvalidChange as err:
         raise _invalid(err) from None
@@ -96,7 +102,9 @@ async def read_contact(contact_id: ContactId, services: ServicesDep) -> dict[str
 
 
 @router.patch("/{contact_id}")
-async def patch_contact(contact_id: ContactId, body: ContactPatch, services: ServicesDep) -> dict[str, Any]:
+async def patch_contact(
+    contact_id: ContactId, body: ContactPatch, services: ServicesDep
+) -> dict[str, Any]:
     changes = body.model_dump(exclude={"fields"}, exclude_unset=True)
     if "email" in changes and changes["email"] is None:
         raise HTTPException(status_code=422, detail="email cannot be removed")
@@ -129,7 +137,9 @@ async def delete_contact(contact_id: ContactId, services: ServicesDep) -> Respon
 
 
 @router.post("/{contact_id}/tags", status_code=201)
-async def add_tag(contact_id: ContactId, body: TagIn, services: ServicesDep, response: Response) -> dict[str, Any]:
+async def add_tag(
+    contact_id: ContactId, body: TagIn, services: ServicesDep, response: Response
+) -> dict[str, Any]:
     async with services.db.write() as session:
         await _contact(session, contact_id)
         added = await contact_store.add_tag(session, contact_id, body.tag)
@@ -155,15 +165,24 @@ async def set_list(contact_id: ContactId, body: ListIn, services: ServicesDep) -
         await _contact(session, contact_id)
         changed = await contact_store.set_subscription(session, contact_id, body.list, body.status)
     services.dispatcher.kick()
-    return {"contact": contact_id, "list": body.list.strip(), "status": body.status, "changed": changed}
+    return {
+        "contact": contact_id,
+        "list": body.list.strip(),
+        "status": body.status,
+        "changed": changed,
+    }
 
 
 @router.post("/{contact_id}/automations", status_code=201)
-async def enroll_contact(contact_id: ContactId, body: EnrollIn, services: ServicesDep) -> dict[str, Any]:
+async def enroll_contact(
+    contact_id: ContactId, body: EnrollIn, services: ServicesDep
+) -> dict[str, Any]:
     """Enroll now; 409 when the automation's entry rule (or its status) forbids it."""
     async with services.db.read() as session:
         await _contact(session, contact_id)
-    result = await enroll(services.db, services.client, services.settings.task_queue, body.automation, contact_id)
+    result = await enroll(
+        services.db, services.client, services.settings.task_queue, body.automation, contact_id
+    )
     if isinstance(result, EntryRefused):
         if result.reason == "unknown_automation":
             raise HTTPException(status_code=404, detail=f"automation {body.automation!r} not found")
@@ -172,12 +191,16 @@ async def enroll_contact(contact_id: ContactId, body: EnrollIn, services: Servic
 
 
 @router.delete("/{contact_id}/automations/{automation_id}")
-async def end_contact_run(contact_id: ContactId, automation_id: str, services: ServicesDep) -> dict[str, Any]:
+async def end_contact_run(
+    contact_id: ContactId, automation_id: str, services: ServicesDep
+) -> dict[str, Any]:
     async with services.db.read() as session:
         await _contact(session, contact_id)
         runs = await run_store.running_runs(session, contact_id, automation_id=automation_id)
     if not runs:
-        raise HTTPException(status_code=404, detail=f"contact {contact_id} has no running run in {automation_id!r}")
+        raise HTTPException(
+            status_code=404, detail=f"contact {contact_id} has no running run in {automation_id!r}"
+        )
     for run in runs:
         await _end(services, run.workflow_id, "ended_by:api")
     return {"ended": [r.workflow_id for r in runs]}
@@ -185,6 +208,8 @@ async def end_contact_run(contact_id: ContactId, automation_id: str, services: S
 
 async def _end(services: Any, workflow_id: str, reason: str) -> None:
     try:
-        await services.client.get_workflow_handle(workflow_id).signal(SIGNAL_END_RUN, EndRun(reason=reason))
+        await services.client.get_workflow_handle(workflow_id).signal(
+            SIGNAL_END_RUN, EndRun(reason=reason)
+        )
     except RPCError:
         pass  # finished meanwhile

@@ -14,6 +14,8 @@ router = APIRouter(prefix="/dev", tags=["development"])
 
 
 @router.get("/outbox")
-async def outbox(services: ServicesDep, limit: int = Query(50, ge=1, le=500)) -> list[dict[str, Any]]:
+async def outbox(
+    services: ServicesDep, limit: int = Query(50, ge=1, le=500)
+) -> list[dict[str, Any]]:
     """Newest first: subject, from, to, date, Message-ID of each email Cairn sent."""
     return await asyncio.to_thread(list_messages, services.settings, limit)

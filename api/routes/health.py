@@ -21,6 +21,9 @@ async def healthz(services: ServicesDep) -> JSONResponse:
         temporal = True
     except Exception:
         temporal = False
-    body: dict[str, Any] = {"status": "ok" if database and temporal else "degraded",
-                            "database": database, "temporal": temporal}
+    body: dict[str, Any] = {
+        "status": "ok" if database and temporal else "degraded",
+        "database": database,
+        "temporal": temporal,
+    }
     return JSONResponse(body, status_code=200 if database and temporal else 503)

@@ -38,7 +38,9 @@ async def read_run(workflow_id: str, services: ServicesDep) -> dict[str, Any]:
         "version": state.version if state else run.version,
         "status": run.status,
         "reason": run.reason,
-        "current_step": run.current_step if run.status != "running" or not state else state.position,
+        "current_step": run.current_step
+        if run.status != "running" or not state
+        else state.position,
         "started_at": run.started_at,
         "ended_at": run.ended_at,
         "steps": [s.model_dump(mode="json") for s in state.steps] if state else [],
