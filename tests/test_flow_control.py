@@ -1,0 +1,218 @@
+"""Goals (every unmet mode and scope), split until, wait until, and trigger rules."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from tests.conftest import Stack, eventually
+from tests.test_engine import finished
+
+
+def goal_flow(unmet: str, scope: str = "anywhere", **extra: object) -> dict[str, object]:
+    return {
+        "start": "first",
+        "steps": {
+            "first": {"type": "add_tag", "tag": "started", "next": "goal"},
+            "goal": {
+                "type": "goal",
+                "condition": {"tag": "won"},
+                "unmet": unmet,
+                "scope": scope,
+                "next": "after",
+                **extra,
+            },
+            "after": {"type": "add_tag", "tag": "after-goal"},
+        },
+    }
+
+
+async def test_goal_unmet_continue_end_and_wait(stack: Stack) -> None:
+    cont = await finished(
+        stack,
+        (
+            await stack.enroll(
+                (await stack.contact())["id"], await stack.automation(goal_flow("continue"))
+            )
+        ).id,
+    )
+    assert [(s["step"], s["reason"]) for s in cont["steps"]][1:] == [
+        ("goal", "goal_not_met"),
+        ("after", None),
+    ]
+    assert cont["status"] == "completed" and cont["goals"] == []
+
+    end = await finished(
+        stack,
+        (
+            await stack.enroll(
+                (await stack.contact())["id"], await stack.automation(goal_flow("end"))
+            )
+        ).id,
+    )
+    assert (end["status"], end["reason"]) == ("ended", "goal_not_met")
+
+    timeout = await finished(
+        stack,
+        (
+            await stack.enroll(
+                (await stack.contact())["id"],
+                await stack.automation(goal_flow("wait", timeout={"days": 3})),
+            )
+        ).id,
+    )
+    assert [(s["step"], s["reason"]) for s in timeout["steps"]][1:] == [
+        ("goal", "goal_timeout"),
+        ("after", None),
+    ]
+
+    waiting_automation = await stack.automation(goal_flow("wait"))
+    contact = await stack.contact()
+    with stack.env.with_time_skipping_disabled():
+        handle = await stack.enroll(contact["id"], waiting_automation)
+
+    async def parked() -> None:
+        assert (await stack.run(handle.id))["current_step"] == "goal"
+
+    await eventually(parked)
+    await stack.http.post(f"/api/v1/contacts/{contact['id']}/tags", json={"tag": "won"})
+    met = await finished(stack, handle.id)
+    assert met["goals"] == ["goal"]
+    assert [s["step"] for s in met["steps"]] == ["first", "goal", "after"]
+
+
+async def test_goal_scope_above_only_pulls_contacts_that_could_reach_it(stack: Stack) -> None:
+    # "side" cannot reach the goal: a contact waiting there is not pulled, one in "main" is.
+    document = {
+        "start": "route",
+        "steps": {
+            "route": {"type": "if_else", "condition": {"tag": "side"}, "yes": "side", "no": "main"},
+            "side": {"type": "wait", "for": {"days": 10}},
+            "main": {"type": "wait", "for": {"days": 10}, "next": "goal"},
+            "goal": {"type": "goal", "condition": {"tag": "won"}, "scope": "above", "next": None},
+        },
+    }
+    automation_id = await stack.automation(document)
+    in_main, in_side = await stack.contact(), await stack.contact()
+    await stack.http.post(f"/api/v1/contacts/{in_side['id']}/tags", json={"tag": "side"})
+    with stack.env.with_time_skipping_disabled():
+        main_run = await stack.enroll(in_main["id"], automation_id)
+        side_run = await stack.enroll(in_side["id"], automation_id)
+
+    async def both_parked() -> None:
+        assert (await stack.run(main_run.id))["current_step"] == "main"
+        assert (await stack.run(side_run.id))["current_step"] == "side"
+
+    await eventually(both_parked)
+    for contact in (in_main, in_side):
+        await stack.http.post(f"/api/v1/contacts/{contact['id']}/tags", json={"tag": "won"})
+    assert (await finished(stack, main_run.id))["goals"] == ["goal"]
+    await stack.env.fast_forward(side_run, timedelta(days=11))
+    side = await finished(stack, side_run.id)
+    assert side["goals"] == [] and [s["step"] for s in side["steps"]] == ["route", "side"]
+
+
+async def test_split_until_contacts(stack: Stack) -> None:
+    automation_id = await stack.automation(
+        {
+            "start": "split",
+            "steps": {
+                "split": {
+                    "type": "split",
+                    "mode": "until",
+                    "until": {"contacts": 3},
+                    "before": "b",
+                    "after": "a",
+                },
+                "b": {"type": "add_tag", "tag": "before"},
+                "a": {"type": "add_tag", "tag": "after"},
+            },
+        }
+    )
+    sides = []
+    for _ in range(5):
+        state = await (await stack.enroll((await stack.contact())["id"], automation_id)).result()
+        sides.append(state.steps[0].reason)
+    assert sides == ["before", "before", "before", "after", "after"]
+
+
+async def test_wait_until_a_date(stack: Stack) -> None:
+    until = (datetime.now(UTC) + timedelta(days=20)).replace(microsecond=0)
+    automation_id = await stack.automation(
+        {
+            "start": "w",
+            "steps": {
+                "w": {"type": "wait", "until": until.isoformat(), "next": "t"},
+                "t": {"type": "add_tag", "tag": "later"},
+            },
+        }
+    )
+    handle = await stack.enroll((await stack.contact())["id"], automation_id)
+    state = await handle.result()
+    assert state.steps[-1].at >= until
+
+
+async def test_trigger_filter_and_entry_override(stack: Stack) -> None:
+    list_name = stack.unique("list")
+    automation_id = await stack.automation(
+        {
+            "entry": "once",
+            "triggers": [
+                {
+                    "type": "list_subscribed",
+                    "list": list_name,
+                    "filter": {"field": "plan", "op": "is", "value": "pro"},
+                    "entry": "multiple",
+                }
+            ],
+            "start": "t",
+            "steps": {
+                "t": {"type": "adjust_contact_score", "score": "joined", "op": "add", "value": 1}
+            },
+        }
+    )
+    free, pro = (
+        await stack.contact(fields={"plan": "free"}),
+        await stack.contact(fields={"plan": "pro"}),
+    )
+    for contact in (free, pro):
+        await stack.http.post(f"/api/v1/contacts/{contact['id']}/lists", json={"list": list_name})
+
+    async def pro_joined_once() -> None:
+        assert (await stack.record(pro["id"]))["scores"] == {"joined": 1.0}
+        assert (await stack.record(pro["id"]))["automations"][0]["status"] == "completed"
+
+    await eventually(pro_joined_once)
+    assert (await stack.record(free["id"]))["automations"] == []
+    # entry "multiple" on the trigger: leaving and re-joining the list enrolls again.
+    await stack.http.post(
+        f"/api/v1/contacts/{pro['id']}/lists", json={"list": list_name, "status": "unsubscribed"}
+    )
+    await stack.http.post(f"/api/v1/contacts/{pro['id']}/lists", json={"list": list_name})
+
+    async def pro_joined_twice() -> None:
+        assert (await stack.record(pro["id"]))["scores"] == {"joined": 2.0}
+
+    await eventually(pro_joined_twice)
+    assert automation_id
+
+
+async def test_field_changed_trigger_with_to(stack: Stack) -> None:
+    automation_id = await stack.automation(
+        {
+            "triggers": [{"type": "field_changed", "field": "stage", "to": "customer"}],
+            "start": "t",
+            "steps": {"t": {"type": "add_tag", "tag": "became-customer"}},
+        }
+    )
+    contact = await stack.contact(fields={"stage": "lead"})
+    await stack.http.patch(f"/api/v1/contacts/{contact['id']}", json={"fields": {"stage": "trial"}})
+    await stack.http.patch(
+        f"/api/v1/contacts/{contact['id']}", json={"fields": {"stage": "customer"}}
+    )
+
+    async def tagged() -> None:
+        record = await stack.record(contact["id"])
+        assert "became-customer" in record["tags"]
+        assert [a["automation"] for a in record["automations"]] == [automation_id]
+
+    await eventually(tagged)
