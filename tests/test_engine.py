@@ -460,3 +460,35 @@ async def test_a_retried_write_adds_the_score_exactly_once(stack: Stack) -> None
     ]
     markers = [e for e in history.events if e.HasField("marker_recorded_event_attributes")]
     assert markers and not failed_attempts
+
+
+async def test_a_wait_woken_many_times_continues_as_new_and_keeps_waiting(stack: Stack) -> None:
+    automation_id = await stack.automation(
+        {
+            "start": "pause",
+            "steps": {
+                "pause": {"type": "wait", "for": {"days": 10}, "next": None},
+                "bought": {"type": "goal", "condition": {"event": "purchase"}, "next": None},
+            },
+        }
+    )
+    contact = await stack.contact()
+    with stack.env.with_time_skipping_disabled():
+        handle = await stack.enroll(contact["id"], automation_id)
+    await eventually(lambda: _at(stack, handle.id, "pause"))
+    for n in range(12):  # each wake-up re-evaluates the goal: ~8 history events
+        await stack.http.post(
+            "/api/v1/events", json={"contact": contact["id"], "event": f"noise-{n}"}
+        )
+        await asyncio.sleep(0.05)
+
+    async def continued() -> None:
+        runs = [e async for e in stack.client.list_workflows(f"WorkflowId = '{handle.id}'")]
+        assert len(runs) > 1
+
+    await eventually(continued, within=30)
+    assert (await stack.run(handle.id))["status"] == "running"
+    await stack.http.post("/api/v1/events", json={"contact": contact["id"], "event": "purchase"})
+    run = await finished(stack, handle.id)
+    assert run["goals"] == ["bought"]
+    assert [s["step"] for s in run["steps"]] == ["pause", "bought"]

@@ -134,6 +134,9 @@ class AutomationRun:
             while state.position is not None:
                 if self.end_reason:
                     raise _EndRun(self.end_reason)
+                if self.pending_version is not None and self.pending_version != state.version:
+                    await self._switch_version()
+                    continue
                 if workflow.info().is_continue_as_new_suggested():
                     await workflow.wait_condition(workflow.all_handlers_finished)
                     workflow.continue_as_new(
@@ -144,9 +147,6 @@ class AutomationRun:
                             state=state,
                         )
                     )
-                if self.pending_version is not None and self.pending_version != state.version:
-                    await self._switch_version()
-                    continue
                 state.position = await self._visit(state.position)
             state.status = "completed"
         except _EndRun as end:
@@ -357,11 +357,17 @@ class AutomationRun:
                 return "interrupted", None
 
     def _interrupted(self) -> bool:
+        """Leave a wait for the main loop: an end request, a new version, or a history long
+        enough that the run should continue as new (a wait woken by many changes grows it)."""
         state = self.state
-        return self.end_reason is not None or (
-            self.pending_version is not None
-            and state is not None
-            and self.pending_version != state.version
+        return (
+            self.end_reason is not None
+            or (
+                self.pending_version is not None
+                and state is not None
+                and self.pending_version != state.version
+            )
+            or workflow.info().is_continue_as_new_suggested()
         )
 
     # --- handlers ----------------------------------------------------------------------
