@@ -273,3 +273,11 @@ def compare(actual: Any, op: str, expected: Any, now: datetime) -> bool:
     if op == "ends_with":
         return text.endswith(needle)
     raise ValueError(f"unknown operator {op!r}")
+
+
+async def matching_contacts(
+    session: AsyncSession, condition: Condition, now: datetime
+) -> list[int]:
+    """Every contact that meets `condition` (bulk enrollment by segment)."""
+    ids = (await session.scalars(select(Contact.id).order_by(Contact.id))).all()
+    return [cid for cid in ids if (await evaluate_all(session, cid, [condition], now))[0]]

@@ -87,6 +87,11 @@ async def running_runs(
     return (await session.scalars(query)).all()
 
 
+async def running_workflow_ids(session: AsyncSession, automation_id: str) -> list[str]:
+    query = select(Run.workflow_id).where(Run.automation_id == automation_id, Run.status == RUNNING)
+    return list((await session.scalars(query)).all())
+
+
 async def get_run(session: AsyncSession, workflow_id: str) -> Run | None:
     return await session.scalar(select(Run).where(Run.workflow_id == workflow_id))
 

@@ -189,3 +189,48 @@ async def test_events_are_recorded_and_fire_triggers(any_stack: Stack) -> None:
         assert [a["automation"] for a in record["automations"]] == [automation_id]
 
     await eventually(tagged)
+
+
+async def test_bulk_enrollment_by_ids_and_by_condition(any_stack: Stack) -> None:
+    http = any_stack.http
+    tag = any_stack.unique("segment")
+    automation_id = await any_stack.automation(
+        {"start": "t", "steps": {"t": {"type": "add_tag", "tag": "bulk"}}}
+    )
+    contacts = [await any_stack.contact() for _ in range(6)]
+    for contact in contacts[:2]:
+        await http.post(f"/api/v1/contacts/{contact['id']}/tags", json={"tag": tag})
+    by_ids = await http.post(
+        f"/api/v1/automations/{automation_id}/enroll",
+        json={"contacts": [c["id"] for c in contacts[2:]] + [contacts[2]["id"]]},
+    )
+    assert by_ids.status_code == 202, by_ids.text
+    assert by_ids.json()["enrolled"] == 4 and by_ids.json()["refused"] == {}
+    by_condition = await http.post(
+        f"/api/v1/automations/{automation_id}/enroll", json={"condition": {"tag": tag}}
+    )
+    assert by_condition.json()["enrolled"] == 2
+    again = await http.post(
+        f"/api/v1/automations/{automation_id}/enroll", json={"condition": {"tag": tag}}
+    )
+    assert again.json() == {
+        "enrolled": 0,
+        "refused": {"already_entered": 2},
+        "workflow_ids": [],
+    } or again.json()["refused"] == {"already_running": 2}
+    bad = await http.post(
+        f"/api/v1/automations/{automation_id}/enroll", json={"condition": {"tagg": "x"}}
+    )
+    assert bad.status_code == 422
+    assert (
+        await http.post(f"/api/v1/automations/{automation_id}/enroll", json={})
+    ).status_code == 422
+    assert (
+        await http.post("/api/v1/automations/nope/enroll", json={"contacts": [1]})
+    ).status_code == 404
+
+    async def all_tagged() -> None:
+        for contact in contacts:
+            assert "bulk" in (await any_stack.record(contact["id"]))["tags"]
+
+    await eventually(all_tagged)

@@ -5,6 +5,7 @@ Shared by the API, the trigger dispatcher and the `start_automation` step.
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 
 from sqlalchemy import delete
@@ -44,34 +45,11 @@ async def enroll(
     *,
     entry: str | None = None,
 ) -> Enrolled | EntryRefused:
-    """Reserve the run and queue its start in one transaction, then start it right away.
-
-    The queued `start_run` outbox row is the safety net: if this process dies between the
-    commit and the start, a dispatcher starts the workflow, so no reserved run is left empty.
-    """
-    async with db.write() as session:
-        document = await automation_store.get_document(session, automation_id)
-        if document is None:
-            return EntryRefused("unknown_automation")
-        run = await reserve_run(
-            session, automation_id, contact_id, entry or document.get("entry", "once")
-        )
-        if isinstance(run, EntryRefused):
-            return run
-        start = OutboxEntry(
-            contact_id=contact_id,
-            kind="start_run",
-            data={
-                "workflow_id": run.workflow_id,
-                "automation": automation_id,
-                "version": run.version,
-            },
-        )
-        session.add(start)
-    await start_run(client, task_queue, run.workflow_id, automation_id, contact_id, run.version)
-    async with db.write() as session:
-        await session.execute(delete(OutboxEntry).where(OutboxEntry.id == start.id))
-    return Enrolled(run.workflow_id)
+    """Enroll one contact: its workflow id, or why its entry was refused."""
+    result = await enroll_many(db, client, task_queue, automation_id, [contact_id], entry=entry)
+    if result.enrolled:
+        return Enrolled(result.enrolled[0])
+    return EntryRefused(next(iter(result.refused)))
 
 
 async def start_run(
@@ -103,3 +81,74 @@ async def start_run(
         )
     except WorkflowAlreadyStartedError:
         pass
+
+
+@dataclass
+class BulkResult:
+    enrolled: list[str]
+    refused: dict[str, int]
+
+
+async def enroll_many(
+    db: Database,
+    client: Client,
+    task_queue: str,
+    automation_id: str,
+    contact_ids: list[int],
+    *,
+    entry: str | None = None,
+    batch: int = 500,
+    concurrency: int = 64,
+) -> BulkResult:
+    """Reserve each run and queue its start in one transaction per batch, then start them.
+
+    The queued `start_run` outbox rows are the safety net: if this process dies between the
+    commit and the starts, a dispatcher starts the workflows, so no reserved run is left
+    without one. The starts stream concurrently: each is a network round-trip, and doing them
+    one by one would bound the rate by latency rather than by what Temporal can take.
+    """
+    result = BulkResult(enrolled=[], refused={})
+    limit = asyncio.Semaphore(concurrency)
+
+    async def start(row: OutboxEntry) -> None:
+        async with limit:
+            await start_run(
+                client,
+                task_queue,
+                row.data["workflow_id"],
+                automation_id,
+                row.contact_id,
+                row.data["version"],
+            )
+
+    for offset in range(0, len(contact_ids), batch):
+        starts: list[OutboxEntry] = []
+        async with db.write() as session:
+            document = await automation_store.get_document(session, automation_id)
+            if document is None:
+                result.refused["unknown_automation"] = len(contact_ids)
+                return result
+            for contact_id in contact_ids[offset : offset + batch]:
+                mode = entry or document.get("entry", "once")
+                run = await reserve_run(session, automation_id, contact_id, mode)
+                if isinstance(run, EntryRefused):
+                    result.refused[run.reason] = result.refused.get(run.reason, 0) + 1
+                    continue
+                row = OutboxEntry(
+                    contact_id=contact_id,
+                    kind="start_run",
+                    data={
+                        "workflow_id": run.workflow_id,
+                        "automation": automation_id,
+                        "version": run.version,
+                    },
+                )
+                session.add(row)
+                starts.append(row)
+        await asyncio.gather(*(start(row) for row in starts))
+        async with db.write() as session:
+            await session.execute(
+                delete(OutboxEntry).where(OutboxEntry.id.in_([r.id for r in starts]))
+            )
+        result.enrolled.extend(r.data["workflow_id"] for r in starts)
+    return result

@@ -3,20 +3,26 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, HTTPException
+from fastapi.encoders import jsonable_encoder
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, model_validator
 from temporalio.service import RPCError
 
 from api.deps import ServicesDep
 from store import automations as automation_store
 from store import runs as run_store
+from store.conditions import matching_contacts
 from store.models import Automation as AutomationRow
-from store.models import Run
+from store.models import utcnow
+from worker.enrollment import enroll_many
+from workflows.conditions import BoundedCondition
 from workflows.contracts import SIGNAL_NEW_VERSION, NewVersion
 from workflows.document import automation_json_schema, validate_automation
 
 router = APIRouter(prefix="/automations", tags=["automations"])
+CONDITION: TypeAdapter[Any] = TypeAdapter(BoundedCondition)
 
 MAX_DOCUMENT_BYTES = 1_000_000
 
@@ -98,23 +104,9 @@ async def new_version(
             document = {**document, "id": automation_id}
         stored, warnings = _validated(document, known)
         version = await automation_store.add_version(session, row, stored)
-        running = [r.workflow_id for r in await _running(session, automation_id)]
+        running = await run_store.running_workflow_ids(session, automation_id)
     await asyncio.gather(*(_notify(services, wid, version) for wid in running))
     return {**_summary(row), "warnings": warnings}
-
-
-async def _running(session: Any, automation_id: str) -> list[Run]:
-    from sqlalchemy import select
-
-    return list(
-        (
-            await session.scalars(
-                select(Run).where(
-                    Run.automation_id == automation_id, Run.status == run_store.RUNNING
-                )
-            )
-        ).all()
-    )
 
 
 async def _notify(services: Any, workflow_id: str, version: int) -> None:
@@ -124,6 +116,58 @@ async def _notify(services: Any, workflow_id: str, version: int) -> None:
         )
     except RPCError:
         pass  # finished meanwhile
+
+
+class BulkEnrollIn(BaseModel):
+    """Either explicit contact ids or a segment condition (SPEC §2.3)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    contacts: list[Annotated[int, Field(ge=1, le=2**62)]] | None = Field(
+        default=None, max_length=100_000
+    )
+    condition: dict[str, Any] | None = None
+
+    @model_validator(mode="after")
+    def _one_selector(self) -> BulkEnrollIn:
+        if (self.contacts is None) == (self.condition is None):
+            raise ValueError("give exactly one of contacts (a list of ids) or condition")
+        return self
+
+
+@router.post("/{automation_id}/enroll", status_code=202)
+async def enroll_contacts(
+    automation_id: str, body: BulkEnrollIn, services: ServicesDep
+) -> dict[str, Any]:
+    """Enroll many contacts at once; each obeys the automation's entry rule."""
+    async with services.db.read() as session:
+        await _row(session, automation_id)
+        if body.condition is not None:
+            condition = _condition(body.condition)
+            contact_ids = await matching_contacts(session, condition, utcnow())
+        else:
+            contact_ids = list(dict.fromkeys(body.contacts or []))
+    result = await enroll_many(
+        services.db, services.client, services.settings.task_queue, automation_id, contact_ids
+    )
+    return {
+        "enrolled": len(result.enrolled),
+        "refused": result.refused,
+        "workflow_ids": result.enrolled,
+    }
+
+
+def _condition(raw: dict[str, Any]) -> dict[str, Any]:
+    """A condition checked by the document model, as the evaluator reads it; 422 if invalid."""
+    try:
+        return CONDITION.dump_python(
+            CONDITION.validate_python(raw), by_alias=True, exclude_none=True, mode="json"
+        )
+    except ValidationError as err:
+        raise HTTPException(
+            status_code=422,
+            detail=jsonable_encoder(err.errors(include_url=False, include_context=False)),
+        ) from None
 
 
 @router.delete("/{automation_id}")
