@@ -1,0 +1,23 @@
+# One image for every Cairn process; docker-compose.yml picks the command (`cairn worker`, ...).
+FROM python:3.11-slim
+
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1
+
+WORKDIR /app
+# Only what the package needs: the build context also holds .venv/ and .cairn/.
+COPY pyproject.toml README.md ./
+COPY workflows ./workflows
+COPY activities ./activities
+COPY store ./store
+COPY api ./api
+COPY worker ./worker
+RUN pip install . \
+    && useradd --create-home --uid 10001 cairn \
+    && mkdir /data && chown cairn /data
+
+USER cairn
+ENV CAIRN_DATA_DIR=/data
+CMD ["cairn", "--help"]

@@ -1,0 +1,145 @@
+"""The `cairn` command: every process of the stack is one subcommand (DESIGN §10), so `cairn run`
+and a production deployment run the same programs."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+import time
+from collections.abc import Callable, Coroutine, Sequence
+from typing import TYPE_CHECKING, Any
+
+from worker.settings import Settings, get_settings
+
+if TYPE_CHECKING:
+    from temporalio.client import Client
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Parse `argv` and run the chosen subcommand; the process exit code."""
+    parser = _parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", force=True
+    )
+    # Alembic announces each of its plugins at INFO on every start: noise in `cairn run`'s output.
+    logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
+    command: Callable[[Settings, argparse.Namespace], int] = args.command
+    return command(get_settings(), args)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="cairn", description=__doc__)
+    commands = parser.add_subparsers(title="commands", required=True, metavar="COMMAND")
+
+    run = commands.add_parser(
+        "run", help="the embedded stack: Temporal dev server, mailbox, worker, API"
+    )
+    run.set_defaults(command=_run)
+
+    worker = commands.add_parser("worker", help="the Temporal worker")
+    worker.set_defaults(command=_worker)
+
+    api = commands.add_parser("api", help="the HTTP API")
+    api.set_defaults(command=_api)
+
+    mailbox = commands.add_parser("mailbox", help="the development SMTP mailbox")
+    mailbox.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    mailbox.add_argument("--port", type=int, help="port to listen on (default CAIRN_SMTP_PORT)")
+    mailbox.set_defaults(command=_mailbox)
+
+    setup = commands.add_parser("setup", help="register Cairn's search attributes on a cluster")
+    setup.add_argument(
+        "--wait",
+        type=float,
+        default=60.0,
+        metavar="SECONDS",
+        help="how long to retry connecting to Temporal (it may still be starting)",
+    )
+    setup.set_defaults(command=_setup)
+    return parser
+
+
+def _run(settings: Settings, args: argparse.Namespace) -> int:
+    from worker.launcher import run_embedded
+
+    return run_embedded(settings)
+
+
+def _worker(settings: Settings, args: argparse.Namespace) -> int:
+    from worker.main import run_worker  # type: ignore[import-not-found, unused-ignore]
+
+    return _run_until_signalled(lambda: run_worker(settings))
+
+
+def _api(settings: Settings, args: argparse.Namespace) -> int:
+    import uvicorn
+
+    uvicorn.run("api.app:create_app", factory=True, host=settings.api_host, port=settings.api_port)
+    return 0
+
+
+def _mailbox(settings: Settings, args: argparse.Namespace) -> int:
+    from worker.mailbox import serve_mailbox
+
+    return _run_until_signalled(lambda: serve_mailbox(settings, host=args.host, port=args.port))
+
+
+def _setup(settings: Settings, args: argparse.Namespace) -> int:
+    from worker.temporal_server import register_search_attributes
+
+    async def setup() -> int:
+        client = await _connect_with_retry(settings, args.wait)
+        added = await register_search_attributes(client, settings.temporal_namespace)
+        where = f"namespace {settings.temporal_namespace!r} at {settings.temporal_address}"
+        if added:
+            print(f"registered search attributes {', '.join(added)} in {where}")
+        else:
+            print(f"search attributes already registered in {where}")
+        return 0
+
+    return asyncio.run(setup())
+
+
+async def _connect_with_retry(settings: Settings, wait: float) -> Client:
+    from temporalio.client import Client
+
+    # In docker-compose `cairn setup` starts alongside the Temporal server, which takes a while.
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            return await Client.connect(
+                settings.temporal_address, namespace=settings.temporal_namespace
+            )
+        except RuntimeError as err:
+            if time.monotonic() >= deadline:
+                raise SystemExit(
+                    f"cairn: cannot connect to Temporal at {settings.temporal_address}: {err}"
+                ) from err
+            logging.getLogger("cairn.setup").info("Temporal not reachable yet (%s), retrying", err)
+            await asyncio.sleep(2)
+
+
+def _run_until_signalled(make: Callable[[], Coroutine[Any, Any, Any]]) -> int:
+    """Run a long-lived coroutine; SIGINT/SIGTERM cancel it, which is a clean exit (code 0)."""
+
+    async def supervise() -> None:
+        task = asyncio.ensure_future(make())
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, task.cancel)
+        try:
+            await task
+        except asyncio.CancelledError:
+            if not task.cancelled():
+                raise
+
+    asyncio.run(supervise())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
