@@ -11,7 +11,6 @@ from dataclasses import dataclass
 from sqlalchemy import delete
 from temporalio.client import Client
 from temporalio.common import (
-    SearchAttributeKey,
     SearchAttributePair,
     TypedSearchAttributes,
     WorkflowIDConflictPolicy,
@@ -23,12 +22,7 @@ from store import automations as automation_store
 from store.db import Database
 from store.models import OutboxEntry
 from store.runs import EntryRefused, reserve_run
-from workflows.contracts import WORKFLOW_TYPE, RunInput
-
-AUTOMATION_KEY = SearchAttributeKey.for_keyword("CairnAutomation")
-CONTACT_KEY = SearchAttributeKey.for_keyword("CairnContact")
-STEP_KEY = SearchAttributeKey.for_keyword("CairnStep")
-VERSION_KEY = SearchAttributeKey.for_int("CairnVersion")
+from workflows.contracts import AUTOMATION_KEY, CONTACT_KEY, VERSION_KEY, WORKFLOW_TYPE, RunInput
 
 
 @dataclass(frozen=True)

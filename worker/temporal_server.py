@@ -19,11 +19,7 @@ from temporalio.common import SearchAttributeIndexedValueType, SearchAttributeKe
 from temporalio.service import RPCError, RPCStatusCode
 
 from worker.settings import Settings
-
-AUTOMATION_KEY = SearchAttributeKey.for_keyword("CairnAutomation")
-CONTACT_KEY = SearchAttributeKey.for_keyword("CairnContact")
-STEP_KEY = SearchAttributeKey.for_keyword("CairnStep")
-VERSION_KEY = SearchAttributeKey.for_int("CairnVersion")
+from workflows.contracts import AUTOMATION_KEY, CONTACT_KEY, STEP_KEY, VERSION_KEY
 
 SEARCH_ATTRIBUTES: list[SearchAttributeKey[Any]] = [
     AUTOMATION_KEY,

@@ -12,7 +12,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy, SearchAttributeKey
+from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
@@ -21,6 +21,8 @@ with workflow.unsafe.imports_passed_through():
         SIGNAL_CONTACT_CHANGED,
         SIGNAL_END_RUN,
         SIGNAL_NEW_VERSION,
+        STEP_KEY,
+        VERSION_KEY,
         WORKFLOW_TYPE,
         ContactChanged,
         EndRun,
@@ -43,8 +45,6 @@ with workflow.unsafe.imports_passed_through():
     from workflows.document import Automation, can_reach
     from workflows.steps import describe_step
 
-STEP_KEY = SearchAttributeKey.for_keyword("CairnStep")
-VERSION_KEY = SearchAttributeKey.for_int("CairnVersion")
 
 # Activities run by name: the workflow never imports activity code (STYLE: layout).
 # Local activities for short database work: one history marker instead of ~6 events.

@@ -10,12 +10,19 @@ from datetime import datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field
+from temporalio.common import SearchAttributeKey
 
 WORKFLOW_TYPE = "AutomationRun"
 SIGNAL_CONTACT_CHANGED = "contact_changed"
 SIGNAL_NEW_VERSION = "new_version"
 SIGNAL_END_RUN = "end_run"
 QUERY_STATE = "state"
+
+# Cairn's custom search attributes (SPEC §3): ids only, since search attributes are never encoded.
+AUTOMATION_KEY = SearchAttributeKey.for_keyword("CairnAutomation")
+CONTACT_KEY = SearchAttributeKey.for_keyword("CairnContact")
+STEP_KEY = SearchAttributeKey.for_keyword("CairnStep")
+VERSION_KEY = SearchAttributeKey.for_int("CairnVersion")
 
 RunStatus = Literal["running", "completed", "ended", "failed"]
 Outcome = Literal["done", "skipped", "failed"]
