@@ -492,3 +492,41 @@ async def test_a_wait_woken_many_times_continues_as_new_and_keeps_waiting(stack:
     run = await finished(stack, handle.id)
     assert run["goals"] == ["bought"]
     assert [s["step"] for s in run["steps"]] == ["pause", "bought"]
+
+
+async def test_end_step_and_email_sending_rules(stack: Stack) -> None:
+    automation_id = await stack.automation(
+        {
+            "start": "leave",
+            "steps": {
+                "leave": {"type": "unsubscribe", "list": "news", "next": "mail"},
+                "mail": {
+                    "type": "send_email",
+                    "subject": "Hello",
+                    "html": "<p>hi</p>",
+                    "next": "stop",
+                },
+                "stop": {"type": "end"},
+            },
+        }
+    )
+    subscribed_elsewhere, unsubscribed = await stack.contact(), await stack.contact()
+    for contact in (subscribed_elsewhere, unsubscribed):
+        await stack.http.post(f"/api/v1/contacts/{contact['id']}/lists", json={"list": "news"})
+    await stack.http.post(
+        f"/api/v1/contacts/{subscribed_elsewhere['id']}/lists", json={"list": "offers"}
+    )
+    sent = await finished(stack, (await stack.enroll(subscribed_elsewhere["id"], automation_id)).id)
+    skipped = await finished(stack, (await stack.enroll(unsubscribed["id"], automation_id)).id)
+    assert [(s["step"], s["outcome"]) for s in sent["steps"]] == [
+        ("leave", "done"),
+        ("mail", "done"),
+        ("stop", "done"),
+    ]
+    assert (sent["status"], sent["reason"]) == ("completed", "end_step")
+    assert (skipped["steps"][1]["outcome"], skipped["steps"][1]["reason"]) == (
+        "skipped",
+        "unsubscribed",
+    )
+    assert len(stack.mailbox.to(subscribed_elsewhere["email"])) == 1
+    assert stack.mailbox.to(unsubscribed["email"]) == []

@@ -86,7 +86,7 @@ def test_dev_server_args_follow_the_settings(tmp_path: Path) -> None:
         "CairnStep=Keyword",
         "CairnVersion=Int",
     ]
-    assert option_values(args, "--log-level") == ["warn"]
+    assert option_values(args, "--log-level") == ["error"]
 
 
 def test_dev_server_defaults_are_the_documented_ports() -> None:

@@ -110,7 +110,7 @@ def dev_server_args(settings: Settings, *, sqlite_pragmas: bool = True) -> list[
         # WAL + synchronous=normal measured ~3x the throughput of SQLite's rollback-journal
         # defaults; the benchmark turns them off to show the difference.
         args += ["--sqlite-pragma", "journal_mode=wal", "--sqlite-pragma", "synchronous=normal"]
-    args += ["--log-level", "warn"]
+    args += ["--log-level", "error"]
     return args
 
 
