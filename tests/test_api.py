@@ -213,11 +213,10 @@ async def test_bulk_enrollment_by_ids_and_by_condition(any_stack: Stack) -> None
     again = await http.post(
         f"/api/v1/automations/{automation_id}/enroll", json={"condition": {"tag": tag}}
     )
-    assert again.json() == {
-        "enrolled": 0,
-        "refused": {"already_entered": 2},
-        "workflow_ids": [],
-    } or again.json()["refused"] == {"already_running": 2}
+    # Each of the two is refused: still running, or already finished (entry "once").
+    assert again.json()["enrolled"] == 0 and again.json()["workflow_ids"] == []
+    refused = again.json()["refused"]
+    assert set(refused) <= {"already_entered", "already_running"} and sum(refused.values()) == 2
     bad = await http.post(
         f"/api/v1/automations/{automation_id}/enroll", json={"condition": {"tagg": "x"}}
     )
