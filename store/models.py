@@ -255,3 +255,14 @@ class ActionLog(Base):
     key: Mapped[str] = mapped_column(String(240), primary_key=True)
     outcome: Mapped[dict[str, Any]] = mapped_column(default=dict)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class StepState(Base):
+    """What a step remembers across runs of its automation (e.g. an audience it created)."""
+
+    __tablename__ = "step_states"
+
+    automation_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    step_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    data: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)

@@ -22,6 +22,7 @@ import httpx
 import pytest
 from aiosmtpd.controller import Controller
 from sqlalchemy import text
+from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import create_async_engine
 from temporalio.client import Client, WorkflowHandle
 from temporalio.contrib.pydantic import pydantic_data_converter
@@ -29,7 +30,6 @@ from temporalio.testing import WorkflowEnvironment
 
 from api.app import create_app
 from store.db import Database, open_database
-from store.models import Base
 from worker.main import running_worker
 from worker.settings import Settings
 from worker.temporal_server import SEARCH_ATTRIBUTES
@@ -88,11 +88,21 @@ def mailbox() -> Any:
     box.controller.stop()
 
 
-async def reset_postgres(url: str) -> None:
-    engine = create_async_engine(url)
-    async with engine.begin() as conn:
-        await conn.run_sync(Base.metadata.drop_all)
-        await conn.execute(text("DROP TABLE IF EXISTS alembic_version"))
+async def fresh_postgres_database(url: str) -> str:
+    """A new, empty database on the server of `url`: concurrent test sessions never collide."""
+    name = f"cairn_test_{uuid.uuid4().hex[:12]}"
+    engine = create_async_engine(url, isolation_level="AUTOCOMMIT")
+    async with engine.connect() as conn:
+        await conn.execute(text(f'CREATE DATABASE "{name}"'))
+    await engine.dispose()
+    return make_url(url).set(database=name).render_as_string(hide_password=False)
+
+
+async def drop_postgres_database(url: str, database_url: str) -> None:
+    engine = create_async_engine(url, isolation_level="AUTOCOMMIT")
+    async with engine.connect() as conn:
+        name = make_url(database_url).database
+        await conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
     await engine.dispose()
 
 
@@ -161,8 +171,7 @@ async def _stack(
 ) -> AsyncIterator[Stack]:
     if flavour == "postgres":
         assert POSTGRES_URL
-        await reset_postgres(POSTGRES_URL)
-        url = POSTGRES_URL
+        url = await fresh_postgres_database(POSTGRES_URL)
     else:
         url = f"sqlite+aiosqlite:///{tmp / 'cairn.db'}"
     settings = Settings(
@@ -188,6 +197,8 @@ async def _stack(
     ):
         yield Stack(settings, db, env.client, env, http, mailbox, flavour)
     await db.dispose()
+    if flavour == "postgres" and POSTGRES_URL:
+        await drop_postgres_database(POSTGRES_URL, url)
 
 
 @pytest.fixture(scope="session")

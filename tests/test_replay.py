@@ -48,9 +48,9 @@ TOUR = {
         "goal": {
             "type": "goal",
             "condition": {"score": "s", "op": "gte", "value": 1},
-            "next": "sms",
+            "next": "stop",
         },
-        "sms": {"type": "send_sms", "body": "bye"},
+        "stop": {"type": "end"},
     },
 }
 
