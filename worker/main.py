@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 
 from temporalio.client import Client
@@ -57,16 +57,24 @@ def activities_for(deps: Deps) -> list[object]:
 
 @asynccontextmanager
 async def running_worker(
-    settings: Settings, client: Client, db: Database, *, task_queue: str | None = None
+    settings: Settings,
+    client: Client,
+    db: Database,
+    *,
+    task_queue: str | None = None,
+    extra_workflows: Sequence[type] = (),
 ) -> AsyncIterator[Worker]:
-    """A started worker plus its outbox dispatcher; both stop when the block exits."""
+    """A started worker plus its outbox dispatcher; both stop when the block exits.
+
+    `extra_workflows` run beside AutomationRun with the same settings (the benchmark's
+    hand-written baseline)."""
     queue = task_queue or settings.task_queue
     dispatcher = OutboxDispatcher(db, client, queue, poll_seconds=settings.outbox_poll_seconds)
     deps = Deps(db=db, settings=settings, client=client, kick=dispatcher.kick)
     worker = Worker(
         client,
         task_queue=queue,
-        workflows=[AutomationRun],
+        workflows=[AutomationRun, *extra_workflows],
         activities=activities_for(deps),  # type: ignore[arg-type]
         max_cached_workflows=MAX_CACHED_WORKFLOWS,
     )
