@@ -12,8 +12,10 @@ from temporalio.exceptions import ApplicationError
 
 from activities.deps import Deps
 from store import contacts as contact_store
+from store import crm as crm_store
 from store import runs as run_store
-from store.models import Contact
+from store.conditions import evaluate_all
+from store.models import Contact, Deal
 from workflows.contracts import StepContext, StepOutcome
 from workflows.personalization import contact_values, render
 
@@ -45,8 +47,13 @@ async def _remove_tag(s: AsyncSession, contact: Contact, c: StepContext, step: A
     return DONE if removed else skipped("not_tagged")
 
 
+async def _personalization(s: AsyncSession, contact: Contact) -> dict[str, str]:
+    extra = await crm_store.personalization_values(s, contact.id)
+    return contact_values(_as_dict(contact), today=date.today(), extra=extra)
+
+
 async def _update_contact(s: AsyncSession, contact: Contact, c: StepContext, step: Any) -> Outcome:
-    values = contact_values(_as_dict(contact), today=date.today())
+    values = await _personalization(s, contact)
     changes = {
         name: render(value, values, html=False) if isinstance(value, str) else value
         for name, value in step.fields.items()
@@ -56,7 +63,7 @@ async def _update_contact(s: AsyncSession, contact: Contact, c: StepContext, ste
 
 
 async def _add_note(s: AsyncSession, contact: Contact, c: StepContext, step: Any) -> Outcome:
-    body = render(step.note, contact_values(_as_dict(contact), today=date.today()), html=False)
+    body = render(step.note, await _personalization(s, contact), html=False)
     await contact_store.add_note(s, contact.id, body)
     return DONE
 
@@ -81,14 +88,32 @@ async def _convert(s: AsyncSession, contact: Contact, c: StepContext, step: Any)
 
 
 async def _perform_math(s: AsyncSession, contact: Contact, c: StepContext, step: Any) -> Outcome:
-    if step.target != "contact":
-        return skipped("not_implemented")
-    current = (contact.fields or {}).get(step.field)
+    deal = None
+    if step.target == "deal":
+        deal = await _current_deal(s, contact, step.pipeline)
+        if deal is None:
+            return skipped("no_deal")
+    current = ((deal or contact).fields or {}).get(step.field)
     result = apply_math(current, step.op, step.value)
     if isinstance(result, str) and result.startswith("skip:"):
         return skipped(result.removeprefix("skip:"))
-    await contact_store.update_fields(s, contact, {step.field: result}, origin=c.workflow_id)
+    if deal is not None:
+        changes = {"fields": {step.field: result}}
+        await crm_store.update_deal(s, deal, changes, origin=c.workflow_id)
+    else:
+        await contact_store.update_fields(s, contact, {step.field: result}, origin=c.workflow_id)
     return {"outcome": "done", "detail": {"from": current, "to": result}}
+
+
+async def _current_deal(s: AsyncSession, contact: Contact, pipeline: str | None) -> Deal | None:
+    """The deal `perform_math` targets (SPEC §2.1 current deal); an unknown pipeline fails."""
+    pipeline_id = None
+    if pipeline is not None:
+        try:
+            pipeline_id = (await crm_store.pipeline_named(s, pipeline)).id
+        except crm_store.UnknownReference as err:
+            raise ApplicationError(str(err), non_retryable=True) from err
+    return await crm_store.current_deal(s, contact.id, pipeline_id)
 
 
 def apply_math(current: Any, op: str, value: float) -> Any:
@@ -176,5 +201,13 @@ class ContactActivities:
 
             outcome = await run_store.once_per_visit(session, context.visit_key, write)
             await run_store.set_current_step(session, context.workflow_id, context.step_id)
+            goals_met = await goals_after_write(session, context)
         self.deps.kick()
-        return StepOutcome.model_validate(outcome)
+        return StepOutcome.model_validate({**outcome, "goals_met": goals_met})
+
+
+async def goals_after_write(session: AsyncSession, context: StepContext) -> list[bool]:
+    """The run's goals, evaluated in the write's own transaction (see StepContext)."""
+    if not context.goal_conditions or context.now is None:
+        return []
+    return await evaluate_all(session, context.contact_id, context.goal_conditions, context.now)

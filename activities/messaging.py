@@ -16,6 +16,7 @@ from temporalio.exceptions import ApplicationError
 
 from activities.deps import Deps
 from store import contacts as contact_store
+from store import crm as crm_store
 from store.models import Contact, Subscription
 from workflows.contracts import StepContext, StepOutcome
 from workflows.personalization import contact_values, render
@@ -64,6 +65,7 @@ class MessagingActivities:
             if contact is None:
                 return StepOutcome(outcome="skipped", reason="contact_deleted")
             reason = await skip_reason(session, contact)
+            crm_values = await crm_store.personalization_values(session, contact.id)
         if reason:
             return StepOutcome(outcome="skipped", reason=reason)
         values = contact_values(
@@ -75,6 +77,7 @@ class MessagingActivities:
                 "fields": contact.fields or {},
             },
             today=date.today(),
+            extra=crm_values,
         )
         html = render(step.html, values, html=True)
         text = render(step.text, values, html=False) if step.text else html_to_text(html)

@@ -30,6 +30,7 @@ from workflows.contracts import (
     StepContext,
     StepOutcome,
 )
+from workflows.document import eligible_goals, goal_sources
 
 
 class RunActivities:
@@ -47,7 +48,21 @@ class RunActivities:
                 f"automation {input.automation_id} v{input.version} does not exist",
                 non_retryable=True,
             )
-        return LoadAutomationOutput(document=document)
+        goals_met: list[str] = []
+        if input.contact_id is not None and input.now is not None:
+            graph = await self.deps.automation(input.automation_id, input.version)
+            goals = eligible_goals(graph, goal_sources(graph), graph.start, [])
+            if goals:
+                conditions = [
+                    graph.steps[g].condition.model_dump(
+                        by_alias=True, exclude_none=True, mode="json"
+                    )
+                    for g in goals
+                ]
+                async with self.deps.db.read() as session:
+                    results = await evaluate_all(session, input.contact_id, conditions, input.now)
+                goals_met = [g for g, ok in zip(goals, results, strict=True) if ok]
+        return LoadAutomationOutput(document=document, goals_met=goals_met)
 
     @activity.defn(name="evaluate_conditions")
     async def evaluate_conditions(self, input: EvaluateInput) -> EvaluateOutput:

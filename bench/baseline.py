@@ -14,7 +14,13 @@ from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
     from workflows.automation_run import LOCAL, REMOTE
-    from workflows.contracts import EvaluateInput, EvaluateOutput, StepContext, StepOutcome
+    from workflows.contracts import (
+        EvaluateInput,
+        EvaluateOutput,
+        GoalInput,
+        StepContext,
+        StepOutcome,
+    )
 
 REFERENCE_FLOW: dict[str, Any] = {
     "name": "Benchmark reference flow",
@@ -96,4 +102,7 @@ class BaselineReferenceFlow:
         await evaluate({"tag": "bench"})
         await contact_step("score")
         await contact_step("update")
-        await evaluate({"score": "bench", "op": "gte", "value": 1})
+        if await evaluate({"score": "bench", "op": "gte", "value": 1}):
+            await workflow.execute_local_activity(
+                "record_goal", GoalInput(context=context("goal")), **LOCAL
+            )

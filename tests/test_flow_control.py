@@ -216,3 +216,25 @@ async def test_field_changed_trigger_with_to(stack: Stack) -> None:
         assert [a["automation"] for a in record["automations"]] == [automation_id]
 
     await eventually(tagged)
+
+
+async def test_goals_met_on_entry_or_by_the_runs_own_write_jump_at_once(stack: Stack) -> None:
+    document = {
+        "start": "first",
+        "steps": {
+            "first": {"type": "add_tag", "tag": "vip", "next": "second"},
+            "second": {"type": "add_tag", "tag": "never-reached"},
+            "goal": {"type": "goal", "condition": {"tag": "vip"}, "next": "done"},
+            "done": {"type": "add_tag", "tag": "goal-done"},
+        },
+    }
+    automation_id = await stack.automation(document)
+    by_own_write, already = await stack.contact(), await stack.contact()
+    await stack.http.post(f"/api/v1/contacts/{already['id']}/tags", json={"tag": "vip"})
+
+    entered = await finished(stack, (await stack.enroll(already["id"], automation_id)).id)
+    assert [s["step"] for s in entered["steps"]] == ["goal", "done"]
+
+    written = await finished(stack, (await stack.enroll(by_own_write["id"], automation_id)).id)
+    assert [s["step"] for s in written["steps"]] == ["first", "goal", "done"]
+    assert "never-reached" not in (await stack.record(by_own_write["id"]))["tags"]

@@ -42,7 +42,7 @@ with workflow.unsafe.imports_passed_through():
         StepOutcome,
         StepRecord,
     )
-    from workflows.document import Automation, can_reach
+    from workflows.document import Automation, eligible_goals, goal_sources
     from workflows.steps import describe_step
 
 
@@ -83,8 +83,36 @@ ACTIVITY_STEPS: dict[str, tuple[str, bool]] = {
     "start_automation": ("start_automation", True),
     "end_automation": ("end_automation", True),
     "send_email": ("send_email", False),
+    "webhook": ("webhook", False),
+    "facebook_audience_add": ("facebook_audience_add", False),
+    "facebook_audience_remove": ("facebook_audience_remove", False),
+    "salesforce_create_contact": ("salesforce_create_contact", False),
+    "salesforce_create_lead": ("salesforce_create_lead", False),
+    # CRM writes (activities/crm.py): one local activity with its own dispatch table.
+    **{
+        t: ("apply_crm_step", True)
+        for t in (
+            "add_deal",
+            "update_deal_title",
+            "update_deal_status",
+            "update_deal_owner",
+            "update_deal_value",
+            "update_deal_stage",
+            "update_deal_field",
+            "update_account_field",
+            "add_task",
+            "add_deal_note",
+            "complete_task",
+            "adjust_deal_score",
+            "add_to_account",
+        )
+    },
 }
 STEPS_KEPT_IN_STATE = 100  # the `state` query shows the latest ones; older ones are in the history
+# A contact that will sit in a wait for longer than this is "parked": the runs index and the
+# CairnStep search attribute are updated (two history events). Shorter waits are passed through
+# like any other step: nobody looks for a contact that is gone again in seconds.
+PARK_THRESHOLD = timedelta(minutes=1)
 GOTO_MAX_PER_DAY = 10
 GOTO_MAX_WITHOUT_WAIT = 3
 
@@ -135,11 +163,13 @@ class AutomationRun:
     async def run(self, input: RunInput) -> RunState:
         self.input = input
         version = input.state.version if input.state else input.version
-        await self._load(version)
+        goals_met = await self._load(version, check_goals=input.state is None)
         assert self.graph is not None
         self.state = input.state or RunState(version=version, position=self.graph.start)
         state = self.state
         try:
+            if goals_met:  # the contact entered already meeting a goal
+                state.position = await self._achieve(goals_met[0])
             while state.position is not None:
                 if self.end_reason:
                     raise _EndRun(self.end_reason)
@@ -177,22 +207,24 @@ class AutomationRun:
         await workflow.wait_condition(workflow.all_handlers_finished)
         return state
 
-    async def _load(self, version: int) -> None:
+    async def _load(self, version: int, *, check_goals: bool = False) -> list[str]:
+        """Fetch the graph (DESIGN §7); on a fresh start, also the goals already met."""
         assert self.input is not None
         loaded = await workflow.execute_local_activity(
             "load_automation",
-            LoadAutomationInput(automation_id=self.input.automation_id, version=version),
+            LoadAutomationInput(
+                automation_id=self.input.automation_id,
+                version=version,
+                contact_id=self.input.contact_id if check_goals else None,
+                now=workflow.now() if check_goals else None,
+            ),
             result_type=LoadAutomationOutput,
             summary=f"load automation {self.input.automation_id} v{version}",
             **LOCAL,
         )
         self.graph = Automation.model_validate(loaded.document)
-        # For goal scope "above": the steps from which each goal can be reached.
-        self.goal_sources = {
-            sid: can_reach(self.graph, sid)
-            for sid, step in self.graph.steps.items()
-            if step.type == "goal"
-        }
+        self.goal_sources = goal_sources(self.graph)
+        return loaded.goals_met
 
     async def _switch_version(self) -> None:
         """Move to the new version at a step boundary; a vanished step goes to its old `next`."""
@@ -216,9 +248,11 @@ class AutomationRun:
         if step_id not in graph.steps:
             raise _EndRun(f"unknown_step:{step_id}", status="failed")
         step = graph.steps[step_id]
-        # Goals are checked at every step boundary; steps that evaluate conditions themselves
-        # fold the goal check into their own single round-trip.
-        if step.type not in ("if_else", "wait", "goal"):
+        # Goals only need a look when something may have changed them: a signal woke the run
+        # (checked here, at the boundary), or the run's own write (checked by that write's
+        # activity in the same transaction). Steps that evaluate conditions anyway fold the
+        # goals into their own round-trip.
+        if self.woken and step.type not in SELF_CHECKING_STEPS:
             goal = await self._met_goal(step_id)
             if goal is not None:
                 return await self._achieve(goal)
@@ -254,12 +288,13 @@ class AutomationRun:
     def _eligible_goals(self, position: str) -> list[str]:
         state, graph = self.state, self.graph
         assert state is not None and graph is not None
+        return eligible_goals(graph, self.goal_sources, position, state.goals)
+
+    def _goal_conditions(self, goals: list[str]) -> list[dict[str, Any]]:
+        assert self.graph is not None
         return [
-            goal
-            for goal, sources in self.goal_sources.items()
-            if goal != position
-            and goal not in state.goals
-            and (graph.steps[goal].scope == "anywhere" or position in sources)
+            self.graph.steps[g].condition.model_dump(by_alias=True, exclude_none=True, mode="json")
+            for g in goals
         ]
 
     async def _evaluate(self, conditions: list[Any], *, park_at: str | None = None) -> list[bool]:
@@ -288,8 +323,9 @@ class AutomationRun:
 
         Returns (a goal that is met, or None; the results of `own`).
         """
-        goals = self._eligible_goals(position)
-        if not goals and not own:
+        goals = self._eligible_goals(position) if self.woken else []
+        self.woken = False
+        if not goals and not own and not park:
             return None, []
         assert self.graph is not None
         results = await self._evaluate(
@@ -300,6 +336,7 @@ class AutomationRun:
 
     async def _met_goal(self, position: str) -> str | None:
         if not self._eligible_goals(position):
+            self.woken = False
             return None
         goal, _ = await self._decide(position, [])
         return goal
@@ -329,28 +366,25 @@ class AutomationRun:
         ignores them (no wake-up, no history events) but still yields to version switches
         and end requests.
         """
-        state = self.state
-        assert state is not None
-        workflow.upsert_search_attributes([STEP_KEY.value_set(step_id)])
+        long = deadline is None or deadline - workflow.now() > PARK_THRESHOLD
+        if long:
+            workflow.upsert_search_attributes([STEP_KEY.value_set(step_id)])
         workflow.set_current_details(f"Waiting at **{describe_step(step_id, step)}**: {why}")
         listens = bool(conditions) or bool(self._eligible_goals(step_id))
-        if not listens:
+        # On entry, look only if there is something new to see: a conditional wait's own
+        # condition, or goals after a wake-up. Goals were checked after the run's last write.
+        if conditions or self.woken:
+            decided = await self._decide_wait(step_id, conditions, park=long)
+            if decided is not None:
+                return decided
+        elif long:
             await workflow.execute_local_activity(
                 "park_run",
                 ParkInput(workflow_id=workflow.info().workflow_id, step_id=step_id),
                 summary=f"park at {step_id}",
                 **LOCAL,
             )
-        first = True
         while True:
-            if listens:
-                self.woken = False
-                goal, results = await self._decide(step_id, conditions, park=first)
-                first = False
-                if goal is not None:
-                    return "goal", goal
-                if conditions and results[0]:
-                    return "met", None
             remaining = None if deadline is None else (deadline - workflow.now()).total_seconds()
             if remaining is not None and remaining <= 0:
                 return "timeout", None
@@ -364,6 +398,19 @@ class AutomationRun:
                 return "timeout", None
             if self._interrupted():
                 return "interrupted", None
+            decided = await self._decide_wait(step_id, conditions)
+            if decided is not None:
+                return decided
+
+    async def _decide_wait(
+        self, step_id: str, conditions: list[Any], *, park: bool = False
+    ) -> tuple[str, str | None] | None:
+        goal, results = await self._decide(step_id, conditions, park=park)
+        if goal is not None:
+            return "goal", goal
+        if conditions and results[0]:
+            return "met", None
+        return None
 
     def _interrupted(self) -> bool:
         """Leave a wait for the main loop: an end request, a new version, or a history long
@@ -391,6 +438,9 @@ class AutomationRun:
 
     async def _activity_step(self, step_id: str, step: Any, activity: str, *, local: bool) -> Next:
         context = self._context(step_id)
+        goals = self._eligible_goals(step_id) if local else []
+        if goals:  # a local step writes Cairn's database: it checks the goals after its write
+            context.goal_conditions, context.now = self._goal_conditions(goals), workflow.now()
         summary = describe_step(step_id, step)
         try:
             if local:
@@ -409,6 +459,11 @@ class AutomationRun:
                 raise _EndRun(f"step_failed:{step_id}", status="failed") from None
             return step.next
         self._record(step_id, step, outcome.outcome, outcome.reason)
+        if goals and len(outcome.goals_met) == len(goals):
+            self.woken = False  # everything up to this write has been looked at
+            met = next((g for g, ok in zip(goals, outcome.goals_met, strict=True) if ok), None)
+            if met is not None:
+                return await self._achieve(met)
         return step.next
 
     async def _wait(self, step_id: str, step: Any) -> Next:
@@ -517,6 +572,11 @@ class AutomationRun:
         self._record(step_id, step, "done")
         raise _EndRun("end_step", status="completed")
 
+
+# Steps that look at the goals themselves (in their own round-trip), so the boundary need not.
+SELF_CHECKING_STEPS = {"if_else", "wait", "goal"} | {
+    step_type for step_type, (_, local) in ACTIVITY_STEPS.items() if local
+}
 
 Handler = Callable[[AutomationRun, str, Any], Awaitable[Next]]
 HANDLERS: dict[str, Handler] = {

@@ -37,6 +37,11 @@ class StepContext(BaseModel):
     contact_id: int
     step_id: str
     visit: int
+    # Goals this contact may jump to: a step that writes Cairn's database evaluates them right
+    # after its write, in the same transaction, so its own change can trigger a goal without
+    # another round-trip (DESIGN §3–4). `now` is the workflow's clock for their time windows.
+    goal_conditions: list[dict[str, Any]] = Field(default_factory=list)
+    now: datetime | None = None
 
     @property
     def visit_key(self) -> str:
@@ -47,6 +52,7 @@ class StepOutcome(BaseModel):
     outcome: Outcome = "done"
     reason: str | None = None
     detail: dict[str, Any] = Field(default_factory=dict)
+    goals_met: list[bool] = Field(default_factory=list)  # one per StepContext.goal_conditions
 
 
 class StepRecord(BaseModel):
@@ -86,10 +92,16 @@ class RunInput(BaseModel):
 class LoadAutomationInput(BaseModel):
     automation_id: str
     version: int
+    # On a fresh start the load also checks the goals the contact may already meet (one
+    # round-trip instead of two).
+    contact_id: int | None = None
+    position: str | None = None
+    now: datetime | None = None
 
 
 class LoadAutomationOutput(BaseModel):
     document: dict[str, Any]
+    goals_met: list[str] = Field(default_factory=list)
 
 
 class EvaluateInput(BaseModel):

@@ -634,3 +634,26 @@ def can_reach(automation: Automation, step_id: str) -> set[str]:
                 seen.add(previous)
                 queue.append(previous)
     return seen
+
+
+def goal_sources(automation: Automation) -> dict[str, set[str]]:
+    """For each goal step, the steps from which it can be reached (its scope "above")."""
+    return {
+        sid: can_reach(automation, sid) for sid, s in automation.steps.items() if s.type == "goal"
+    }
+
+
+def eligible_goals(
+    automation: Automation, sources: dict[str, set[str]], position: str, achieved: Collection[str]
+) -> list[str]:
+    """The goals a contact at `position` may jump to now (SPEC §2.1 `scope`; once per run)."""
+    return [
+        goal
+        for goal, reachers in sources.items()
+        if goal != position
+        and goal not in achieved
+        and (
+            getattr(automation.steps[goal], "scope", "anywhere") == "anywhere"
+            or position in reachers
+        )
+    ]

@@ -28,6 +28,20 @@ from workflows.durations import Duration
 
 _EMAIL_ADDRESS = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 _CURRENCY = re.compile(r"^[A-Za-z]{3}$")
+_HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]{1,100}$")  # RFC 9110 token
+# Headers a webhook cannot set: Cairn's signature and idempotency headers, and framing.
+_RESERVED_HEADERS = frozenset(
+    {
+        "host",
+        "content-length",
+        "content-type",
+        "transfer-encoding",
+        "connection",
+        "x-cairn-signature",
+        "x-cairn-timestamp",
+        "idempotency-key",
+    }
+)
 _MAX_SUMMARY = 60
 
 
@@ -432,10 +446,22 @@ class WebhookStep(LinearStep):
     SUMMARY_FIELD = "url"
 
     type: Literal["webhook"]
-    url: HttpUrl
+    url: HttpUrl = Field(max_length=2048)
     method: Literal["GET", "POST", "PUT", "PATCH", "DELETE"] = "POST"
     format: Literal["form", "json"] = "form"
-    headers: dict[str, str] = Field(default_factory=dict)
+    headers: dict[str, str] = Field(default_factory=dict, max_length=50)
+
+    @field_validator("headers")
+    @classmethod
+    def _valid_headers(cls, headers: dict[str, str]) -> dict[str, str]:
+        for name, value in headers.items():
+            if not _HEADER_NAME.match(name):
+                raise ValueError(f"{name[:80]!r} is not a valid HTTP header name")
+            if name.lower() in _RESERVED_HEADERS:
+                raise ValueError(f'"{name}" is set by Cairn and cannot be overridden')
+            if len(value) > 4096 or any(c in value for c in "\r\n\0"):
+                raise ValueError(f'header "{name}": at most 4096 characters, on one line')
+        return headers
 
 
 class PerformMathStep(LinearStep):
@@ -524,9 +550,23 @@ class AddContactNoteStep(LinearStep):
 
 
 class _AudienceStep(LinearStep):
-    SUMMARY_FIELD = "audience"
+    """A Facebook custom audience, by id; or, with `create_if_missing`, one Cairn creates under
+    `audience_name` (and remembers) when no id is given or the given one no longer exists."""
 
-    audience: NonEmptyStr
+    audience: str | None = Field(default=None, pattern=r"^[0-9]{1,32}$")
+    create_if_missing: bool = False
+    audience_name: NonEmptyStr | None = Field(default=None, max_length=200)
+
+    @model_validator(mode="after")
+    def _audience_or_name(self) -> _AudienceStep:
+        if self.create_if_missing and self.audience_name is None:
+            raise ValueError('"create_if_missing" needs an "audience_name"')
+        if self.audience is None and not self.create_if_missing:
+            raise ValueError('an "audience" id is required unless "create_if_missing" is true')
+        return self
+
+    def detail(self) -> str:
+        return _quote(self.audience or self.audience_name or "")
 
 
 class FacebookAudienceAddStep(_AudienceStep):
@@ -719,6 +759,8 @@ class AdjustDealScoreStep(_ScoreStep):
 class AddToAccountStep(LinearStep):
     """Attach the contact to an account (created if missing)."""
 
+    # The name may come from the contact, e.g. "%COMPANY%".
+    TEXT_FIELDS = ("account", "job_title")
     SUMMARY_FIELD = "account"
 
     type: Literal["add_to_account"]

@@ -129,6 +129,9 @@ class ScoreChangedTrigger(TriggerBase):
     score: NonEmptyStr
     op: NumericOp
     value: float = Field(allow_inf_nan=False)
+    target: Literal["contact", "deal"] | None = Field(
+        default=None, description="whose score: a contact's or a deal's (absent: either)"
+    )
 
 
 class GoalAchievedTrigger(TriggerBase):

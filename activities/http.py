@@ -1,0 +1,62 @@
+"""What every activity that calls an HTTP provider shares: timeouts and how failures are reported.
+
+A failure is either worth retrying (Temporal retries the activity with the REMOTE policy, or after
+the delay the provider asked for) or not (the step is recorded `failed` and the run follows the
+step's `on_error`).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from email.utils import parsedate_to_datetime
+
+import httpx
+from temporalio.exceptions import ApplicationError
+
+# Connect within 5 s; no single read, write or pool wait longer than 30 s. Callers that must
+# bound a whole exchange (redirects included) also wrap it in `asyncio.timeout(TOTAL_SECONDS)`.
+TIMEOUT = httpx.Timeout(30.0, connect=5.0)
+TOTAL_SECONDS = 30.0
+# A provider asking for a longer pause is still retried, but not later than this.
+MAX_RETRY_AFTER = timedelta(minutes=10)
+BODY_EXCERPT = 300
+
+
+def retry_after(response: httpx.Response, now: datetime | None = None) -> timedelta | None:
+    """The delay a `Retry-After` header asks for (seconds or an HTTP date), capped; None if absent."""
+    value = response.headers.get("retry-after", "").strip()
+    if not value:
+        return None
+    if value.isdigit():
+        delay = timedelta(seconds=int(value))
+    else:
+        try:
+            when = parsedate_to_datetime(value)
+        except (TypeError, ValueError):
+            return None
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=UTC)
+        delay = max(when - (now or datetime.now(UTC)), timedelta(0))
+    return min(delay, MAX_RETRY_AFTER)
+
+
+def retry_later(message: str, *, delay: timedelta | None = None, kind: str) -> ApplicationError:
+    """A retryable failure; `delay` (e.g. from Retry-After) replaces the policy's backoff once."""
+    return ApplicationError(message, type=kind, next_retry_delay=delay)
+
+
+def give_up(message: str, *, kind: str) -> ApplicationError:
+    """A failure no retry fixes: the step is recorded `failed` with this message."""
+    return ApplicationError(message, type=kind, non_retryable=True)
+
+
+def excerpt(response: httpx.Response) -> str:
+    """The start of a response body, on one line, for error messages."""
+    text = " ".join(response.text.split())
+    return text[:BODY_EXCERPT] + ("…" if len(text) > BODY_EXCERPT else "")
+
+
+def network_failure(err: httpx.HTTPError, what: str, *, kind: str) -> ApplicationError:
+    """Timeouts and connection errors: always worth another attempt."""
+    reason = type(err).__name__ + (f": {err}" if str(err) else "")
+    return retry_later(f"{what}: {reason}", kind=kind)

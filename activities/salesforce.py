@@ -1,0 +1,217 @@
+"""Salesforce: `salesforce_create_contact` / `salesforce_create_lead` (SPEC §2.1).
+
+`POST {instance}/services/data/v{version}/sobjects/{Contact|Lead}/` with a bearer token; the new
+record's id is stored on the contact (custom field `salesforce_contact_id` / `salesforce_lead_id`)
+and the contact tagged, both through the store so `field_changed` / `tag_added` reach runs and
+triggers. A contact that already has the id is not created twice; a duplicate Salesforce detects
+is linked instead of failing the step.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+from sqlalchemy.ext.asyncio import AsyncSession
+from temporalio import activity
+
+from activities.deps import Deps
+from activities.http import TIMEOUT, excerpt, give_up, network_failure, retry_after, retry_later
+from store import contacts as contact_store
+from store import runs as run_store
+from store.models import ActionLog, Contact
+from workflows.contracts import StepContext, StepOutcome
+
+# What Salesforce's own integrations put in a required field Cairn has no value for.
+NOT_PROVIDED = "[not provided]"
+RETRY_CODES = frozenset({"REQUEST_LIMIT_EXCEEDED", "SERVER_UNAVAILABLE", "UNABLE_TO_LOCK_ROW"})
+# Salesforce refuses longer values (STRING_TOO_LONG); a cut name beats a failed step.
+MAX_LENGTHS = {"FirstName": 40, "LastName": 80, "Email": 80, "Phone": 40, "Company": 255}
+
+
+@dataclass(frozen=True)
+class SObjectKind:
+    """One Salesforce object Cairn creates, and how the contact remembers it."""
+
+    sobject: str
+    id_field: str
+    tag: str
+    needs_company: bool
+
+
+KINDS = {
+    "salesforce_create_contact": SObjectKind(
+        "Contact", "salesforce_contact_id", "added-to-salesforce-contact", needs_company=False
+    ),
+    "salesforce_create_lead": SObjectKind(
+        "Lead", "salesforce_lead_id", "added-to-salesforce-lead", needs_company=True
+    ),
+}
+
+
+def record_fields(contact: Contact, kind: SObjectKind, account_name: str | None) -> dict[str, str]:
+    """The record to create; LastName (and a Lead's Company) are required, so never empty."""
+    email = contact.email or None
+    last_name = contact.last_name or (email.split("@")[0] if email else None) or NOT_PROVIDED
+    values: dict[str, str | None] = {
+        "FirstName": contact.first_name or None,
+        "LastName": last_name,
+        "Email": email,
+        "Phone": contact.phone or None,
+    }
+    if kind.needs_company:
+        company = (contact.fields or {}).get("company")
+        values["Company"] = account_name or (str(company) if company else None) or NOT_PROVIDED
+    return {name: value[: MAX_LENGTHS[name]] for name, value in values.items() if value}
+
+
+async def account_name(session: AsyncSession, contact: Contact) -> str | None:
+    """The name of the contact's CRM account, if Cairn knows one.
+
+    Read through the contact's full record, the one place that is sure to say which account a
+    contact belongs to, whatever shape the CRM tables take.
+    """
+    account = (await contact_store.contact_record(session, contact)).get("account")
+    if isinstance(account, dict):
+        name = account.get("name")
+        return str(name) if name else None
+    return account if isinstance(account, str) and account else None
+
+
+def duplicate_id(errors: list[dict[str, Any]], sobject: str) -> str | None:
+    """The existing record's id in a DUPLICATES_DETECTED answer (duplicateResult → matchResults →
+    matchRecords → record.Id), preferring a match of the object Cairn tried to create."""
+    matches: list[tuple[bool, str]] = []
+    for error in errors:
+        result = error.get("duplicateResult") or {}
+        for match in result.get("matchResults") or []:
+            for record in match.get("matchRecords") or []:
+                record_id = (record.get("record") or {}).get("Id")
+                if record_id:
+                    matches.append((match.get("entityType") != sobject, str(record_id)))
+    return min(matches)[1] if matches else None
+
+
+def _errors(response: httpx.Response) -> list[dict[str, Any]]:
+    try:
+        body = response.json()
+    except ValueError:
+        return []
+    if isinstance(body, dict):
+        body = [body]
+    return [e for e in body if isinstance(e, dict)] if isinstance(body, list) else []
+
+
+class SalesforceActivities:
+    def __init__(self, deps: Deps) -> None:
+        self.deps = deps
+
+    @activity.defn(name="salesforce_create_contact")
+    async def salesforce_create_contact(self, context: StepContext) -> StepOutcome:
+        return await self._create(context, KINDS["salesforce_create_contact"])
+
+    @activity.defn(name="salesforce_create_lead")
+    async def salesforce_create_lead(self, context: StepContext) -> StepOutcome:
+        return await self._create(context, KINDS["salesforce_create_lead"])
+
+    async def _create(self, context: StepContext, kind: SObjectKind) -> StepOutcome:
+        settings = self.deps.settings
+        if not (settings.salesforce_instance_url and settings.salesforce_access_token):
+            return StepOutcome(outcome="skipped", reason="provider_not_configured")
+        async with self.deps.db.read() as session:
+            recorded = await session.get(ActionLog, context.visit_key)
+            if recorded is not None:  # this visit already stored its id: a retry after commit
+                return StepOutcome.model_validate(recorded.outcome)
+            contact = await contact_store.get_contact(session, context.contact_id)
+            if contact is None:
+                return StepOutcome(outcome="skipped", reason="contact_deleted")
+            existing = (contact.fields or {}).get(kind.id_field)
+            if existing:
+                return StepOutcome(
+                    outcome="skipped", reason="already_in_salesforce", detail={"id": existing}
+                )
+            account = await account_name(session, contact) if kind.needs_company else None
+            fields = record_fields(contact, kind, account)
+        record_id, duplicate = await self._post(kind, fields)
+
+        async with self.deps.db.write() as session:
+
+            async def store_id() -> dict[str, Any]:
+                contact = await contact_store.get_contact(session, context.contact_id)
+                if contact is None:
+                    return {"outcome": "skipped", "reason": "contact_deleted"}
+                await contact_store.update_fields(
+                    session, contact, {kind.id_field: record_id}, origin=context.workflow_id
+                )
+                await contact_store.add_tag(
+                    session, contact.id, kind.tag, origin=context.workflow_id
+                )
+                return {
+                    "outcome": "done",
+                    "reason": "linked_duplicate" if duplicate else None,
+                    "detail": {"sobject": kind.sobject, "id": record_id},
+                }
+
+            outcome = await run_store.once_per_visit(session, context.visit_key, store_id)
+        self.deps.kick()
+        return StepOutcome.model_validate(outcome)
+
+    async def _post(self, kind: SObjectKind, fields: dict[str, str]) -> tuple[str, bool]:
+        """(record id, whether it is an existing duplicate) or a retryable/final error."""
+        settings = self.deps.settings
+        version = settings.salesforce_api_version.removeprefix("v")
+        url = (
+            f"{settings.salesforce_instance_url.rstrip('/')}/services/data/v{version}"
+            f"/sobjects/{kind.sobject}/"
+        )
+        what = f"Salesforce create {kind.sobject}"
+        try:
+            async with httpx.AsyncClient(timeout=TIMEOUT) as client:
+                response = await client.post(
+                    url,
+                    content=json.dumps(fields, separators=(",", ":")).encode(),
+                    headers={
+                        "Authorization": f"Bearer {settings.salesforce_access_token}",
+                        "Content-Type": "application/json",
+                        "Accept": "application/json",
+                    },
+                )
+        except httpx.HTTPError as err:
+            raise network_failure(err, what, kind="SalesforceNetwork") from None
+        if response.is_success:
+            try:
+                record_id = response.json().get("id")
+            except (ValueError, AttributeError):
+                record_id = None
+            if not record_id:
+                raise give_up(f"{what}: no id in {excerpt(response)}", kind="SalesforceRejected")
+            return str(record_id), False
+        errors = _errors(response)
+        codes = [str(e.get("errorCode")) for e in errors]
+        message = "; ".join(f"{e.get('errorCode')}: {e.get('message')}" for e in errors)
+        message = message or excerpt(response) or f"HTTP {response.status_code}"
+        if "DUPLICATES_DETECTED" in codes:
+            existing = duplicate_id(errors, kind.sobject)
+            if existing is None:
+                raise give_up(
+                    f"{what}: duplicates detected but no matching record id returned ({message})",
+                    kind="SalesforceDuplicate",
+                )
+            return existing, True
+        if response.status_code == 401 or "INVALID_SESSION_ID" in codes:
+            raise give_up(
+                f"{what}: Salesforce refused the access token ({message}); "
+                "set CAIRN_SALESFORCE_ACCESS_TOKEN to a valid session token",
+                kind="SalesforceUnauthorized",
+            )
+        if response.status_code >= 500 or RETRY_CODES.intersection(codes):
+            raise retry_later(
+                f"{what}: {message} (HTTP {response.status_code})",
+                delay=retry_after(response),
+                kind="SalesforceRetry",
+            )
+        raise give_up(
+            f"{what}: {message} (HTTP {response.status_code})", kind="SalesforceRejected"
+        )

@@ -1,0 +1,348 @@
+"""The `webhook` step: the contact, signed, to another system over HTTP (SPEC §2.1).
+
+The body has ActiveCampaign's shape (`contact[email]`, `contact[fields][plan]`…) or the same data
+as JSON, signed `X-Cairn-Signature: sha256=<HMAC-SHA256 of the body with CAIRN_SECRET_KEY>`.
+Before any connection the destination is resolved and every address checked (the SSRF guard), and
+the connection goes to the checked address, so a DNS answer that changes in between is never used.
+Redirects are followed by hand, each hop checked again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import ipaddress
+import json
+import socket
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import urlencode
+
+import httpx
+from sqlalchemy import select
+from temporalio import activity
+
+from activities.deps import Deps
+from activities.http import (
+    TIMEOUT,
+    TOTAL_SECONDS,
+    excerpt,
+    give_up,
+    network_failure,
+    retry_after,
+    retry_later,
+)
+from store import contacts as contact_store
+from store import step_states
+from store.models import Contact, ContactTag
+from workflows.contracts import StepContext, StepOutcome
+
+MAX_REDIRECTS = 5
+MAX_ANSWER_BYTES = 64 * 1024
+REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
+RETRY_STATUSES = frozenset({408, 429})  # besides every 5xx
+USER_AGENT = "Cairn-Webhook/1"
+# Cloud metadata services: what an SSRF is usually after (AWS, GCP, Azure; AWS over IPv6).
+METADATA_ADDRESSES = frozenset(
+    {ipaddress.ip_address("169.254.169.254"), ipaddress.ip_address("fd00:ec2::254")}
+)
+GONE_KEY = "webhook_gone"  # this module's key in the step's remembered state
+
+Address = ipaddress.IPv4Address | ipaddress.IPv6Address
+Resolver = Callable[[str, int], Awaitable[list[str]]]
+
+
+class RefusedDestination(Exception):
+    """A webhook URL (or a redirect) pointing where Cairn must not connect."""
+
+
+async def resolve(host: str, port: int) -> list[str]:
+    """Every address the system resolver gives for `host` (IPv4 and IPv6)."""
+    infos = await asyncio.get_running_loop().getaddrinfo(
+        host, port, type=socket.SOCK_STREAM, proto=socket.IPPROTO_TCP
+    )
+    return list(dict.fromkeys(str(info[4][0]) for info in infos))
+
+
+def refusal(address: Address, *, allow_private: bool) -> str | None:
+    """Why Cairn refuses to connect to `address`, or None when it may."""
+    mapped = getattr(address, "ipv4_mapped", None)
+    if mapped is not None:  # ::ffff:127.0.0.1 is 127.0.0.1
+        address = mapped
+    if address in METADATA_ADDRESSES:
+        return "a cloud metadata address"
+    if allow_private:
+        return None
+    kinds = [
+        ("loopback", address.is_loopback),
+        ("private", address.is_private),
+        ("link-local", address.is_link_local),
+        ("multicast", address.is_multicast),
+        ("unspecified", address.is_unspecified),
+        ("reserved", address.is_reserved),
+        ("not globally routable", not address.is_global),
+    ]
+    return next((f"a {kind} address" for kind, hit in kinds if hit), None)
+
+
+async def checked_address(
+    url: httpx.URL, *, allow_private: bool, resolver: Resolver = resolve
+) -> str:
+    """The address to connect to for `url`, after checking every address the host resolves to.
+
+    All of them must pass: a name that resolves to one public and one private address could be
+    answered with the private one on the next lookup.
+    """
+    if url.scheme not in ("http", "https"):
+        raise RefusedDestination(f"{url.scheme or 'no'} scheme: only http and https are allowed")
+    if not url.host:
+        raise RefusedDestination("the URL has no host")
+    port = url.port or (443 if url.scheme == "https" else 80)
+    try:
+        addresses = [ipaddress.ip_address(url.host)]
+    except ValueError:
+        try:
+            addresses = [
+                ipaddress.ip_address(a.split("%")[0]) for a in await resolver(url.host, port)
+            ]
+        except OSError as err:
+            raise RefusedDestination(f"{url.host} does not resolve: {err}") from err
+    if not addresses:
+        raise RefusedDestination(f"{url.host} does not resolve")
+    for address in addresses:
+        why = refusal(address, allow_private=allow_private)
+        if why is not None:
+            named = f"{url.host} resolves to {address}" if url.host != str(address) else url.host
+            hint = "" if "metadata" in why else " (set CAIRN_WEBHOOK_ALLOW_PRIVATE=true to allow)"
+            raise RefusedDestination(f"refused: {named}, {why}{hint}")
+    return str(addresses[0])
+
+
+@dataclass(frozen=True)
+class Delivery:
+    method: str
+    url: str
+    body: bytes
+    headers: dict[str, str]  # Cairn's own: sent to every hop
+    custom_headers: dict[str, str]  # the step's: dropped when a redirect leaves the origin
+
+
+async def deliver(
+    client: httpx.AsyncClient,
+    delivery: Delivery,
+    *,
+    allow_private: bool,
+    resolver: Resolver = resolve,
+) -> httpx.Response:
+    """Send `delivery`, following up to MAX_REDIRECTS redirects, each destination checked first.
+
+    A redirect re-sends the same method, body and signature (the receiver moved, the delivery did
+    not change); the step's own headers (credentials, typically) only go to the original origin.
+    """
+    url = httpx.URL(delivery.url)
+    origin = (url.scheme, url.host, url.port)
+    for _ in range(MAX_REDIRECTS + 1):
+        address = await checked_address(url, allow_private=allow_private, resolver=resolver)
+        headers = (
+            dict(delivery.custom_headers) if (url.scheme, url.host, url.port) == origin else {}
+        )
+        headers.update(delivery.headers)
+        headers["Host"] = url.netloc.decode("ascii")
+        request = client.build_request(
+            delivery.method,
+            url.copy_with(host=address),
+            content=delivery.body if delivery.method != "GET" else None,
+            headers=headers,
+            # TLS still verifies the certificate against the name, not the pinned address.
+            extensions={"sni_hostname": url.host},
+        )
+        response = await _send_bounded(client, request)
+        location = response.headers.get("location")
+        if response.status_code not in REDIRECT_STATUSES or not location:
+            return response
+        url = url.join(location)
+    raise give_up(
+        f"more than {MAX_REDIRECTS} redirects from {delivery.url}", kind="WebhookRedirects"
+    )
+
+
+async def _send_bounded(client: httpx.AsyncClient, request: httpx.Request) -> httpx.Response:
+    """The answer with at most MAX_ANSWER_BYTES of its body: only its start is ever reported."""
+    response = await client.send(request, stream=True)
+    try:
+        kept = b""
+        async for chunk in response.aiter_bytes():
+            kept += chunk
+            if len(kept) >= MAX_ANSWER_BYTES:
+                break
+    finally:
+        await response.aclose()
+    # The kept bytes are already decoded and cut: drop the headers that described the original.
+    headers = [
+        (name, value)
+        for name, value in response.headers.multi_items()
+        if name.lower() not in ("content-encoding", "content-length", "transfer-encoding")
+    ]
+    return httpx.Response(response.status_code, headers=headers, content=kept[:MAX_ANSWER_BYTES])
+
+
+# --- the request Cairn sends ----------------------------------------------------------------
+
+
+def webhook_data(
+    contact: Contact, tags: list[str], context: StepContext, sent_at: datetime
+) -> dict[str, Any]:
+    """The JSON form of a delivery; `form_fields` flattens it to ActiveCampaign's form shape."""
+    return {
+        "contact": {
+            "id": contact.id,
+            "email": contact.email,
+            "first_name": contact.first_name,
+            "last_name": contact.last_name,
+            "phone": contact.phone,
+            "tags": tags,
+            "fields": dict(sorted((contact.fields or {}).items())),
+        },
+        "automation": context.automation_id,
+        "step": context.step_id,
+        "date_time": sent_at.astimezone(UTC).isoformat(timespec="seconds"),
+    }
+
+
+def _form_value(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def form_fields(data: dict[str, Any]) -> list[tuple[str, str]]:
+    """`contact[email]=…&contact[tags]=a,b&contact[fields][plan]=…&automation=…`, in this order."""
+    contact = data["contact"]
+    fields: list[tuple[str, str]] = [
+        (f"contact[{key}]", _form_value(contact[key]))
+        for key in ("id", "email", "first_name", "last_name", "phone")
+    ]
+    fields.append(("contact[tags]", ",".join(contact["tags"])))
+    fields += [(f"contact[fields][{k}]", _form_value(v)) for k, v in contact["fields"].items()]
+    fields += [(key, _form_value(data[key])) for key in ("automation", "step", "date_time")]
+    return fields
+
+
+def encode(data: dict[str, Any], body_format: str) -> tuple[bytes, str]:
+    """(signed bytes, content type) for the step's `format`."""
+    if body_format == "json":
+        return (
+            json.dumps(data, separators=(",", ":"), ensure_ascii=False).encode(),
+            "application/json",
+        )
+    return urlencode(form_fields(data)).encode(), "application/x-www-form-urlencoded"
+
+
+def signature(secret: str, signed: bytes) -> str:
+    """The `X-Cairn-Signature` value: the README's snippet checks exactly this."""
+    return "sha256=" + hmac.new(secret.encode(), signed, hashlib.sha256).hexdigest()
+
+
+def build_delivery(
+    step: Any, data: dict[str, Any], context: StepContext, secret: str, now: float
+) -> Delivery:
+    """The signed request for one attempt. A GET has no body: it carries the form fields appended
+    to the URL's query string, and the signature covers those appended bytes."""
+    signed, content_type = encode(data, "form" if step.method == "GET" else step.format)
+    url = step.url
+    if step.method == "GET":
+        target = httpx.URL(step.url)
+        query = target.query + b"&" + signed if target.query else signed
+        url = str(target.copy_with(query=query))
+    headers = {
+        "User-Agent": USER_AGENT,
+        "X-Cairn-Signature": signature(secret, signed),
+        "X-Cairn-Timestamp": str(int(now)),
+        # Stable across retries of one step visit, so a receiver can drop a repeated delivery.
+        "Idempotency-Key": context.visit_key,
+    }
+    if step.method != "GET":
+        headers["Content-Type"] = content_type
+    return Delivery(step.method, url, signed, headers, dict(step.headers))
+
+
+# --- the activity ---------------------------------------------------------------------------
+
+
+class WebhookActivities:
+    def __init__(self, deps: Deps, resolver: Resolver = resolve) -> None:
+        self.deps = deps
+        self.resolver = resolver
+
+    @activity.defn(name="webhook")
+    async def webhook(self, context: StepContext) -> StepOutcome:
+        """Deliver the contact to the step's URL; 2xx is done, the rest per the retry rules."""
+        step = await self.deps.step(context)
+        async with self.deps.db.read() as session:
+            remembered = await step_states.read_state(
+                session, context.automation_id, context.step_id
+            )
+            gone = remembered.get(GONE_KEY)
+            if gone and gone.get("url") == step.url:
+                return StepOutcome(outcome="skipped", reason="url_gone", detail=gone)
+            contact = await contact_store.get_contact(session, context.contact_id)
+            if contact is None:
+                return StepOutcome(outcome="skipped", reason="contact_deleted")
+            tags = (
+                await session.scalars(
+                    select(ContactTag.tag)
+                    .where(ContactTag.contact_id == contact.id)
+                    .order_by(ContactTag.tag)
+                )
+            ).all()
+        # The first attempt's schedule time: every retry sends the same body.
+        data = webhook_data(contact, list(tags), context, activity.info().scheduled_time)
+        delivery = build_delivery(step, data, context, self.deps.settings.secret_key, time.time())
+        try:
+            async with asyncio.timeout(TOTAL_SECONDS), httpx.AsyncClient(timeout=TIMEOUT) as client:
+                response = await deliver(
+                    client,
+                    delivery,
+                    allow_private=self.deps.settings.webhook_allow_private,
+                    resolver=self.resolver,
+                )
+        except RefusedDestination as err:
+            raise give_up(f"webhook to {step.url} {err}", kind="WebhookRefused") from None
+        except TimeoutError:
+            raise retry_later(
+                f"webhook to {step.url}: no answer within {TOTAL_SECONDS:g} s",
+                kind="WebhookTimeout",
+            ) from None
+        except httpx.HTTPError as err:
+            raise network_failure(err, f"webhook to {step.url}", kind="WebhookNetwork") from None
+        return await self._outcome(context, step.url, response)
+
+    async def _outcome(
+        self, context: StepContext, url: str, response: httpx.Response
+    ) -> StepOutcome:
+        status = response.status_code
+        if 200 <= status < 300:
+            return StepOutcome(outcome="done", detail={"status": status})
+        what = f"webhook to {url} answered {status}"
+        if status >= 500 or status in RETRY_STATUSES:
+            raise retry_later(
+                f"{what}: {excerpt(response)}", delay=retry_after(response), kind="WebhookRetry"
+            )
+        if status == 410:
+            # The receiver says the endpoint is gone for good: remember it, so later visits of
+            # this step (by any contact) skip it instead of failing again.
+            async with self.deps.db.write() as session:
+                await step_states.merge_state(
+                    session,
+                    context.automation_id,
+                    context.step_id,
+                    {GONE_KEY: {"url": url, "at": datetime.now(UTC).isoformat()}},
+                )
+            raise give_up(f"{what} (Gone): later visits of this step skip it", kind="WebhookGone")
+        raise give_up(f"{what}: {excerpt(response)}", kind="WebhookRejected")
