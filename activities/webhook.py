@@ -77,16 +77,16 @@ def refusal(address: Address, *, allow_private: bool) -> str | None:
         return "a cloud metadata address"
     if allow_private:
         return None
-    kinds = [
-        ("loopback", address.is_loopback),
-        ("private", address.is_private),
-        ("link-local", address.is_link_local),
-        ("multicast", address.is_multicast),
-        ("unspecified", address.is_unspecified),
-        ("reserved", address.is_reserved),
-        ("not globally routable", not address.is_global),
+    kinds = [  # the most telling name first: 127.0.0.1 is private too, but loopback says more
+        ("a loopback", address.is_loopback),
+        ("a link-local", address.is_link_local),
+        ("an unspecified", address.is_unspecified),
+        ("a multicast", address.is_multicast),
+        ("a private", address.is_private),
+        ("a reserved", address.is_reserved),
+        ("a non-public", not address.is_global),  # e.g. shared 100.64.0.0/10
     ]
-    return next((f"a {kind} address" for kind, hit in kinds if hit), None)
+    return next((f"{kind} address" for kind, hit in kinds if hit), None)
 
 
 async def checked_address(

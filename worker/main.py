@@ -12,9 +12,13 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Worker
 
 from activities.contacts import ContactActivities
+from activities.crm import CrmActivities
 from activities.deps import Deps
+from activities.facebook import FacebookActivities
 from activities.messaging import MessagingActivities
 from activities.runs import RunActivities
+from activities.salesforce import SalesforceActivities
+from activities.webhook import WebhookActivities
 from store.db import Database, open_database
 from worker.outbox import OutboxDispatcher
 from worker.settings import Settings
@@ -52,6 +56,24 @@ def activities_for(deps: Deps) -> list[object]:
         runs.end_automation,
         contacts.apply_contact_step,
         messaging.send_email,
+        *integration_activities(deps),
+        CrmActivities(deps).apply_crm_step,
+    ]
+
+
+def integration_activities(deps: Deps) -> list[object]:
+    """Steps that call another system: webhooks, Facebook audiences, Salesforce."""
+    webhook, facebook, salesforce = (
+        WebhookActivities(deps),
+        FacebookActivities(deps),
+        SalesforceActivities(deps),
+    )
+    return [
+        webhook.webhook,
+        facebook.facebook_audience_add,
+        facebook.facebook_audience_remove,
+        salesforce.salesforce_create_contact,
+        salesforce.salesforce_create_lead,
     ]
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -42,6 +43,12 @@ class Settings(BaseSettings):
 
     facebook_graph_url: str = "https://graph.facebook.com/v21.0"
     facebook_access_token: str = ""
+    # Where `create_if_missing` audience steps create their audience (with or without `act_`).
+    facebook_ad_account: str = ""
+    # Meta's required declaration of where a customer list comes from.
+    facebook_customer_file_source: Literal[
+        "USER_PROVIDED_ONLY", "PARTNER_PROVIDED_ONLY", "BOTH_USER_AND_PARTNER_PROVIDED"
+    ] = "USER_PROVIDED_ONLY"
 
     salesforce_instance_url: str = ""
     salesforce_access_token: str = ""
