@@ -17,6 +17,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from store.crm import deal_values
 from store.models import (
     Contact,
     ContactTag,
@@ -97,6 +98,8 @@ class _Evaluator:
         self.session = session
         self.facts = facts
         self.now = now if now.tzinfo else now.replace(tzinfo=UTC)
+        # The current deal's values per pipeline restriction, read once per evaluation.
+        self.deals: dict[str | None, dict[str, Any] | None] = {}
 
     async def check(self, c: Condition) -> bool:
         if "all" in c:
@@ -144,8 +147,19 @@ class _Evaluator:
                 )
             )
         if "deal" in c:
-            return False  # deals arrive with the CRM issue; no contact has one yet
+            return await self._deal(c)
         raise ValueError(f"unknown condition: {sorted(c)}")
+
+    async def _deal(self, c: Condition) -> bool:
+        """Compare a field of the current deal (SPEC §2.1 rule); no such deal meets nothing."""
+        pipeline = c.get("pipeline")
+        if pipeline not in self.deals:
+            self.deals[pipeline] = await deal_values(self.session, self.facts.contact_id, pipeline)
+        values = self.deals[pipeline]
+        if values is None:
+            return False
+        leaf = c["deal"]
+        return compare(values.get(leaf["field"]), leaf["op"], leaf.get("value"), self.now)
 
     async def _exists(self, query: Any) -> bool:
         return (await self.session.scalar(query.limit(1))) is not None

@@ -260,7 +260,11 @@ async def record_event(
 
 
 async def contact_record(session: AsyncSession, contact: Contact) -> dict[str, Any]:
-    """The full record the API returns: fields, tags, lists, scores, notes, automations."""
+    """The full record the API returns: fields, tags, lists, scores, notes, deals, tasks,
+    account, automations."""
+    # Imported here: store.crm builds on this module (emit, InvalidChange).
+    from store.crm import contact_crm
+
     cid = contact.id
     tags = (
         await session.scalars(
@@ -300,8 +304,7 @@ async def contact_record(session: AsyncSession, contact: Contact) -> dict[str, A
             {"conversion": c.name, "value": c.value, "created_at": c.created_at}
             for c in conversions
         ],
-        "deals": [],
-        "account": None,
+        **await contact_crm(session, cid),  # deals, tasks, account
         "automations": [
             {
                 "automation": r.automation_id,

@@ -21,6 +21,7 @@ TRIGGER_KINDS = {
     "email_clicked": "event",
     "score_changed": "score_changed",
     "goal_achieved": "goal_achieved",
+    "deal_stage_changed": "deal_stage_changed",
 }
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)  # score comparisons need no clock
 
@@ -59,11 +60,19 @@ def trigger_matches(trigger: dict[str, Any], kind: str, data: dict[str, Any]) ->
     if ttype == "score_changed":
         if trigger["score"] != data.get("score"):
             return False
+        # Contact scores' rows carry no target; a deal's say "deal". No target: either.
+        if trigger.get("target") not in (None, data.get("target", "contact")):
+            return False
         # Fires on crossing the threshold, not on every change above it.
         now = data.get("to")
         before = data.get("from")
         return compare(now, trigger["op"], trigger["value"], _EPOCH) and not compare(
             before, trigger["op"], trigger["value"], _EPOCH
+        )
+    if ttype == "deal_stage_changed":
+        return all(
+            trigger.get(key) is None or _same(trigger[key], data.get(key))
+            for key in ("pipeline", "stage")
         )
     if ttype == "goal_achieved":
         return trigger["automation"] == data.get("automation") and trigger["goal"] == data.get(

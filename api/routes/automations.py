@@ -12,6 +12,7 @@ from temporalio.service import RPCError
 
 from api.deps import ServicesDep
 from store import automations as automation_store
+from store import crm as crm_store
 from store import runs as run_store
 from store.conditions import matching_contacts
 from store.models import Automation as AutomationRow
@@ -67,6 +68,7 @@ async def create_automation(services: ServicesDep, document: Any = Body(...)) ->
         )
         automation_id = wanted or await automation_store.free_id(session, slug)
         stored, warnings = _validated(document, known | {automation_id})
+        warnings += await crm_store.reference_warnings(session, stored)
         row = await automation_store.create_automation(session, automation_id, stored)
         return {**_summary(row), "warnings": warnings}
 
@@ -103,6 +105,7 @@ async def new_version(
         if isinstance(document, dict):
             document = {**document, "id": automation_id}
         stored, warnings = _validated(document, known)
+        warnings += await crm_store.reference_warnings(session, stored)
         version = await automation_store.add_version(session, row, stored)
         running = await run_store.running_workflow_ids(session, automation_id)
     await asyncio.gather(*(_notify(services, wid, version) for wid in running))

@@ -1,0 +1,313 @@
+"""CRM routes (SPEC §5) on every database: users, pipelines, deals, notes, tasks, accounts."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from store.conditions import evaluate_all
+from store.crm import format_money
+from tests.conftest import Stack
+
+API = "/api/v1"
+
+
+async def _post(stack: Stack, path: str, body: dict[str, Any], status: int = 201) -> Any:
+    response = await stack.http.post(f"{API}{path}", json=body)
+    assert response.status_code == status, response.text
+    return response.json()
+
+
+async def _patch(stack: Stack, path: str, body: dict[str, Any], status: int = 200) -> Any:
+    response = await stack.http.patch(f"{API}{path}", json=body)
+    assert response.status_code == status, response.text
+    return response.json()
+
+
+async def _get(stack: Stack, path: str, status: int = 200) -> Any:
+    response = await stack.http.get(f"{API}{path}")
+    assert response.status_code == status, response.text
+    return response.json()
+
+
+async def sales_pipeline(stack: Stack, *stages: str) -> str:
+    """A fresh pipeline (default stages Lead, Qualified, Won); returns its name."""
+    name = stack.unique("Sales")
+    await _post(
+        stack, "/pipelines", {"name": name, "stages": list(stages or ("Lead", "Qualified", "Won"))}
+    )
+    return name
+
+
+async def sales_user(stack: Stack, name: str = "Sam Seller") -> dict[str, Any]:
+    return await _post(stack, "/users", {"email": f"{stack.unique('u')}@example.com", "name": name})  # type: ignore[no-any-return]
+
+
+def _loc(response_json: Any) -> list[Any]:
+    return [e["loc"] for e in response_json["detail"]]
+
+
+async def test_users_and_pipelines(any_stack: Stack) -> None:
+    stack = any_stack
+    user = await sales_user(stack)
+    assert user["name"] == "Sam Seller" and user["email"].endswith("@example.com")
+    assert await _get(stack, f"/users/{user['id']}") == user
+    renamed = await _patch(stack, f"/users/{user['id']}", {"name": "Sam S."})
+    assert renamed["name"] == "Sam S."
+    await _post(stack, "/users", {"email": user["email"].upper(), "name": "Twin"}, status=409)
+    await _post(stack, "/users", {"email": "not-an-email", "name": "X"}, status=422)
+    await _get(stack, "/users/999999", status=404)
+
+    name = stack.unique("Pipe")
+    pipeline = await _post(stack, "/pipelines", {"name": name, "stages": ["Lead", "Won"]})
+    assert [s["name"] for s in pipeline["stages"]] == ["Lead", "Won"]
+    await _post(stack, "/pipelines", {"name": name.upper(), "stages": ["A"]}, status=409)
+    bad = await _post(stack, "/pipelines", {"name": stack.unique("P"), "stages": []}, status=422)
+    assert ["body", "stages"] in _loc(bad)
+    await _post(stack, "/pipelines", {"name": stack.unique("P"), "stages": ["A", "a"]}, status=422)
+
+    # Stages are kept by name: reordered, one added, one removed.
+    changed = await _patch(
+        stack, f"/pipelines/{pipeline['id']}", {"stages": ["Won", "Demo", "lead"]}
+    )
+    assert [s["name"] for s in changed["stages"]] == ["Won", "Demo", "lead"]
+    assert changed["stages"][2]["id"] == pipeline["stages"][0]["id"]
+    listed = await _get(stack, "/pipelines?limit=1&offset=0")
+    assert len(listed["items"]) == 1 and listed["total"] >= 1 and listed["limit"] == 1
+    await _get(stack, "/pipelines?limit=0", status=422)
+
+
+async def test_deals_notes_and_the_contact_record(any_stack: Stack) -> None:
+    stack = any_stack
+    pipeline = await sales_pipeline(stack)
+    owner = await sales_user(stack)
+    contact = await stack.contact(first_name="Ada")
+    deal = await _post(
+        stack,
+        "/deals",
+        {
+            "title": "Pro plan",
+            "value": 125000,
+            "currency": "usd",
+            "pipeline": pipeline,
+            "owner": owner["email"],
+            "fields": {"source": "web"},
+            "scores": {"fit": 7},
+            "contacts": [contact["id"]],
+        },
+    )
+    assert (deal["pipeline"], deal["stage"], deal["status"]) == (pipeline, "Lead", "open")
+    assert (deal["currency"], deal["formatted_value"]) == ("USD", "$1,250.00")
+    assert deal["owner"]["id"] == owner["id"] and deal["scores"] == {"fit": 7.0}
+    assert deal["contacts"] == [contact["id"]]
+
+    # Stage by name within the deal's pipeline; fields merge; null removes.
+    moved = await _patch(
+        stack,
+        f"/deals/{deal['id']}",
+        {"stage": "qualified", "fields": {"source": None, "seats": 5}, "owner": None},
+    )
+    assert (moved["stage"], moved["fields"], moved["owner"]) == ("Qualified", {"seats": 5}, None)
+
+    bad = await _post(
+        stack,
+        "/deals",
+        {"title": "x", "currency": "USD", "pipeline": pipeline, "stage": "Nope"},
+        status=422,
+    )
+    assert _loc(bad) == [["body", "stage"]] and "Nope" in bad["detail"][0]["msg"]
+    bad = await _post(
+        stack, "/deals", {"title": "x", "currency": "USD", "pipeline": "No such"}, status=422
+    )
+    assert _loc(bad) == [["body", "pipeline"]]
+    bad = await _post(
+        stack,
+        "/deals",
+        {"title": "x", "currency": "USD", "pipeline": pipeline, "owner": "nobody@example.com"},
+        status=422,
+    )
+    assert _loc(bad) == [["body", "owner"]]
+    await _post(
+        stack,
+        "/deals",
+        {"title": "x", "currency": "USD", "pipeline": pipeline, "contacts": [10**12]},
+        status=422,
+    )
+    await _post(stack, "/deals", {"title": "x", "currency": "dollars", "pipeline": pipeline}, 422)
+    await _post(stack, "/deals", {"title": "x", "currency": "USD", "pipeline": 1, "extra": 1}, 422)
+    await _get(stack, "/deals/999999999", status=404)
+
+    note = await _post(stack, f"/deals/{deal['id']}/notes", {"note": "Called them"})
+    edited = await _patch(stack, f"/deals/{deal['id']}/notes/{note['id']}", {"note": "Called!"})
+    assert edited["note"] == "Called!"
+    notes = await _get(stack, f"/deals/{deal['id']}/notes")
+    assert [n["note"] for n in notes["items"]] == ["Called!"] and notes["total"] == 1
+    await _patch(stack, f"/deals/{deal['id'] + 1000}/notes/{note['id']}", {"note": "x"}, 404)
+
+    later = await _post(
+        stack,
+        "/deals",
+        {
+            "title": "Add-on",
+            "currency": "EUR",
+            "value": 999,
+            "pipeline": pipeline,
+            "contacts": [contact["id"]],
+        },
+    )
+    record = await stack.record(contact["id"])
+    # Newest first, with pipeline and stage names.
+    assert [(d["id"], d["pipeline"], d["stage"]) for d in record["deals"]] == [
+        (later["id"], pipeline, "Lead"),
+        (deal["id"], pipeline, "Qualified"),
+    ]
+    by_contact = await _get(stack, f"/deals?contact={contact['id']}&limit=1")
+    assert by_contact["total"] == 2 and [d["id"] for d in by_contact["items"]] == [deal["id"]]
+    won = await _get(stack, f"/deals?contact={contact['id']}&status=won")
+    assert won["total"] == 0
+    assert (await _get(stack, "/deals?pipeline=No%20such"))["total"] == 0
+
+    # Replacing the deal's contacts.
+    other = await stack.contact()
+    await _patch(stack, f"/deals/{later['id']}", {"contacts": [other["id"]]})
+    assert [d["id"] for d in (await stack.record(contact["id"]))["deals"]] == [deal["id"]]
+    assert [d["id"] for d in (await stack.record(other["id"]))["deals"]] == [later["id"]]
+
+
+async def test_tasks_accounts_and_members(any_stack: Stack) -> None:
+    stack = any_stack
+    pipeline = await sales_pipeline(stack)
+    user = await sales_user(stack, name=stack.unique("Rep"))
+    contact = await stack.contact()
+    deal = await _post(
+        stack,
+        "/deals",
+        {"title": "D", "currency": "USD", "pipeline": pipeline, "contacts": [contact["id"]]},
+    )
+    due = datetime(2030, 1, 2, 9, 0, tzinfo=UTC)
+    on_deal = await _post(
+        stack,
+        "/tasks",
+        {
+            "title": "Call",
+            "type": "call",
+            "deal": deal["id"],
+            "assignee": user["name"],
+            "due_at": due.isoformat(),
+        },
+    )
+    assert (on_deal["deal"], on_deal["assignee"]["id"], on_deal["done"]) == (
+        deal["id"],
+        user["id"],
+        False,
+    )
+    assert datetime.fromisoformat(on_deal["due_at"]) == due
+    on_contact = await _post(stack, "/tasks", {"title": "Email", "contact": contact["id"]})
+    assert on_contact["type"] == "todo"
+    bad = await _post(
+        stack, "/tasks", {"title": "Both", "deal": deal["id"], "contact": contact["id"]}, 422
+    )
+    assert "exactly one" in str(bad["detail"])
+    await _post(stack, "/tasks", {"title": "x", "deal": 10**12}, 422)
+    done = await _patch(stack, f"/tasks/{on_deal['id']}", {"done": True, "assignee": None})
+    assert done["done"] and done["done_at"] and done["assignee"] is None
+    assert (await _get(stack, f"/tasks?deal={deal['id']}&done=true"))["total"] == 1
+    assert (await _get(stack, f"/tasks?contact={contact['id']}"))["total"] == 1
+    record = await stack.record(contact["id"])
+    assert {t["id"] for t in record["tasks"]} == {on_deal["id"], on_contact["id"]}
+
+    name = stack.unique("Acme")
+    account = await _post(stack, "/accounts", {"name": name, "url": "https://acme.example"})
+    await _post(stack, "/accounts", {"name": name.lower()}, status=409)
+    await _post(stack, "/accounts", {"name": "x", "url": "ftp://nope"}, status=422)
+    patched = await _patch(
+        stack, f"/accounts/{account['id']}", {"fields": {"size": 50}, "url": None}
+    )
+    assert (patched["fields"], patched["url"]) == ({"size": 50}, None)
+    member = await _post(
+        stack, f"/accounts/{account['id']}/contacts", {"contact": contact["id"], "job_title": "CTO"}
+    )
+    assert member == {
+        **member,
+        "account": account["id"],
+        "contact": contact["id"],
+        "job_title": "CTO",
+    }
+    await _post(stack, f"/accounts/{account['id']}/contacts", {"contact": 10**12}, status=422)
+    await _patch(stack, f"/accounts/{account['id']}/contacts/{contact['id']}", {"job_title": "CEO"})
+    members = await _get(stack, f"/accounts/{account['id']}/contacts")
+    assert [(m["contact"], m["job_title"]) for m in members["items"]] == [(contact["id"], "CEO")]
+    assert (await stack.record(contact["id"]))["account"] == {
+        **patched,
+        "job_title": "CEO",
+        "updated_at": (await stack.record(contact["id"]))["account"]["updated_at"],
+    }
+    # A contact has one account: adding it to another moves it.
+    other = await _post(stack, "/accounts", {"name": stack.unique("Other")})
+    await _post(stack, f"/accounts/{other['id']}/contacts", {"contact": contact["id"]})
+    assert (await stack.record(contact["id"]))["account"]["name"] == other["name"]
+    await _patch(
+        stack, f"/accounts/{account['id']}/contacts/{contact['id']}", {"job_title": "x"}, 404
+    )
+
+
+async def test_deal_condition_reads_the_current_deal(any_stack: Stack) -> None:
+    stack = any_stack
+    sales, support = await sales_pipeline(stack), await sales_pipeline(stack, "New", "Done")
+    owner = await sales_user(stack)
+    contact = await stack.contact()
+    cid = contact["id"]
+    base = {"currency": "USD", "contacts": [cid]}
+    await _post(stack, "/deals", {**base, "title": "Old", "value": 100, "pipeline": sales})
+    await _post(
+        stack,
+        "/deals",
+        {
+            **base,
+            "title": "Big",
+            "value": 50_000,
+            "pipeline": sales,
+            "stage": "Qualified",
+            "owner": owner["email"],
+            "fields": {"region": "EU"},
+            "scores": {"heat": 40},
+        },
+    )
+    await _post(stack, "/deals", {**base, "title": "Lost one", "pipeline": sales, "status": "lost"})
+    await _post(stack, "/deals", {**base, "title": "Ticket", "pipeline": support})
+
+    def deal(field: str, op: str, value: Any = None, pipeline: str | None = None) -> dict[str, Any]:
+        leaf = {"deal": {"field": field, "op": op, "value": value}}
+        return {**leaf, "pipeline": pipeline} if pipeline else leaf
+
+    cases = [
+        (deal("title", "is", "ticket"), True),  # the newest open deal, any pipeline
+        (deal("title", "is", "big", sales), True),  # newest open deal of that pipeline
+        (deal("stage", "is", "qualified", sales), True),
+        (deal("pipeline", "is", sales, sales), True),
+        (deal("value", "gte", 50_000, sales), True),
+        (deal("status", "is", "open", sales), True),
+        (deal("owner", "is", owner["email"], sales), True),
+        (deal("region", "is", "EU", sales), True),  # custom field
+        (deal("heat", "gt", 30, sales), True),  # score
+        (deal("currency", "is", "EUR", sales), False),
+        (deal("title", "is", "Old", sales), False),
+        (deal("title", "is_not_blank", None, "No such pipeline"), False),
+        ({"not": deal("stage", "is", "Won", sales)}, True),
+    ]
+    async with stack.db.read() as session:
+        results = await evaluate_all(session, cid, [c for c, _ in cases], datetime.now(UTC))
+        assert results == [expected for _, expected in cases]
+        lonely = (await stack.contact())["id"]
+        assert await evaluate_all(
+            session, lonely, [deal("title", "is_blank")], datetime.now(UTC)
+        ) == [False]
+
+
+def test_money_is_formatted_with_its_currency() -> None:
+    assert format_money(125000, "USD") == "$1,250.00"
+    assert format_money(125000, "eur") == "€1,250.00"
+    assert format_money(5, "GBP") == "£0.05"
+    assert format_money(1250, "JPY") == "¥1,250"
+    assert format_money(1234567, "KWD") == "KWD 1,234.567"
+    assert format_money(100000, "CHF") == "CHF 1,000.00"
