@@ -46,7 +46,7 @@ REFERENCE_FLOW: dict[str, Any] = {
         "update": {"type": "update_contact", "fields": {"bench_seen": "yes"}, "next": "goal"},
         "goal": {
             "type": "goal",
-            "condition": {"score": "bench", "op": "gte", "value": 1},
+            "condition": {"field": "bench_seen", "op": "is", "value": "yes"},
             "next": "end",
         },
         "end": {"type": "end"},
@@ -102,7 +102,7 @@ class BaselineReferenceFlow:
         await evaluate({"tag": "bench"})
         await contact_step("score")
         await contact_step("update")
-        if await evaluate({"score": "bench", "op": "gte", "value": 1}):
+        if await evaluate({"field": "bench_seen", "op": "is", "value": "yes"}):
             await workflow.execute_local_activity(
                 "record_goal", GoalInput(context=context("goal")), **LOCAL
             )
