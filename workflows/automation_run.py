@@ -451,8 +451,10 @@ class AutomationRun:
                 outcome = await workflow.execute_activity(
                     activity, context, result_type=StepOutcome, summary=summary, **REMOTE
                 )
-        except ActivityError as err:
-            cause = err.cause
+        except (ActivityError, ApplicationError) as err:
+            # A regular activity's failure arrives wrapped in an ActivityError; a local
+            # activity's arrives as the activity's own ApplicationError.
+            cause = err.cause if isinstance(err, ActivityError) else err
             message = cause.message if isinstance(cause, ApplicationError) else str(cause or err)
             self._record(step_id, step, "failed", message)
             if step.on_error == "end":
