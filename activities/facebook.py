@@ -66,9 +66,11 @@ def normalize_email(email: str | None) -> str | None:
 
 def normalize_phone(phone: str | None) -> str | None:
     """Digits only, country code included: `+33 6 12 34 56 78` and `0033612345678` both give
-    `33612345678`. A number stored without its country code cannot be completed here."""
-    digits = re.sub(r"\D", "", phone or "")
-    if (phone or "").strip().startswith("00"):
+    `33612345678`; `+44 (0)20…` drops the bracketed trunk zero. A number stored without its
+    country code cannot be completed here."""
+    text = (phone or "").strip().replace("(0)", "")
+    digits = re.sub(r"\D", "", text)
+    if text.startswith("00"):
         digits = digits[2:]  # the international dialing prefix, written instead of "+"
     return digits or None
 

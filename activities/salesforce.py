@@ -212,6 +212,4 @@ class SalesforceActivities:
                 delay=retry_after(response),
                 kind="SalesforceRetry",
             )
-        raise give_up(
-            f"{what}: {message} (HTTP {response.status_code})", kind="SalesforceRejected"
-        )
+        raise give_up(f"{what}: {message} (HTTP {response.status_code})", kind="SalesforceRejected")
