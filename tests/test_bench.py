@@ -1,0 +1,37 @@
+"""The benchmark harness itself works (tiny sizes; the numbers are `make bench`'s business)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from pathlib import Path
+
+REQUIRED = [
+    "throughput_ratio",
+    "history_ratio",
+    "goal_latency_p50_ms",
+    "goal_latency_p99_ms",
+    "enroll_ratio",
+    "worker_rss_mb_parked",
+    "wal_gain",
+]
+
+
+async def test_bench_smoke_run_writes_every_result(tmp_path: Path) -> None:
+    output = tmp_path / "results.json"
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bench",
+        "--contacts", "3", "--goal-contacts", "3", "--goal-rate", "50", "--parked", "6",
+        "--output", str(output),
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+    )  # fmt: skip
+    printed, _ = await asyncio.wait_for(process.communicate(), timeout=300)
+    assert process.returncode == 0, printed.decode()[-3000:]
+    report = json.loads(output.read_text())
+    for key in REQUIRED:
+        assert isinstance(report[key], int | float), key
+    assert report["raw"]["throughput"]["emails_received"] >= 3
+    assert report["machine"]["cores"] and report["machine"]["temporal_server"]
+    table = printed.decode()
+    assert "throughput ratio" in table and "goal latency p99" in table
