@@ -116,7 +116,8 @@ class Graph:
         body = _json(response)
         if response.is_success:
             return body
-        error = body.get("error") if isinstance(body.get("error"), dict) else {}
+        found = body.get("error")
+        error: dict[str, Any] = found if isinstance(found, dict) else {}
         code, subcode = error.get("code"), error.get("error_subcode")
         message = error.get("error_user_msg") or error.get("message") or excerpt(response)
         what = f"Graph API {method} {path}: {message} (code {code}, HTTP {response.status_code})"

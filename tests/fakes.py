@@ -1,8 +1,9 @@
 """A real HTTP server on 127.0.0.1 standing in for a provider (webhook receiver, Graph API,
 Salesforce): it records every request exactly as received and answers from a programmable queue.
+Plus the few helpers the integration tests share: settings for a while, one-contact runs.
 
-It runs `http.server` in a thread, so it answers while the test's event loop (which also runs the
-worker) is busy awaiting.
+The server runs `http.server` in a thread, so it answers while the test's event loop (which also
+runs the worker) is busy awaiting.
 """
 
 from __future__ import annotations
@@ -139,6 +140,19 @@ def fake_server(default: Reply | None = None) -> Iterator[FakeServer]:
         yield server
     finally:
         server.stop()
+
+
+@contextmanager
+def configured(settings: Any, **values: Any) -> Iterator[None]:
+    """Set some of a running stack's settings (shared in-process with its worker) for a while."""
+    saved = {name: getattr(settings, name) for name in values}
+    for name, value in values.items():
+        setattr(settings, name, value)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            setattr(settings, name, value)
 
 
 async def run_steps(

@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import AsyncIterator
+from contextlib import AbstractContextManager
 from typing import Any
 from urllib.parse import urlencode
 
@@ -14,32 +15,26 @@ import pytest
 
 from activities.facebook import audience_payload, normalize_phone
 from tests.conftest import Stack
-from tests.fakes import FakeServer, fake_server, outcomes, run_contact, run_steps
+from tests.fakes import FakeServer, configured, fake_server, outcomes, run_contact, run_steps
 
 TOKEN = "fb-test-token"
 
 
+def facebook_at(stack: Stack, server: FakeServer) -> AbstractContextManager[None]:
+    """The stack's Facebook settings pointing at a fake Graph API."""
+    return configured(
+        stack.settings,
+        facebook_graph_url=f"{server.url}/v21.0",
+        facebook_access_token=TOKEN,
+        facebook_ad_account="act_555",
+    )
+
+
 @pytest.fixture
 async def graph(stack: Stack) -> AsyncIterator[FakeServer]:
-    """A fake Graph API, and the stack's settings pointing at it for the test's duration."""
-    settings = stack.settings
-    saved = (
-        settings.facebook_graph_url,
-        settings.facebook_access_token,
-        settings.facebook_ad_account,
-    )
-    with fake_server() as server:
-        settings.facebook_graph_url = f"{server.url}/v21.0"
-        settings.facebook_access_token = TOKEN
-        settings.facebook_ad_account = "act_555"
-        try:
-            yield server
-        finally:
-            (
-                settings.facebook_graph_url,
-                settings.facebook_access_token,
-                settings.facebook_ad_account,
-            ) = saved
+    """A fake Graph API the SQLite stack talks to for the test's duration."""
+    with fake_server() as server, facebook_at(stack, server):
+        yield server
 
 
 def sha(text: str) -> str:
@@ -195,8 +190,13 @@ def create_body(automation_id: str, step_id: str, name: str) -> bytes:
 
 
 async def test_create_if_missing_creates_the_audience_once_and_remembers_it(
-    stack: Stack, graph: FakeServer
+    any_stack: Stack,
 ) -> None:
+    with fake_server() as graph, facebook_at(any_stack, graph):
+        await create_once_and_remember(any_stack, graph)
+
+
+async def create_once_and_remember(stack: Stack, graph: FakeServer) -> None:
     name = stack.unique("Buyers")
     automation_id = await stack.automation(
         {

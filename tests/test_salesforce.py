@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import Stack, eventually
-from tests.fakes import FakeServer, fake_server, outcomes, run_contact, run_steps
+from tests.fakes import FakeServer, configured, fake_server, outcomes, run_contact, run_steps
 
 TOKEN = "00Dxx0000001gPL!AQ4AQ.fake"
 CONTACTS = "/services/data/v60.0/sobjects/Contact/"
@@ -21,15 +21,13 @@ LEADS = "/services/data/v60.0/sobjects/Lead/"
 @pytest.fixture
 async def salesforce(stack: Stack) -> AsyncIterator[FakeServer]:
     """A fake Salesforce instance, and the stack's settings pointing at it for one test."""
-    settings = stack.settings
-    saved = (settings.salesforce_instance_url, settings.salesforce_access_token)
-    with fake_server() as server:
-        settings.salesforce_instance_url = server.url
-        settings.salesforce_access_token = TOKEN
-        try:
-            yield server
-        finally:
-            settings.salesforce_instance_url, settings.salesforce_access_token = saved
+    with (
+        fake_server() as server,
+        configured(
+            stack.settings, salesforce_instance_url=server.url, salesforce_access_token=TOKEN
+        ),
+    ):
+        yield server
 
 
 def created(record_id: str) -> dict[str, Any]:

@@ -8,7 +8,7 @@ import hmac
 import ipaddress
 import json
 import re
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -26,7 +26,15 @@ from activities.webhook import (
     refusal,
 )
 from tests.conftest import Stack, free_port
-from tests.fakes import FakeServer, Received, fake_server, outcomes, run_contact, run_steps
+from tests.fakes import (
+    FakeServer,
+    Received,
+    configured,
+    fake_server,
+    outcomes,
+    run_contact,
+    run_steps,
+)
 
 README = Path(__file__).parent.parent / "README.md"
 
@@ -38,12 +46,10 @@ def receiver() -> Iterator[FakeServer]:
 
 
 @pytest.fixture
-async def private_allowed(stack: Stack) -> AsyncIterator[None]:
+def private_allowed(stack: Stack) -> Iterator[None]:
     """The fakes listen on 127.0.0.1, which the SSRF guard refuses by default."""
-    previous = stack.settings.webhook_allow_private
-    stack.settings.webhook_allow_private = True
-    yield
-    stack.settings.webhook_allow_private = previous
+    with configured(stack.settings, webhook_allow_private=True):
+        yield
 
 
 def hook(url: str, **options: Any) -> dict[str, dict[str, Any]]:
@@ -251,8 +257,13 @@ async def test_on_error_end_ends_the_run_failed(
 
 
 async def test_410_marks_the_url_gone_for_later_visits(
-    stack: Stack, receiver: FakeServer, private_allowed: None
+    any_stack: Stack, receiver: FakeServer
 ) -> None:
+    with configured(any_stack.settings, webhook_allow_private=True):
+        await gone_for_later_visits(any_stack, receiver)
+
+
+async def gone_for_later_visits(stack: Stack, receiver: FakeServer) -> None:
     receiver.reply(410, "unsubscribed endpoint")
     automation_id = await stack.automation({"start": "hook", "steps": hook(f"{receiver.url}/old")})
 
