@@ -36,46 +36,65 @@ class EntryRefused:
     reason: str  # inactive | already_running | already_entered | unknown_automation
 
 
-async def reserve_run(
-    session: AsyncSession, automation_id: str, contact_id: int, entry_mode: str
-) -> Run | EntryRefused:
-    """Decide entry and insert the run row; the caller's transaction also queues its start.
+async def reserve_runs(
+    session: AsyncSession, automation_id: str, contact_ids: Sequence[int], entry_mode: str
+) -> tuple[list[Run], list[tuple[int, EntryRefused]]]:
+    """Decide entry for each contact and insert the run rows (one query to decide them all).
 
     The unique indexes (one row per entry number, one running row per automation and contact)
-    are the fence against two concurrent enrollments: the loser gets an IntegrityError.
+    are the fence against concurrent enrollments: if another transaction got there first, the
+    batch falls back to deciding the contacts one by one, and the loser is refused.
     """
     automation = await session.get(Automation, automation_id)
-    if automation is None:
-        return EntryRefused("unknown_automation")
-    if automation.status != "active":
-        return EntryRefused("inactive")
-    previous = (
-        await session.execute(
-            select(func.max(Run.entry), func.count(Run.id).filter(Run.status == RUNNING)).where(
-                Run.automation_id == automation_id, Run.contact_id == contact_id
+    if automation is None or automation.status != "active":
+        reason = EntryRefused("unknown_automation" if automation is None else "inactive")
+        return [], [(cid, reason) for cid in contact_ids]
+    history = {
+        cid: (last, running)
+        for cid, last, running in (
+            await session.execute(
+                select(
+                    Run.contact_id,
+                    func.max(Run.entry),
+                    func.count(Run.id).filter(Run.status == RUNNING),
+                )
+                .where(Run.automation_id == automation_id, Run.contact_id.in_(contact_ids))
+                .group_by(Run.contact_id)
             )
-        )
-    ).one()
-    last_entry, running = previous
-    if running:
-        return EntryRefused("already_running")
-    if last_entry and entry_mode == "once":
-        return EntryRefused("already_entered")
-    entry = (last_entry or 0) + 1
-    run = Run(
-        workflow_id=workflow_id_for(automation_id, contact_id, entry),
-        automation_id=automation_id,
-        contact_id=contact_id,
-        entry=entry,
-        version=automation.version,
-        status=RUNNING,
-    )
+        ).all()
+    }
+    runs: list[Run] = []
+    refused: list[tuple[int, EntryRefused]] = []
+    for cid in dict.fromkeys(contact_ids):
+        last_entry, running = history.get(cid, (None, 0))
+        if running:
+            refused.append((cid, EntryRefused("already_running")))
+        elif last_entry and entry_mode == "once":
+            refused.append((cid, EntryRefused("already_entered")))
+        else:
+            entry = (last_entry or 0) + 1
+            runs.append(
+                Run(
+                    workflow_id=workflow_id_for(automation_id, cid, entry),
+                    automation_id=automation_id,
+                    contact_id=cid,
+                    entry=entry,
+                    version=automation.version,
+                    status=RUNNING,
+                )
+            )
     try:
         async with session.begin_nested():
-            session.add(run)
+            session.add_all(runs)
     except IntegrityError:
-        return EntryRefused("already_running")
-    return run
+        if len(contact_ids) == 1:
+            return [], [(contact_ids[0], EntryRefused("already_running"))]
+        runs, refused = [], []
+        for cid in contact_ids:
+            one, no = await reserve_runs(session, automation_id, [cid], entry_mode)
+            runs += one
+            refused += no
+    return runs, refused
 
 
 async def running_runs(

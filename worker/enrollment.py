@@ -21,7 +21,7 @@ from temporalio.exceptions import WorkflowAlreadyStartedError
 from store import automations as automation_store
 from store.db import Database
 from store.models import OutboxEntry
-from store.runs import EntryRefused, reserve_run
+from store.runs import EntryRefused, reserve_runs
 from workflows.contracts import AUTOMATION_KEY, CONTACT_KEY, VERSION_KEY, WORKFLOW_TYPE, RunInput
 
 
@@ -116,20 +116,22 @@ async def enroll_many(
             )
 
     for offset in range(0, len(contact_ids), batch):
-        starts: list[OutboxEntry] = []
         async with db.write() as session:
             document = await automation_store.get_document(session, automation_id)
             if document is None:
                 result.refused["unknown_automation"] = len(contact_ids)
                 return result
-            for contact_id in contact_ids[offset : offset + batch]:
-                mode = entry or document.get("entry", "once")
-                run = await reserve_run(session, automation_id, contact_id, mode)
-                if isinstance(run, EntryRefused):
-                    result.refused[run.reason] = result.refused.get(run.reason, 0) + 1
-                    continue
-                row = OutboxEntry(
-                    contact_id=contact_id,
+            runs, refused = await reserve_runs(
+                session,
+                automation_id,
+                contact_ids[offset : offset + batch],
+                entry or document.get("entry", "once"),
+            )
+            for _, refusal in refused:
+                result.refused[refusal.reason] = result.refused.get(refusal.reason, 0) + 1
+            starts = [
+                OutboxEntry(
+                    contact_id=run.contact_id,
                     kind="start_run",
                     data={
                         "workflow_id": run.workflow_id,
@@ -137,8 +139,9 @@ async def enroll_many(
                         "version": run.version,
                     },
                 )
-                session.add(row)
-                starts.append(row)
+                for run in runs
+            ]
+            session.add_all(starts)
         await asyncio.gather(*(start(row) for row in starts))
         async with db.write() as session:
             await session.execute(
