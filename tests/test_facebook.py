@@ -4,6 +4,7 @@ request byte for byte (path, form/query encoding, hashed payload), Graph's error
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 from collections.abc import AsyncIterator
@@ -271,3 +272,16 @@ async def test_removing_from_an_audience_never_created_is_skipped(
 
     assert outcomes(run)["remove"] == ("skipped", "audience_not_found")
     assert graph.received == []
+
+
+async def test_contacts_arriving_together_create_one_audience(any_stack: Stack) -> None:
+    with fake_server() as graph, facebook_at(any_stack, graph):
+        graph.reply(200, {"id": "999"})
+        step = audience_step(create_if_missing=True, audience_name=any_stack.unique("Rush"))
+        automation_id = await any_stack.automation({"start": "add", "steps": {"add": step}})
+
+        runs = await asyncio.gather(*(run_contact(any_stack, automation_id) for _ in range(3)))
+
+        assert all(outcomes(run)["add"] == ("done", None) for run, _ in runs)
+        calls = sorted(r.path for r in graph.received)
+        assert calls == ["/v21.0/999/users"] * 3 + ["/v21.0/act_555/customaudiences"]
