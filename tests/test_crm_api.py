@@ -311,3 +311,56 @@ def test_money_is_formatted_with_its_currency() -> None:
     assert format_money(1250, "JPY") == "¥1,250"
     assert format_money(1234567, "KWD") == "KWD 1,234.567"
     assert format_money(100000, "CHF") == "CHF 1,000.00"
+
+
+async def test_crm_routes_need_the_token_and_refuse_bad_input_clearly(any_stack: Stack) -> None:
+    stack = any_stack
+    crm = [f"{API}/{name}" for name in ("users", "pipelines", "deals", "tasks", "accounts")]
+    for path in crm:
+        for method in ("GET", "POST"):
+            response = await stack.http.request(method, path, headers={"Api-Token": "wrong"})
+            assert response.status_code == 401, (method, path)
+
+    pipeline = await sales_pipeline(stack)
+    deal = await _post(stack, "/deals", {"title": "D", "currency": "USD", "pipeline": pipeline})
+    account = await _post(stack, "/accounts", {"name": stack.unique("A")})
+    hostile: list[tuple[str, str, Any]] = [
+        ("POST", "/deals", {"title": "x" * 501, "currency": "USD", "pipeline": pipeline}),
+        ("POST", "/deals", {"title": "x", "currency": "USD", "pipeline": pipeline, "value": -1}),
+        ("POST", "/deals", {"title": "x", "currency": "USD", "pipeline": pipeline, "value": 2**63}),
+        ("POST", "/deals", {"title": " ", "currency": "USD", "pipeline": pipeline}),
+        ("POST", "/deals", {"title": "x", "currency": "USD", "pipeline": 2**62}),
+        (
+            "POST",
+            "/deals",
+            {"title": "x", "currency": "USD", "pipeline": pipeline, "status": "maybe"},
+        ),
+        ("POST", "/deals", {"title": "x", "currency": "USD", "pipeline": {"a": 1}}),
+        ("POST", "/deals", [1, 2]),
+        ("PATCH", f"/deals/{deal['id']}", {"scores": {"s": "lots"}}),
+        ("PATCH", f"/deals/{deal['id']}", {"fields": {"f": {"nested": True}}}),
+        ("PATCH", f"/deals/{deal['id']}", {"stage": "Nowhere"}),
+        ("PATCH", f"/deals/{deal['id']}", {"contacts": [0]}),
+        ("PATCH", f"/deals/{2**62}", {"title": "x"}),
+        ("PATCH", "/deals/0", {"title": "x"}),
+        ("GET", "/deals?status=maybe", None),
+        ("GET", "/deals?limit=100000", None),
+        ("GET", "/tasks?offset=-1", None),
+        ("POST", "/tasks", {"title": "t", "contact": 1, "due_at": "tomorrow"}),
+        ("POST", "/tasks", {"title": "t", "contact": 1, "type": "x" * 51}),
+        ("POST", "/pipelines", {"name": "x" * 201, "stages": ["a"]}),
+        ("POST", "/pipelines", {"name": stack.unique("P"), "stages": ["a"] * 101}),
+        ("PATCH", f"/pipelines/{2**62}", {"name": "x"}),
+        ("POST", "/users", {"email": "a@b.c", "name": ""}),
+        ("POST", f"/accounts/{account['id']}/contacts", {"contact": "me"}),
+        ("PATCH", f"/accounts/{account['id']}/contacts/1", {"job_title": "x" * 201}),
+    ]
+    for method, path, body in hostile:
+        response = await stack.http.request(method, f"{API}{path}", json=body)
+        assert 400 <= response.status_code < 500, (
+            method,
+            path,
+            response.status_code,
+            response.text,
+        )
+        assert "detail" in response.json()

@@ -45,7 +45,8 @@ Ref = Id | Annotated[str, StringConstraints(strip_whitespace=True, min_length=1,
 Money = Annotated[int, Field(ge=0, le=crm_store.MAX_DEAL_VALUE)]
 Currency = Annotated[str, Field(pattern=r"^[A-Za-z]{3}$")]
 Status = Literal["open", "won", "lost"]
-FieldValue = str | int | float | bool | None
+Number = Annotated[float, Field(allow_inf_nan=False)]  # JSON has no inf or NaN to answer with
+FieldValue = str | int | Number | bool | None
 Fields = Annotated[dict[Name, FieldValue], Field(max_length=200)]
 Url = Annotated[str, Field(max_length=2000, pattern=r"^https?://")]
 PathId = Annotated[int, Path(ge=1, le=2**62)]
@@ -228,7 +229,7 @@ class DealIn(_In):
     owner: Ref | None = None
     status: Status = "open"
     fields: Fields = Field(default_factory=dict)
-    scores: Annotated[dict[Name, float], Field(max_length=100)] = Field(default_factory=dict)
+    scores: Annotated[dict[Name, Number], Field(max_length=100)] = Field(default_factory=dict)
     contacts: Annotated[list[Id], Field(max_length=1000)] = Field(default_factory=list)
 
 
@@ -245,7 +246,7 @@ class DealPatch(_In):
     owner: Ref | None = None
     status: Status | None = None
     fields: Fields | None = None
-    scores: Annotated[dict[Name, float] | None, Field(max_length=100)] = None
+    scores: Annotated[dict[Name, Number] | None, Field(max_length=100)] = None
     contacts: Annotated[list[Id] | None, Field(max_length=1000)] = None
 
 
