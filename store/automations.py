@@ -6,7 +6,7 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from store.models import Automation, AutomationVersion, utcnow
@@ -91,3 +91,11 @@ async def active_documents(session: AsyncSession) -> list[dict[str, Any]]:
         .where(Automation.status == "active")
     )
     return [dict(doc) for (doc,) in rows.all()]
+
+
+async def change_stamp(session: AsyncSession) -> tuple[Any, ...]:
+    """Changes whenever an automation is created, versioned or (de)activated."""
+    row = (
+        await session.execute(select(func.count(Automation.id), func.max(Automation.updated_at)))
+    ).one()
+    return tuple(row)

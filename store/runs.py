@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -104,6 +104,21 @@ async def running_runs(
     if automation_id is not None:
         query = query.where(Run.automation_id == automation_id)
     return (await session.scalars(query)).all()
+
+
+async def running_runs_of(
+    session: AsyncSession, contact_ids: Collection[int]
+) -> dict[int, list[str]]:
+    """The running runs' workflow ids of each contact, in one query."""
+    rows = await session.execute(
+        select(Run.contact_id, Run.workflow_id).where(
+            Run.contact_id.in_(contact_ids), Run.status == RUNNING
+        )
+    )
+    runs: dict[int, list[str]] = {}
+    for contact_id, workflow_id in rows.all():
+        runs.setdefault(contact_id, []).append(workflow_id)
+    return runs
 
 
 async def running_workflow_ids(session: AsyncSession, automation_id: str) -> list[str]:

@@ -22,7 +22,7 @@ from store import automations as automation_store
 from store.conditions import evaluate_all
 from store.db import Database
 from store.models import OutboxEntry, utcnow
-from store.runs import running_runs
+from store.runs import running_runs_of
 from worker.enrollment import enroll, start_run
 from worker.triggers import trigger_matches
 from workflows.contracts import SIGNAL_CONTACT_CHANGED, ContactChanged
@@ -43,6 +43,8 @@ class OutboxDispatcher:
         self.poll_seconds = poll_seconds
         self.name = uuid.uuid4().hex[:16]
         self._kicked = asyncio.Event()
+        self._active_documents: list[dict[str, Any]] = []
+        self._documents_stamp: tuple[Any, ...] | None = None
 
     def kick(self) -> None:
         """Something was just committed: deliver now rather than at the next poll."""
@@ -64,67 +66,68 @@ class OutboxDispatcher:
             self._kicked.clear()
 
     async def drain_once(self) -> int:
-        """Claim a batch, deliver it in order, delete what was delivered; returns rows handled."""
-        now = utcnow()
-        available = or_(OutboxEntry.claimed_until.is_(None), OutboxEntry.claimed_until < now)
-        # Look before locking: an idle poll must not take SQLite's write lock every second.
-        async with self.db.read() as session:
-            if await session.scalar(select(OutboxEntry.id).where(available).limit(1)) is None:
-                return 0
-        async with self.db.write() as session:
-            ids = (
-                await session.scalars(
-                    select(OutboxEntry.id)
-                    .where(
-                        or_(OutboxEntry.claimed_until.is_(None), OutboxEntry.claimed_until < now)
-                    )
-                    .order_by(OutboxEntry.id)
-                    .limit(BATCH)
-                )
-            ).all()
-            if not ids:
-                return 0
-            await session.execute(
-                update(OutboxEntry)
-                .where(OutboxEntry.id.in_(ids))
-                .values(claimed_until=now + LEASE, claimed_by=self.name)
-            )
-        async with self.db.read() as session:
-            rows = (
-                await session.scalars(
-                    select(OutboxEntry)
-                    .where(OutboxEntry.id.in_(ids), OutboxEntry.claimed_by == self.name)
-                    .order_by(OutboxEntry.id)
-                )
-            ).all()
-        documents: list[dict[str, Any]] | None = None
-        for row in rows:
-            if row.kind == "start_run":
-                await start_run(
+        """Claim a batch, deliver it, delete what was delivered; returns rows handled."""
+        rows = await self._claim()
+        if not rows:
+            return 0
+        changes = [r for r in rows if r.kind != "start_run"]
+        await asyncio.gather(
+            *(
+                start_run(
                     self.client,
                     self.task_queue,
-                    row.data["workflow_id"],
-                    row.data["automation"],
-                    row.contact_id,
-                    row.data["version"],
+                    r.data["workflow_id"],
+                    r.data["automation"],
+                    r.contact_id,
+                    r.data["version"],
                 )
-                continue
-            await self._wake_runs(row)
-            if documents is None:
-                async with self.db.read() as session:
-                    documents = await automation_store.active_documents(session)
-            await self._fire_triggers(row, documents)
+                for r in rows
+                if r.kind == "start_run"
+            )
+        )
+        if changes:
+            await self._wake_runs(changes)
+            await self._fire_triggers(changes)
         async with self.db.write() as session:
             await session.execute(
                 delete(OutboxEntry).where(OutboxEntry.id.in_([r.id for r in rows]))
             )
         return len(rows)
 
-    async def _wake_runs(self, row: OutboxEntry) -> None:
+    async def _claim(self) -> list[OutboxEntry]:
+        now = utcnow()
+        available = or_(OutboxEntry.claimed_until.is_(None), OutboxEntry.claimed_until < now)
+        # Look before locking: an idle poll must not take SQLite's write lock every second.
         async with self.db.read() as session:
-            runs = await running_runs(session, row.contact_id)
-        targets = [r.workflow_id for r in runs if r.workflow_id != row.origin_workflow_id]
-        await asyncio.gather(*(self._signal(wid, row.kind) for wid in targets))
+            if await session.scalar(select(OutboxEntry.id).where(available).limit(1)) is None:
+                return []
+        async with self.db.write() as session:
+            rows = list(
+                (
+                    await session.scalars(
+                        select(OutboxEntry).where(available).order_by(OutboxEntry.id).limit(BATCH)
+                    )
+                ).all()
+            )
+            if rows:
+                await session.execute(
+                    update(OutboxEntry)
+                    .where(OutboxEntry.id.in_([r.id for r in rows]))
+                    .values(claimed_until=now + LEASE, claimed_by=self.name)
+                )
+        return rows
+
+    async def _wake_runs(self, changes: list[OutboxEntry]) -> None:
+        """One signal per running run, however many of its contact's changes the batch holds:
+        a signal is a wake-up, and the run re-reads the database anyway (DESIGN §3)."""
+        async with self.db.read() as session:
+            runs = await running_runs_of(session, {r.contact_id for r in changes})
+        wake: dict[str, str] = {}
+        for change in changes:
+            for run in runs.get(change.contact_id, []):
+                if run != change.origin_workflow_id:
+                    wake[run] = change.kind
+        await asyncio.gather(*(self._signal(wid, kind) for wid, kind in wake.items()))
 
     async def _signal(self, workflow_id: str, kind: str) -> None:
         try:
@@ -136,24 +139,40 @@ class OutboxDispatcher:
             if err.status != RPCStatusCode.NOT_FOUND:
                 raise
 
-    async def _fire_triggers(self, row: OutboxEntry, documents: list[dict[str, Any]]) -> None:
-        for document in documents:
-            for trigger in document.get("triggers") or []:
-                if not trigger_matches(trigger, row.kind, row.data):
-                    continue
-                if trigger.get("filter"):
-                    async with self.db.read() as session:
-                        (ok,) = await evaluate_all(
-                            session, row.contact_id, [trigger["filter"]], utcnow()
-                        )
-                    if not ok:
-                        continue
-                await enroll(
-                    self.db,
-                    self.client,
-                    self.task_queue,
-                    document["id"],
-                    row.contact_id,
-                    entry=trigger.get("entry") or document.get("entry"),
+    async def _fire_triggers(self, changes: list[OutboxEntry]) -> None:
+        documents = await self._documents()
+        for row in changes:
+            for document in documents:
+                trigger = next(
+                    (
+                        t
+                        for t in document.get("triggers") or []
+                        if trigger_matches(t, row.kind, row.data)
+                    ),
+                    None,
                 )
-                break  # one matching trigger enrolls; the others would be refused anyway
+                if trigger is not None and await self._passes_filter(trigger, row.contact_id):
+                    await enroll(
+                        self.db,
+                        self.client,
+                        self.task_queue,
+                        document["id"],
+                        row.contact_id,
+                        entry=trigger.get("entry") or document.get("entry"),
+                    )
+
+    async def _passes_filter(self, trigger: dict[str, Any], contact_id: int) -> bool:
+        if not trigger.get("filter"):
+            return True
+        async with self.db.read() as session:
+            (ok,) = await evaluate_all(session, contact_id, [trigger["filter"]], utcnow())
+        return ok
+
+    async def _documents(self) -> list[dict[str, Any]]:
+        """Active automations' documents, re-read only when an automation changed."""
+        async with self.db.read() as session:
+            stamp = await automation_store.change_stamp(session)
+            if stamp != self._documents_stamp:
+                self._active_documents = await automation_store.active_documents(session)
+                self._documents_stamp = stamp
+        return self._active_documents
