@@ -24,7 +24,7 @@ from store import crm as crm_store
 from store import runs as run_store
 from store.contacts import STANDARD_FIELDS, InvalidChange
 from store.crm import Conflict, UnknownReference
-from store.models import Contact, Deal, utcnow
+from store.models import Contact, Deal, Pipeline, User, utcnow
 from workflows.contracts import StepContext, StepOutcome
 from workflows.personalization import contact_values, render
 
@@ -149,7 +149,7 @@ async def _set_owner(visit: Visit, deal: Deal) -> Outcome:
 
 
 async def _set_stage(visit: Visit, deal: Deal) -> Outcome:
-    pipeline = await visit.session.get(crm_store.Pipeline, deal.pipeline_id)
+    pipeline = await visit.session.get(Pipeline, deal.pipeline_id)
     assert pipeline is not None  # a deal's pipeline cannot be deleted
     stage = await crm_store.stage_named(visit.session, pipeline, visit.step.value)
     return await _update(visit, deal, {"stage": stage})
@@ -195,11 +195,12 @@ async def _add_task(visit: Visit) -> Outcome:
         deal = await visit.current_deal()
         if deal is None:
             return skipped("no_deal")
+    assignee: User | None
     if step.assignee:
         assignee = await crm_store.user_named(session, step.assignee)
     elif deal is not None and deal.owner_id is not None:
         # A deal's task without an assignee is for the deal's owner, as in a sales team.
-        assignee = await session.get(crm_store.User, deal.owner_id)
+        assignee = await session.get(User, deal.owner_id)
     else:
         assignee = None
     task = await crm_store.add_task(

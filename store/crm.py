@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from store.contacts import InvalidChange, emit, normalize_email
@@ -54,6 +54,12 @@ def _key(name: str) -> str:
     return name.strip().lower()
 
 
+def _named(column: Any, name: str) -> Any:
+    """`column` matches `name` whatever the case. The exact spelling always matches: SQLite's
+    lower() only folds ASCII, so "Équipe" must still find "Équipe" there."""
+    return or_(column == name.strip(), func.lower(column) == _key(name))
+
+
 def _fits(value: str, column: Any, what: str) -> str:
     """`value`, or a clear error when the column cannot hold it (a step's text is unbounded)."""
     limit = column.type.length
@@ -72,7 +78,7 @@ def _check_value(value: int) -> int:
 
 
 async def find_pipeline(session: AsyncSession, name: str) -> Pipeline | None:
-    return await session.scalar(select(Pipeline).where(func.lower(Pipeline.name) == _key(name)))
+    return await session.scalar(select(Pipeline).where(_named(Pipeline.name, name)))
 
 
 async def pipeline_named(session: AsyncSession, name: str) -> Pipeline:
@@ -89,7 +95,7 @@ async def stages_of(session: AsyncSession, pipeline_id: int) -> list[Stage]:
 
 async def stage_named(session: AsyncSession, pipeline: Pipeline, name: str) -> Stage:
     stage = await session.scalar(
-        select(Stage).where(Stage.pipeline_id == pipeline.id, func.lower(Stage.name) == _key(name))
+        select(Stage).where(Stage.pipeline_id == pipeline.id, _named(Stage.name, name))
     )
     if stage is None:
         raise UnknownReference(f'stage "{name}" does not exist in pipeline "{pipeline.name}"')
@@ -98,10 +104,10 @@ async def stage_named(session: AsyncSession, pipeline: Pipeline, name: str) -> S
 
 async def find_users(session: AsyncSession, ref: str) -> list[User]:
     """Users an owner/assignee reference names: by email first, else by name."""
-    by_email = await session.scalar(select(User).where(func.lower(User.email) == _key(ref)))
+    by_email = await session.scalar(select(User).where(_named(User.email, ref)))
     if by_email is not None:
         return [by_email]
-    return list(await session.scalars(select(User).where(func.lower(User.name) == _key(ref))))
+    return list(await session.scalars(select(User).where(_named(User.name, ref))))
 
 
 async def user_named(session: AsyncSession, ref: str) -> User:
@@ -114,7 +120,7 @@ async def user_named(session: AsyncSession, ref: str) -> User:
 
 
 async def find_account(session: AsyncSession, name: str) -> Account | None:
-    return await session.scalar(select(Account).where(func.lower(Account.name) == _key(name)))
+    return await session.scalar(select(Account).where(_named(Account.name, name)))
 
 
 # --- users -----------------------------------------------------------------------------------
@@ -200,11 +206,11 @@ async def update_pipeline(
         await session.delete(stage)
     await session.flush()
     for position, stage_name in enumerate(names):
-        stage = existing.get(_key(stage_name))
-        if stage is None:
+        kept = existing.get(_key(stage_name))
+        if kept is None:
             session.add(Stage(pipeline_id=pipeline.id, name=stage_name, position=position))
         else:
-            stage.name, stage.position = stage_name, position
+            kept.name, kept.position = stage_name, position
     await session.flush()
 
 
@@ -558,9 +564,9 @@ async def complete_tasks(
     """Complete the deal's open tasks matching title and/or type (case-insensitive); how many."""
     query = update(Task).where(Task.deal_id == deal_id, Task.done.is_(False))
     if title is not None:
-        query = query.where(func.lower(Task.title) == _key(title))
+        query = query.where(_named(Task.title, title))
     if task_type is not None:
-        query = query.where(func.lower(Task.type) == _key(task_type))
+        query = query.where(_named(Task.type, task_type))
     result = await session.execute(query.values(done=True, done_at=utcnow()))
     return int(result.rowcount or 0)  # type: ignore[attr-defined]
 
