@@ -210,6 +210,17 @@ async def test_no_deal_skips_and_unknown_names_fail_naming_them(stack: Stack) ->
             ("bad_owner", {"type": "update_deal_owner", "value": "ghost@example.com"}),
             ("bad_scope", {"type": "add_deal_note", "note": "n", "pipeline": "Atlantis"}),
             (
+                "bad_math",
+                {
+                    "type": "perform_math",
+                    "target": "deal",
+                    "pipeline": "Atlantis",
+                    "field": "f",
+                    "op": "add",
+                    "value": 1,
+                },
+            ),
+            (
                 "bad_assignee",
                 {"type": "add_task", "title": "t", "due_in": {"days": 1}, "assignee": "ghost"},
             ),
@@ -217,6 +228,7 @@ async def test_no_deal_skips_and_unknown_names_fail_naming_them(stack: Stack) ->
             ("never", {"type": "add_tag", "tag": "never"}),
         ]
     )
+    document["triggers"] = [{"type": "deal_stage_changed", "pipeline": pipeline, "stage": "Orbit"}]
     saved = await stack.http.post("/api/v1/automations", json={"name": "refs", **document})
     assert saved.status_code == 201, saved.text
     warned = {(w["step"], w["path"]) for w in saved.json()["warnings"]}
@@ -227,7 +239,9 @@ async def test_no_deal_skips_and_unknown_names_fail_naming_them(stack: Stack) ->
         ("bad_stage", "steps.bad_stage.value"),
         ("bad_owner", "steps.bad_owner.value"),
         ("bad_scope", "steps.bad_scope.pipeline"),
+        ("bad_math", "steps.bad_math.pipeline"),
         ("bad_assignee", "steps.bad_assignee.assignee"),
+        (None, "triggers.0.stage"),
     } <= warned
     assert ("ok", "steps.ok.stage") not in warned
     handle = await stack.enroll(contact["id"], saved.json()["id"])
@@ -241,10 +255,11 @@ async def test_no_deal_skips_and_unknown_names_fail_naming_them(stack: Stack) ->
         "bad_stage",
         "bad_owner",
         "bad_scope",
+        "bad_math",
         "bad_assignee",
         "fatal",
     }
-    assert "Atlantis" in reasons["no_pipeline"] and "Atlantis" in reasons["bad_scope"]
+    assert all("Atlantis" in reasons[step] for step in ("no_pipeline", "bad_scope", "bad_math"))
     assert "Orbit" in reasons["no_stage"] and "Orbit" in reasons["bad_stage"]
     assert "ghost" in reasons["no_owner"] and "ghost@example.com" in reasons["bad_owner"]
     # A failed step wrote nothing: only the "ok" deal exists.
