@@ -15,6 +15,7 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer
 
 from tests.conftest import Stack
+from worker.main import WORKFLOW_RUNNER
 from workflows.automation_run import AutomationRun
 
 HISTORIES = Path(__file__).parent / "histories"
@@ -56,7 +57,11 @@ TOUR = {
 
 
 def _replayer() -> Replayer:
-    return Replayer(workflows=[AutomationRun], data_converter=pydantic_data_converter)
+    return Replayer(
+        workflows=[AutomationRun],
+        data_converter=pydantic_data_converter,
+        workflow_runner=WORKFLOW_RUNNER,
+    )
 
 
 async def test_saved_histories_replay() -> None:
