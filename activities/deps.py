@@ -24,21 +24,27 @@ class Deps:
     client: Client
     # Wakes this process's outbox dispatcher after a commit, so changes are delivered at once.
     kick: Callable[[], None] = lambda: None
-    _documents: dict[tuple[str, int], Automation] = field(default_factory=dict)
+    _versions: dict[tuple[str, int], tuple[dict[str, Any], Automation]] = field(
+        default_factory=dict
+    )
 
-    async def automation(self, automation_id: str, version: int) -> Automation:
-        """Versions are immutable, so each is read from the database once per process."""
+    async def version(self, automation_id: str, version: int) -> tuple[dict[str, Any], Automation]:
+        """A version's stored document and its model. Versions are immutable, so each is read
+        from the database once per process (every run's first step loads its graph)."""
         key = (automation_id, version)
-        cached = self._documents.get(key)
+        cached = self._versions.get(key)
         if cached is None:
             async with self.db.read() as session:
                 document = await automation_store.get_document(session, automation_id, version)
             if document is None:
                 raise LookupError(f"automation {automation_id} v{version} does not exist")
-            if len(self._documents) >= MAX_CACHED_VERSIONS:
-                self._documents.clear()
-            cached = self._documents[key] = Automation.model_validate(document)
+            if len(self._versions) >= MAX_CACHED_VERSIONS:
+                self._versions.clear()
+            cached = self._versions[key] = (document, Automation.model_validate(document))
         return cached
+
+    async def automation(self, automation_id: str, version: int) -> Automation:
+        return (await self.version(automation_id, version))[1]
 
     async def step(self, context: StepContext) -> Any:
         return (await self.automation(context.automation_id, context.version)).steps[

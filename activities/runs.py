@@ -9,7 +9,6 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.deps import Deps
-from store import automations as automation_store
 from store import runs as run_store
 from store.conditions import duration_of, evaluate_all
 from store.models import SplitState
@@ -39,18 +38,12 @@ class RunActivities:
 
     @activity.defn(name="load_automation")
     async def load_automation(self, input: LoadAutomationInput) -> LoadAutomationOutput:
-        async with self.deps.db.read() as session:
-            document = await automation_store.get_document(
-                session, input.automation_id, input.version
-            )
-        if document is None:
-            raise ApplicationError(
-                f"automation {input.automation_id} v{input.version} does not exist",
-                non_retryable=True,
-            )
+        try:
+            document, graph = await self.deps.version(input.automation_id, input.version)
+        except LookupError as err:
+            raise ApplicationError(str(err), non_retryable=True) from None
         goals_met: list[str] = []
         if input.contact_id is not None and input.now is not None:
-            graph = await self.deps.automation(input.automation_id, input.version)
             goals = eligible_goals(graph, goal_sources(graph), graph.start, [])
             if goals:
                 conditions = [
