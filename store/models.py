@@ -401,3 +401,21 @@ class AccountContact(Base):
     )
     job_title: Mapped[str | None] = mapped_column(String(200))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class StepEvent(Base):
+    """One step a run took, and how it went: what reports count (saved at parks and finishes)."""
+
+    __tablename__ = "step_events"
+    __table_args__ = (Index("ix_step_events_step", "automation_id", "step_id", "outcome"),)
+
+    workflow_id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True)
+    automation_id: Mapped[str] = mapped_column(String(64))
+    version: Mapped[int] = mapped_column(Integer)
+    contact_id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer(), "sqlite"))
+    step_id: Mapped[str] = mapped_column(String(64))
+    step_type: Mapped[str] = mapped_column(String(40))
+    outcome: Mapped[str] = mapped_column(String(20))
+    reason: Mapped[str | None] = mapped_column(String(500))
+    at: Mapped[datetime] = mapped_column()
