@@ -62,6 +62,7 @@ class RunActivities:
         if input.park_at and input.workflow_id:
             async with self.deps.db.write() as session:
                 await run_store.set_current_step(session, input.workflow_id, input.park_at)
+                await run_store.save_steps(session, input.steps)
                 results = await evaluate_all(session, input.contact_id, input.conditions, input.now)
         else:
             async with self.deps.db.read() as session:
@@ -72,6 +73,7 @@ class RunActivities:
     async def park_run(self, input: ParkInput) -> None:
         async with self.deps.db.write() as session:
             await run_store.set_current_step(session, input.workflow_id, input.step_id)
+            await run_store.save_steps(session, input.steps)
 
     @activity.defn(name="finish_run")
     async def finish_run(self, input: FinishRunInput) -> None:
@@ -79,6 +81,7 @@ class RunActivities:
             await run_store.finish_run(
                 session, input.workflow_id, input.status, input.reason, input.step_id
             )
+            await run_store.save_steps(session, input.steps)
 
     @activity.defn(name="record_goal")
     async def record_goal(self, input: GoalInput) -> None:

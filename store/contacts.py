@@ -323,3 +323,35 @@ async def contact_record(session: AsyncSession, contact: Contact) -> dict[str, A
 
 async def count_contacts(session: AsyncSession) -> int:
     return int(await session.scalar(select(func.count()).select_from(Contact)) or 0)
+
+
+# The list an unsubscribe link records when the contact was on no list at all: without it such a
+# contact (who receives email, SPEC §2.1) would keep receiving it after unsubscribing.
+ALL_EMAIL_LIST = "all"
+
+
+async def unsubscribe_everywhere(
+    session: AsyncSession, contact_id: int, *, origin: str | None = None
+) -> list[str]:
+    """An unsubscribe link: every active list becomes `unsubscribed` (one outbox row each).
+
+    Returns the lists changed. A contact on no list gets an `unsubscribed` row for
+    ALL_EMAIL_LIST, so the sending rule "unsubscribed from every list it was on" holds.
+    """
+    rows = (
+        await session.scalars(select(Subscription).where(Subscription.contact_id == contact_id))
+    ).all()
+    lists = [s.list for s in rows if s.status == "active"] or ([] if rows else [ALL_EMAIL_LIST])
+    for list_name in lists:
+        await set_subscription(session, contact_id, list_name, "unsubscribed", origin=origin)
+    return lists
+
+
+async def mark_bounced(
+    session: AsyncSession, contact: Contact, data: dict[str, Any], *, origin: str | None = None
+) -> None:
+    """A permanent delivery failure: no email goes to this contact any more. The `email_bounced`
+    event (with `data`: automation, step, the server's reply) lets conditions and triggers see it."""
+    contact.bounced = True
+    contact.updated_at = utcnow()
+    await record_event(session, contact.id, "email_bounced", data, origin=origin)

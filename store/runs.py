@@ -19,8 +19,10 @@ from store.models import (
     Run,
     SplitAssignment,
     SplitState,
+    StepEvent,
     utcnow,
 )
+from workflows.contracts import SavedSteps
 
 RUNNING = "running"
 
@@ -262,4 +264,36 @@ async def contacts_on_path(
                 )
             )
         ).all()
+    )
+
+
+async def save_steps(session: AsyncSession, saved: SavedSteps | None) -> None:
+    """Write a run's step records for reports; a retried save writes none twice."""
+    if saved is None or not saved.records:
+        return
+    seqs = [r.seq for r in saved.records]
+    known = set(
+        (
+            await session.scalars(
+                select(StepEvent.seq).where(
+                    StepEvent.workflow_id == saved.workflow_id, StepEvent.seq.in_(seqs)
+                )
+            )
+        ).all()
+    )
+    session.add_all(
+        StepEvent(
+            workflow_id=saved.workflow_id,
+            seq=r.seq,
+            automation_id=saved.automation_id,
+            version=saved.version,
+            contact_id=saved.contact_id,
+            step_id=r.step,
+            step_type=r.type,
+            outcome=r.outcome,
+            reason=(r.reason or "")[:500] or None,
+            at=r.at,
+        )
+        for r in saved.records
+        if r.seq not in known
     )

@@ -5,12 +5,12 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from sqlalchemy import event
+from sqlalchemy import event, select
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 from temporalio.client import WorkflowExecutionStatus
 
-from store.models import ActionLog
+from store.models import ActionLog, StepEvent
 from tests.conftest import Stack, eventually
 from workflows.contracts import RunState
 
@@ -530,3 +530,29 @@ async def test_end_step_and_email_sending_rules(stack: Stack) -> None:
     )
     assert len(stack.mailbox.to(subscribed_elsewhere["email"])) == 1
     assert stack.mailbox.to(unsubscribed["email"]) == []
+
+
+async def test_step_records_are_saved_for_reports_once_each(stack: Stack) -> None:
+    automation_id = await stack.automation(
+        {
+            "start": "tag",
+            "steps": {
+                "tag": {"type": "add_tag", "tag": "a", "next": "pause"},
+                "pause": {"type": "wait", "for": {"days": 2}, "next": "check"},
+                "check": {"type": "if_else", "condition": {"tag": "a"}, "yes": "sms", "no": None},
+                "sms": {"type": "send_sms", "body": "x"},
+            },
+        }
+    )
+    handle = await stack.enroll((await stack.contact())["id"], automation_id)
+    state = await handle.result()
+    async with stack.db.read() as session:
+        rows = (
+            await session.scalars(
+                select(StepEvent).where(StepEvent.workflow_id == handle.id).order_by(StepEvent.seq)
+            )
+        ).all()
+    assert [(r.seq, r.step_id, r.outcome, r.reason) for r in rows] == [
+        (n, s.step, s.outcome, s.reason) for n, s in enumerate(state.steps)
+    ]
+    assert state.unsaved == []

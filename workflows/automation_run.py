@@ -36,6 +36,7 @@ with workflow.unsafe.imports_passed_through():
         ParkInput,
         RunInput,
         RunState,
+        SavedSteps,
         SplitInput,
         SplitOutput,
         StepContext,
@@ -197,6 +198,7 @@ class AutomationRun:
                 status=state.status,
                 reason=state.reason,
                 step_id=state.position,
+                steps=self._take_unsaved(),
             ),
             summary=f"finish run: {state.status}",
             **LOCAL,
@@ -277,13 +279,33 @@ class AutomationRun:
     def _record(self, step_id: str, step: Any, outcome: str, reason: str | None = None) -> None:
         state = self.state
         assert state is not None
-        state.steps.append(
-            StepRecord(
-                step=step_id, type=step.type, outcome=outcome, reason=reason, at=workflow.now()
-            )  # type: ignore[arg-type]
+        record = StepRecord(
+            seq=state.steps_taken,
+            step=step_id,
+            type=step.type,
+            outcome=outcome,  # type: ignore[arg-type]
+            reason=reason,
+            at=workflow.now(),
         )
+        state.steps.append(record)
         del state.steps[:-STEPS_KEPT_IN_STATE]
+        state.unsaved.append(record)
         state.steps_taken += 1
+
+    def _take_unsaved(self) -> SavedSteps | None:
+        """The step records to save with this database round-trip (see RunState.unsaved)."""
+        state = self.state
+        assert state is not None and self.input is not None
+        if not state.unsaved:
+            return None
+        records, state.unsaved = state.unsaved, []
+        return SavedSteps(
+            workflow_id=workflow.info().workflow_id,
+            automation_id=self.input.automation_id,
+            version=state.version,
+            contact_id=self.input.contact_id,
+            records=records,
+        )
 
     def _eligible_goals(self, position: str) -> list[str]:
         state, graph = self.state, self.graph
@@ -309,6 +331,7 @@ class AutomationRun:
                 now=workflow.now(),
                 workflow_id=workflow.info().workflow_id if park_at else None,
                 park_at=park_at,
+                steps=self._take_unsaved() if park_at else None,
             ),
             result_type=EvaluateOutput,
             summary=f"evaluate {len(conditions)} condition(s)",
@@ -380,7 +403,11 @@ class AutomationRun:
         elif long:
             await workflow.execute_local_activity(
                 "park_run",
-                ParkInput(workflow_id=workflow.info().workflow_id, step_id=step_id),
+                ParkInput(
+                    workflow_id=workflow.info().workflow_id,
+                    step_id=step_id,
+                    steps=self._take_unsaved(),
+                ),
                 summary=f"park at {step_id}",
                 **LOCAL,
             )

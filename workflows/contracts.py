@@ -56,6 +56,7 @@ class StepOutcome(BaseModel):
 
 
 class StepRecord(BaseModel):
+    seq: int = 0  # the run's n-th step record: with the workflow id, the row's identity
     step: str
     type: str
     outcome: Outcome
@@ -73,6 +74,9 @@ class RunState(BaseModel):
     visit: int = 0
     steps_taken: int = 0
     steps: list[StepRecord] = Field(default_factory=list)  # the most recent ones
+    # Step records not yet written to Cairn's step_events table (for reports): they ride along
+    # with the run's next park or finish, which are database round-trips anyway.
+    unsaved: list[StepRecord] = Field(default_factory=list)
     goals: list[str] = Field(default_factory=list)
     split_paths: dict[str, int] = Field(default_factory=dict)
     goto_passes: dict[str, list[datetime]] = Field(default_factory=dict)
@@ -104,6 +108,16 @@ class LoadAutomationOutput(BaseModel):
     goals_met: list[str] = Field(default_factory=list)
 
 
+class SavedSteps(BaseModel):
+    """Step records to save for reports, with whose run they are."""
+
+    workflow_id: str
+    automation_id: str
+    version: int
+    contact_id: int
+    records: list[StepRecord]
+
+
 class EvaluateInput(BaseModel):
     contact_id: int
     conditions: list[dict[str, Any]]
@@ -111,6 +125,7 @@ class EvaluateInput(BaseModel):
     # When set, the runs index records that the contact now sits at this step.
     workflow_id: str | None = None
     park_at: str | None = None
+    steps: SavedSteps | None = None  # saved with the park
 
 
 class EvaluateOutput(BaseModel):
@@ -129,6 +144,7 @@ class SplitOutput(BaseModel):
 class ParkInput(BaseModel):
     workflow_id: str
     step_id: str
+    steps: SavedSteps | None = None
 
 
 class FinishRunInput(BaseModel):
@@ -136,6 +152,7 @@ class FinishRunInput(BaseModel):
     status: RunStatus
     reason: str | None
     step_id: str | None
+    steps: SavedSteps | None = None
 
 
 class GoalInput(BaseModel):
