@@ -19,11 +19,15 @@ from activities.facebook import FacebookActivities
 from activities.messaging import MessagingActivities
 from activities.runs import RunActivities
 from activities.salesforce import SalesforceActivities
+from activities.schedules import ScheduleActivities
+from activities.site import SiteActivities
+from activities.sms import SmsActivities
 from activities.webhook import WebhookActivities
 from store.db import Database, open_database
 from worker.outbox import OutboxDispatcher
 from worker.settings import Settings
 from workflows.automation_run import AutomationRun
+from workflows.date_enrollment import DateFieldEnrollment
 
 log = logging.getLogger("cairn.worker")
 
@@ -64,8 +68,12 @@ def activities_for(deps: Deps) -> list[object]:
         runs.end_automation,
         contacts.apply_contact_step,
         messaging.send_email,
+        messaging.send_notification_email,
+        SmsActivities(deps).send_sms,
+        SiteActivities(deps).send_site_message,
         *integration_activities(deps),
         CrmActivities(deps).apply_crm_step,
+        ScheduleActivities(deps).enroll_date_matches,
     ]
 
 
@@ -104,7 +112,7 @@ async def running_worker(
     worker = Worker(
         client,
         task_queue=queue,
-        workflows=[AutomationRun, *extra_workflows],
+        workflows=[AutomationRun, DateFieldEnrollment, *extra_workflows],
         activities=activities_for(deps),  # type: ignore[arg-type]
         max_cached_workflows=MAX_CACHED_WORKFLOWS,
         workflow_runner=WORKFLOW_RUNNER,

@@ -40,6 +40,13 @@ class Settings(BaseSettings):
     sms_account_sid: str = ""
     sms_auth_token: str = ""
     sms_from: str = ""
+    # Digits prepended to phone numbers stored without their country code (e.g. "33"); empty:
+    # such numbers are skipped with reason invalid_phone rather than guessed.
+    sms_default_country_code: str = Field(default="", pattern=r"^\+?[0-9]{0,4}$")
+
+    # Websites allowed to call the public site-tracking endpoint from a browser (comma-separated
+    # origins such as "https://www.example.com"); empty: any origin.
+    site_origins: str = ""
 
     facebook_graph_url: str = "https://graph.facebook.com/v21.0"
     facebook_access_token: str = ""
@@ -59,6 +66,13 @@ class Settings(BaseSettings):
 
     # Outbox dispatcher: how often it looks for rows nobody kicked it about (DESIGN §2).
     outbox_poll_seconds: float = Field(default=1.0, gt=0)
+
+    # Hour of the day (UTC) at which `date_field` triggers' daily schedules fire.
+    date_trigger_hour: int = Field(default=9, ge=0, le=23)
+    # Observability: where the worker serves Prometheus metrics ("host:port"; empty: off) and
+    # how every process logs (`json`: one object per line, for log shippers).
+    metrics_address: str = ""
+    log_format: Literal["text", "json"] = "text"
 
     @property
     def resolved_database_url(self) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, HTTPException
@@ -18,6 +19,7 @@ from store.conditions import matching_contacts
 from store.models import Automation as AutomationRow
 from store.models import utcnow
 from worker.enrollment import enroll_many
+from worker.schedules import pause_schedule, sync_schedule
 from workflows.conditions import BoundedCondition
 from workflows.contracts import SIGNAL_NEW_VERSION, NewVersion
 from workflows.document import automation_json_schema, validate_automation
@@ -70,7 +72,8 @@ async def create_automation(services: ServicesDep, document: Any = Body(...)) ->
         stored, warnings = _validated(document, known | {automation_id})
         warnings += await crm_store.reference_warnings(session, stored)
         row = await automation_store.create_automation(session, automation_id, stored)
-        return {**_summary(row), "warnings": warnings}
+    warnings += await _sync_schedule(services, row.id, stored, row.status)
+    return {**_summary(row), "warnings": warnings}
 
 
 @router.get("")
@@ -109,7 +112,21 @@ async def new_version(
         version = await automation_store.add_version(session, row, stored)
         running = await run_store.running_workflow_ids(session, automation_id)
     await asyncio.gather(*(_notify(services, wid, version) for wid in running))
+    warnings += await _sync_schedule(services, automation_id, stored, row.status)
     return {**_summary(row), "warnings": warnings}
+
+
+async def _sync_schedule(
+    services: Any, automation_id: str, document: dict[str, Any], status: str
+) -> list[dict[str, Any]]:
+    """Bring the `date_field` schedule in line with the version just saved; the version
+    stands even if Temporal is unreachable, and the answer says so (a warning, not a 500)."""
+    try:
+        await sync_schedule(services.client, services.settings, automation_id, document, status)
+    except RPCError as err:
+        message = f"the date trigger schedule could not be updated: {err.message}"
+        return [{"step": None, "path": "triggers", "message": message, "severity": "warning"}]
+    return []
 
 
 async def _notify(services: Any, workflow_id: str, version: int) -> None:
@@ -179,4 +196,8 @@ async def deactivate(automation_id: str, services: ServicesDep) -> dict[str, Any
     async with services.db.write() as session:
         row = await _row(session, automation_id)
         row.status = "inactive"
-        return _summary(row)
+        summary = _summary(row)
+    # Paused, not deleted: reactivating (a PUT with status active) resumes it.
+    with contextlib.suppress(RPCError):
+        await pause_schedule(services.client, automation_id)
+    return summary
