@@ -207,7 +207,14 @@ class ContactActivities:
 
 
 async def goals_after_write(session: AsyncSession, context: StepContext) -> list[bool]:
-    """The run's goals, evaluated in the write's own transaction (see StepContext)."""
+    """The run's goals, evaluated in the write's own transaction (see StepContext); the first
+    one met is recorded there too."""
     if not context.goal_conditions or context.now is None:
         return []
-    return await evaluate_all(session, context.contact_id, context.goal_conditions, context.now)
+    met = await evaluate_all(session, context.contact_id, context.goal_conditions, context.now)
+    first = next((g for g, ok in zip(context.goal_ids, met, strict=False) if ok), None)
+    if first is not None:
+        await run_store.record_goal(
+            session, context.workflow_id, context.automation_id, context.contact_id, first
+        )
+    return met

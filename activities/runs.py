@@ -67,7 +67,15 @@ class RunActivities:
         else:
             async with self.deps.db.read() as session:
                 results = await evaluate_all(session, input.contact_id, input.conditions, input.now)
-        return EvaluateOutput(results=results)
+        goal = next((g for g, ok in zip(input.goal_ids, results, strict=False) if ok), None)
+        if goal is not None and input.workflow_id and input.automation_id:
+            async with self.deps.db.write() as session:
+                await run_store.record_goal(
+                    session, input.workflow_id, input.automation_id, input.contact_id, goal
+                )
+                await run_store.set_current_step(session, input.workflow_id, goal)
+            self.deps.kick()
+        return EvaluateOutput(results=results, recorded_goal=goal)
 
     @activity.defn(name="park_run")
     async def park_run(self, input: ParkInput) -> None:

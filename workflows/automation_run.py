@@ -84,6 +84,9 @@ ACTIVITY_STEPS: dict[str, tuple[str, bool]] = {
     "start_automation": ("start_automation", True),
     "end_automation": ("end_automation", True),
     "send_email": ("send_email", False),
+    "send_sms": ("send_sms", False),
+    "send_notification_email": ("send_notification_email", False),
+    "send_site_message": ("send_site_message", True),
     "webhook": ("webhook", False),
     "facebook_audience_add": ("facebook_audience_add", False),
     "facebook_audience_remove": ("facebook_audience_remove", False),
@@ -137,6 +140,7 @@ class AutomationRun:
         self.graph: Automation | None = None
         self.goal_sources: dict[str, set[str]] = {}
         self.woken = False
+        self.recorded_goals: set[str] = set()
         self.pending_version: int | None = None
         self.end_reason: str | None = None
 
@@ -319,25 +323,28 @@ class AutomationRun:
             for g in goals
         ]
 
-    async def _evaluate(self, conditions: list[Any], *, park_at: str | None = None) -> list[bool]:
-        assert self.input is not None
-        result = await workflow.execute_local_activity(
+    async def _evaluate(
+        self, goals: list[str], own: list[Any], *, park_at: str | None = None
+    ) -> EvaluateOutput:
+        """One round-trip: the goals' conditions, then `own`; the first goal met is recorded."""
+        assert self.input is not None and self.graph is not None
+        return await workflow.execute_local_activity(
             "evaluate_conditions",
             EvaluateInput(
                 contact_id=self.input.contact_id,
-                conditions=[
-                    c.model_dump(by_alias=True, exclude_none=True, mode="json") for c in conditions
-                ],
+                conditions=self._goal_conditions(goals)
+                + [c.model_dump(by_alias=True, exclude_none=True, mode="json") for c in own],
                 now=workflow.now(),
-                workflow_id=workflow.info().workflow_id if park_at else None,
+                workflow_id=workflow.info().workflow_id,
                 park_at=park_at,
                 steps=self._take_unsaved() if park_at else None,
+                goal_ids=goals,
+                automation_id=self.input.automation_id,
             ),
             result_type=EvaluateOutput,
-            summary=f"evaluate {len(conditions)} condition(s)",
+            summary=f"evaluate {len(goals) + len(own)} condition(s)",
             **LOCAL,
         )
-        return result.results
 
     async def _decide(
         self, position: str, own: list[Any], *, park: bool = False
@@ -350,12 +357,10 @@ class AutomationRun:
         self.woken = False
         if not goals and not own and not park:
             return None, []
-        assert self.graph is not None
-        results = await self._evaluate(
-            [self.graph.steps[g].condition for g in goals] + own, park_at=position if park else None
-        )
-        met = next((g for g, ok in zip(goals, results, strict=False) if ok), None)
-        return met, results[len(goals) :]
+        result = await self._evaluate(goals, own, park_at=position if park else None)
+        if result.recorded_goal is not None:
+            self.recorded_goals.add(result.recorded_goal)
+        return result.recorded_goal, result.results[len(goals) :]
 
     async def _met_goal(self, position: str) -> str | None:
         if not self._eligible_goals(position):
@@ -369,12 +374,15 @@ class AutomationRun:
         state, graph = self.state, self.graph
         assert state is not None and graph is not None
         state.visit += 1
-        await workflow.execute_local_activity(
-            "record_goal",
-            GoalInput(context=self._context(goal_id)),
-            summary=f"goal achieved (step {goal_id})",
-            **LOCAL,
-        )
+        if goal_id in self.recorded_goals:  # the evaluation that found it met recorded it
+            self.recorded_goals.discard(goal_id)
+        else:
+            await workflow.execute_local_activity(
+                "record_goal",
+                GoalInput(context=self._context(goal_id)),
+                summary=f"goal achieved (step {goal_id})",
+                **LOCAL,
+            )
         state.goals.append(goal_id)
         state.wait_started_at = None
         self._record(goal_id, graph.steps[goal_id], "done", "goal_achieved")
@@ -468,6 +476,7 @@ class AutomationRun:
         goals = self._eligible_goals(step_id) if local else []
         if goals:  # a local step writes Cairn's database: it checks the goals after its write
             context.goal_conditions, context.now = self._goal_conditions(goals), workflow.now()
+            context.goal_ids = goals
         summary = describe_step(step_id, step)
         try:
             if local:
@@ -492,6 +501,7 @@ class AutomationRun:
             self.woken = False  # everything up to this write has been looked at
             met = next((g for g, ok in zip(goals, outcome.goals_met, strict=True) if ok), None)
             if met is not None:
+                self.recorded_goals.add(met)  # recorded in the step's own transaction
                 return await self._achieve(met)
         return step.next
 

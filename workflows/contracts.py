@@ -41,6 +41,8 @@ class StepContext(BaseModel):
     # after its write, in the same transaction, so its own change can trigger a goal without
     # another round-trip (DESIGN §3–4). `now` is the workflow's clock for their time windows.
     goal_conditions: list[dict[str, Any]] = Field(default_factory=list)
+    # Their goal step ids: the first one met is recorded in that same transaction too.
+    goal_ids: list[str] = Field(default_factory=list)
     now: datetime | None = None
 
     @property
@@ -126,10 +128,15 @@ class EvaluateInput(BaseModel):
     workflow_id: str | None = None
     park_at: str | None = None
     steps: SavedSteps | None = None  # saved with the park
+    # The first conditions are these goals': the first one met is recorded by this same call
+    # (the goal's jump then costs no second round-trip — goal latency, DESIGN §4).
+    goal_ids: list[str] = Field(default_factory=list)
+    automation_id: str | None = None
 
 
 class EvaluateOutput(BaseModel):
     results: list[bool]
+    recorded_goal: str | None = None
 
 
 class SplitInput(BaseModel):
