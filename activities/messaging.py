@@ -8,12 +8,13 @@ internal addresses through the same SMTP path, without tracking.
 
 from __future__ import annotations
 
+import email.policy
 import html as html_lib
 import re
 from dataclasses import dataclass
 from datetime import date
 from email.message import EmailMessage
-from email.utils import formataddr, formatdate, parseaddr
+from email.utils import formataddr, formatdate, getaddresses, parseaddr
 from typing import Any
 
 import aiosmtplib
@@ -32,6 +33,9 @@ from workflows.personalization import contact_values, render
 from workflows.tracking import Kind, Token, sign
 
 SMTP_TIMEOUT = 30
+# Headers up to RFC 5322's 998 characters on one line: the usual 78 would turn a long
+# List-Unsubscribe URL into encoded words, which mail clients do not read as a URL.
+WIRE_POLICY = email.policy.SMTP.clone(max_line_length=998)
 _LINK = re.compile(r"(?is)<a\b[^>]*?\bhref\s*=\s*([\"'])(.*?)\1[^>]*>(.*?)</a>")
 _HREF = re.compile(r"(?is)(<a\b[^>]*?\bhref\s*=\s*)([\"'])(.*?)\2")
 _BODY_END = re.compile(r"(?i)</body\s*>")
@@ -110,9 +114,13 @@ async def send_smtp(settings: Settings, message: EmailMessage) -> dict[str, str]
     and a retryable ApplicationError on anything transient: connection refused or lost, timeouts,
     4xx replies, authentication trouble (an operator fixing the credentials is a retry away).
     """
+    sender = parseaddr(str(message["From"]))[1]
+    recipients = [address for _, address in getaddresses([str(message["To"])]) if address]
     try:
-        _, refused_replies = await aiosmtplib.send(
-            message,
+        refused_replies, _ = await aiosmtplib.send(
+            message.as_bytes(policy=WIRE_POLICY),
+            sender=sender,
+            recipients=recipients,
             hostname=settings.smtp_host,
             port=settings.smtp_port,
             username=settings.smtp_username or None,

@@ -11,7 +11,7 @@ from temporalio.client import Client
 
 from api.deps import Services, require_token
 from api.errors import install_error_handlers
-from api.routes import automations, contacts, crm, dev, events, health, runs
+from api.routes import automations, contacts, crm, dev, events, health, runs, site, tracking
 from store.db import Database, open_database
 from worker.main import connect
 from worker.outbox import OutboxDispatcher
@@ -51,7 +51,9 @@ def create_app(
     )
     install_error_handlers(app)
     protected = [Depends(require_token)]
-    for module in (automations, contacts, crm, events, runs, dev):
+    for module in (automations, contacts, crm, events, runs, dev, site):
         app.include_router(module.router, prefix="/api/v1", dependencies=protected)
     app.include_router(health.router)
+    # Opened from emails and websites: each request carries its own signed token instead.
+    app.include_router(tracking.router)
     return app

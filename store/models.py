@@ -419,3 +419,24 @@ class StepEvent(Base):
     outcome: Mapped[str] = mapped_column(String(20))
     reason: Mapped[str | None] = mapped_column(String(500))
     at: Mapped[datetime] = mapped_column()
+
+
+# --- Site messages (SPEC §2.1 send_site_message, §5 site tracking) ---------------------------
+
+
+class SiteMessage(Base):
+    """A message queued by a `send_site_message` step, shown once on a matching page visit."""
+
+    __tablename__ = "site_messages"
+    __table_args__ = (Index("ix_site_messages_pending", "contact_id", "shown_at"),)
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    contact_id: Mapped[int] = mapped_column(ForeignKey("contacts.id", ondelete="CASCADE"))
+    automation_id: Mapped[str] = mapped_column(String(64))
+    step_id: Mapped[str] = mapped_column(String(64))
+    workflow_id: Mapped[str] = mapped_column(String(200))
+    html: Mapped[str] = mapped_column(Text)  # personalized when queued
+    page: Mapped[str | None] = mapped_column(String(2000))  # wildcard pattern; None = any page
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime | None] = mapped_column()
+    shown_at: Mapped[datetime | None] = mapped_column()

@@ -89,7 +89,7 @@ async def test_contact_steps_and_email_run_in_order(stack: Stack) -> None:
         ("mail", "done"),
         ("sms", "skipped"),
     ]
-    assert run["steps"][-1]["reason"] == "not_implemented"
+    assert run["steps"][-1]["reason"] == "no_phone"
     record = await stack.record(contact["id"])
     assert record["tags"] == ["lead"]
     assert record["last_name"] == "Lovelace"

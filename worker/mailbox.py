@@ -127,3 +127,20 @@ def _message_date(header: object, mtime_ns: int) -> str:
         except (TypeError, ValueError):
             pass
     return datetime.fromtimestamp(mtime_ns / 1e9, UTC).isoformat()
+
+
+def message_body(settings: Settings, key: str) -> tuple[str, str] | None:
+    """(content type, body) of one message: its HTML part if any, else its text; None if the
+    mailbox holds no message `key` (keys come from the mailbox's own index, never a path)."""
+    path = mailbox_path(settings)
+    if not path.is_dir():
+        return None
+    try:
+        raw = mailbox.Maildir(path, create=False).get_bytes(key)
+    except KeyError:
+        return None
+    message = BytesParser(policy=default_policy).parsebytes(raw)
+    part = message.get_body(preferencelist=("html", "plain"))  # type: ignore[attr-defined]
+    if part is None:
+        return "text/plain", ""
+    return part.get_content_type(), str(part.get_content())

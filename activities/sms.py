@@ -1,0 +1,139 @@
+"""The `send_sms` step: a text message through a Twilio-compatible REST API (SPEC §2.1, §6).
+
+`POST {CAIRN_SMS_BASE_URL}/2010-04-01/Accounts/{sid}/Messages.json`, form-encoded To/From/Body,
+HTTP basic auth (account SID, auth token), `Idempotency-Key` = the step visit's key so a retried
+attempt can be dropped by the provider. Skips (recorded, not failed): no phone, a phone that is
+not a valid E.164 number, no SMS consent, no provider configured.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from typing import Any
+
+import httpx
+from temporalio import activity
+
+from activities.deps import Deps
+from activities.http import (
+    TIMEOUT,
+    TOTAL_SECONDS,
+    excerpt,
+    give_up,
+    network_failure,
+    retry_after,
+    retry_later,
+)
+from activities.messaging import tag_values
+from store import contacts as contact_store
+from workflows.contracts import StepContext, StepOutcome
+from workflows.personalization import render
+
+CONSENT_FIELD = "sms_consent"
+# Twilio error codes saying this number can never receive this message: no retry fixes them.
+# 21211 invalid To, 21214 not reachable, 21217 not a valid phone, 21401 invalid number,
+# 21407 unsupported region, 21408 region not enabled, 21610 recipient replied STOP,
+# 21612 unreachable route, 21614 not a mobile number.
+UNDELIVERABLE_CODES = frozenset({21211, 21214, 21217, 21401, 21407, 21408, 21610, 21612, 21614})
+E164 = re.compile(r"^\+[1-9]\d{7,14}$")
+
+
+def to_e164(phone: str | None, default_country_code: str = "") -> str | None:
+    """`+33 6 12 34 56 78`, `0033612345678` → `+33612345678`; a national number (`06 12…`) only
+    with a default country code (its trunk zero dropped). None when it cannot be made E.164."""
+    text = (phone or "").strip().replace("(0)", "")
+    if re.search(r"[^\d\s()+./-]", text):
+        return None  # letters or other symbols: not a phone number
+    digits = re.sub(r"\D", "", text)
+    if text.startswith("+"):
+        candidate = "+" + digits
+    elif text.startswith("00"):
+        candidate = "+" + digits[2:]
+    elif default_country_code:
+        candidate = "+" + default_country_code.lstrip("+") + digits.lstrip("0")
+    else:
+        return None
+    return candidate if E164.match(candidate) else None
+
+
+def has_consent(fields: dict[str, Any]) -> bool:
+    """Only an explicit yes counts: true, or the text "true"/"yes"/"1" a CSV import may store."""
+    value = fields.get(CONSENT_FIELD)
+    if isinstance(value, str):
+        return value.strip().lower() in ("true", "yes", "1")
+    return value is True or (isinstance(value, int) and value == 1)
+
+
+class SmsActivities:
+    def __init__(self, deps: Deps) -> None:
+        self.deps = deps
+
+    @activity.defn(name="send_sms")
+    async def send_sms(self, context: StepContext) -> StepOutcome:
+        """Send the step's body to the contact's phone, when it may be sent."""
+        step = await self.deps.step(context)
+        settings = self.deps.settings
+        async with self.deps.db.read() as session:
+            contact = await contact_store.get_contact(session, context.contact_id)
+            if contact is None:
+                return StepOutcome(outcome="skipped", reason="contact_deleted")
+            values = await tag_values(session, contact)
+        if not (contact.phone or "").strip():
+            return StepOutcome(outcome="skipped", reason="no_phone")
+        to = to_e164(contact.phone, settings.sms_default_country_code)
+        if to is None:
+            return StepOutcome(
+                outcome="skipped", reason="invalid_phone", detail={"phone": contact.phone}
+            )
+        if not has_consent(contact.fields or {}):
+            return StepOutcome(outcome="skipped", reason="no_sms_consent")
+        if not (settings.sms_account_sid and settings.sms_auth_token and settings.sms_from):
+            return StepOutcome(outcome="skipped", reason="provider_not_configured")
+        url = (
+            f"{settings.sms_base_url.rstrip('/')}/2010-04-01/Accounts/"
+            f"{settings.sms_account_sid}/Messages.json"
+        )
+        form = {"To": to, "From": settings.sms_from, "Body": render(step.body, values, html=False)}
+        try:
+            async with asyncio.timeout(TOTAL_SECONDS), httpx.AsyncClient(timeout=TIMEOUT) as client:
+                response = await client.post(
+                    url,
+                    data=form,
+                    auth=(settings.sms_account_sid, settings.sms_auth_token),
+                    headers={"Idempotency-Key": context.visit_key, "Accept": "application/json"},
+                )
+        except TimeoutError as err:
+            raise retry_later(f"SMS provider at {url}: no answer in time", kind="SmsRetry") from err
+        except httpx.HTTPError as err:
+            raise network_failure(err, f"SMS provider at {url}", kind="SmsRetry") from err
+        return outcome_of(response, to)
+
+
+def outcome_of(response: httpx.Response, to: str) -> StepOutcome:
+    """2xx is sent; 429 and 5xx retry (after Retry-After); an undeliverable number or any other
+    4xx fails the step for good."""
+    status = response.status_code
+    if 200 <= status < 300:
+        answer = _json(response)
+        return StepOutcome(
+            outcome="done",
+            detail={"to": to, "sid": answer.get("sid"), "status": answer.get("status")},
+        )
+    what = f"SMS provider answered {status}"
+    if status == 429 or status >= 500:
+        raise retry_later(
+            f"{what}: {excerpt(response)}", delay=retry_after(response), kind="SmsRetry"
+        )
+    code = _json(response).get("code")
+    if code in UNDELIVERABLE_CODES:
+        raise give_up(f"{what}: {to} cannot receive SMS (code {code})", kind="SmsUndeliverable")
+    raise give_up(f"{what}: {excerpt(response)}", kind="SmsRejected")
+
+
+def _json(response: httpx.Response) -> dict[str, Any]:
+    try:
+        answer = response.json()
+    except ValueError:
+        return {}
+    return answer if isinstance(answer, dict) else {}

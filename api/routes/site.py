@@ -1,0 +1,64 @@
+"""Site tracking through the API (SPEC §5): a page visit recorded, the site messages to show."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, HTTPException
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from api.deps import Services, ServicesDep
+from store import contacts as contact_store
+from store import site as site_store
+from store.contacts import InvalidChange
+
+router = APIRouter(prefix="/site", tags=["site"])
+
+Url = Annotated[str, Field(min_length=1, max_length=site_store.MAX_URL_LENGTH)]
+
+
+class VisitIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    contact: Annotated[int | None, Field(ge=1, le=2**62)] = None
+    email: Annotated[str | None, Field(max_length=320)] = None
+    url: Url
+
+    @model_validator(mode="after")
+    def _one_contact(self) -> VisitIn:
+        if (self.contact is None) == (self.email is None):
+            raise ValueError("give exactly one of contact (id) or email")
+        return self
+
+
+async def record_visit(
+    services: Services, url: str, *, contact_id: int | None = None, email: str | None = None
+) -> tuple[int, list[dict[str, Any]]] | None:
+    """Record the visit and claim the messages to show; None when no such contact exists.
+
+    Raises InvalidChange for an email that is not one."""
+    async with services.db.write() as session:
+        if contact_id is not None:
+            contact = await contact_store.get_contact(session, contact_id)
+        else:
+            contact = await contact_store.find_by_email(session, email or "")
+        if contact is None:
+            return None
+        messages = await site_store.record_visit(session, contact.id, url, datetime.now(UTC))
+        found = contact.id
+    services.dispatcher.kick()  # the page_visited event wakes runs and fires triggers
+    return found, messages
+
+
+@router.post("/visits")
+async def visit(body: VisitIn, services: ServicesDep) -> dict[str, Any]:
+    """`{"contact": id}` or `{"email"}`, and the `url` visited → the messages to show there."""
+    try:
+        recorded = await record_visit(services, body.url, contact_id=body.contact, email=body.email)
+    except InvalidChange as err:
+        raise HTTPException(status_code=422, detail=str(err)) from None
+    if recorded is None:
+        raise HTTPException(status_code=404, detail="contact not found")
+    contact_id, messages = recorded
+    return {"contact": contact_id, "url": body.url, "messages": messages}

@@ -1,0 +1,246 @@
+"""Public tracking routes, without the API token (SPEC §5): they are opened from emails and websites.
+
+Every route is driven by a signed token (workflows/tracking.py): a forged or altered one is a 404,
+and the click redirect's target comes only from its token, so it cannot be made an open redirect.
+Opens, clicks and unsubscribes are committed with their outbox rows, then the dispatcher is kicked:
+waiting runs wake and the email_opened / email_clicked triggers fire (DESIGN §2).
+"""
+
+from __future__ import annotations
+
+import html as html_lib
+import json
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Cookie, HTTPException, Request, Response
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import HTMLResponse, RedirectResponse
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from api.deps import Services, ServicesDep
+from api.routes.site import Url, record_visit
+from store import contacts as contact_store
+from store.contacts import InvalidChange
+from workflows.tracking import Kind, Token, sign, verify
+
+router = APIRouter(tags=["tracking"])
+
+VISITOR_COOKIE = "cairn_contact"
+VISITOR_COOKIE_SECONDS = 365 * 24 * 3600
+MAX_VISIT_BODY = 8 * 1024
+NO_STORE = {"Cache-Control": "no-store, max-age=0"}
+# The smallest transparent GIF: what every open pixel answers.
+PIXEL = (
+    b"GIF89a\x01\x00\x01\x00\x80\x00\x00\x00\x00\x00\xff\xff\xff!\xf9\x04\x01\x00\x00\x00\x00"
+    b",\x00\x00\x00\x00\x01\x00\x01\x00\x00\x02\x02D\x01\x00;"
+)
+
+
+def _token(services: Services, text: str, kind: Kind) -> Token:
+    token = verify(text, services.settings.secret_key, kind=kind)
+    if token is None:
+        raise HTTPException(status_code=404, detail="unknown link")
+    return token
+
+
+async def _record(services: Services, token: Token, event: str, data: dict[str, Any]) -> None:
+    """An email event for the token's contact (nothing when the contact was deleted since)."""
+    async with services.db.write() as session:
+        if await contact_store.get_contact(session, token.contact) is None:
+            return
+        await contact_store.record_event(
+            session,
+            token.contact,
+            event,
+            {"automation": token.automation, "step": token.step, **data},
+        )
+    services.dispatcher.kick()
+
+
+@router.get("/t/o/{token}")
+async def email_opened(token: str, services: ServicesDep) -> Response:
+    """The open pixel: records `email_opened`, answers a 1×1 transparent GIF."""
+    opened = _token(services, token, "open")
+    await _record(services, opened, "email_opened", {})
+    return Response(PIXEL, media_type="image/gif", headers=NO_STORE)
+
+
+@router.get("/t/c/{token}")
+async def email_clicked(token: str, services: ServicesDep) -> Response:
+    """The click redirect: records `email_clicked` with the link, then 302 to the signed target.
+
+    Also sets the `cairn_contact` cookie, so the website's site.js knows who is visiting."""
+    clicked = _token(services, token, "click")
+    if not clicked.link:
+        raise HTTPException(status_code=404, detail="unknown link")
+    await _record(services, clicked, "email_clicked", {"link": clicked.link})
+    response = RedirectResponse(clicked.link, status_code=302, headers=NO_STORE)
+    response.set_cookie(
+        VISITOR_COOKIE,
+        sign(Token("visitor", clicked.contact), services.settings.secret_key),
+        max_age=VISITOR_COOKIE_SECONDS,
+        httponly=True,
+        samesite="lax",
+        secure=services.settings.public_url.startswith("https://"),
+    )
+    return response
+
+
+def _page(title: str, body: str) -> HTMLResponse:
+    return HTMLResponse(
+        "<!doctype html><html><head><meta charset=utf-8>"
+        '<meta name=viewport content="width=device-width,initial-scale=1">'
+        f"<title>{html_lib.escape(title)}</title></head>"
+        '<body style="font:16px/1.5 sans-serif;max-width:32em;margin:4em auto;padding:0 1em">'
+        f"<h1>{html_lib.escape(title)}</h1>{body}</body></html>",
+        headers=NO_STORE,
+    )
+
+
+@router.get("/unsubscribe/{token}")
+async def unsubscribe_page(token: str, services: ServicesDep) -> HTMLResponse:
+    """A confirmation page. Unsubscribing itself is the POST: link scanners in mail systems
+    fetch every GET link, and must not unsubscribe anyone by doing so (RFC 8058 §4)."""
+    _token(services, token, "unsubscribe")
+    return _page(
+        "Unsubscribe",
+        "<p>Stop receiving these emails?</p>"
+        f'<form method="post" action="{html_lib.escape(token)}">'
+        '<button type="submit" style="font-size:16px;padding:.5em 1.5em">Unsubscribe</button>'
+        "</form>",
+    )
+
+
+@router.post("/unsubscribe/{token}")
+async def unsubscribe(token: str, services: ServicesDep) -> HTMLResponse:
+    """One-click (RFC 8058: the mail client POSTs `List-Unsubscribe=One-Click`) and the page's
+    button: every active list of the contact becomes unsubscribed."""
+    leaving = _token(services, token, "unsubscribe")
+    async with services.db.write() as session:
+        if await contact_store.get_contact(session, leaving.contact) is not None:
+            lists = await contact_store.unsubscribe_everywhere(session, leaving.contact)
+            await contact_store.record_event(
+                session,
+                leaving.contact,
+                "email_unsubscribed",
+                {"automation": leaving.automation, "step": leaving.step, "lists": lists},
+            )
+    services.dispatcher.kick()
+    return _page("Unsubscribed", "<p>You will not receive these emails any more.</p>")
+
+
+# --- site tracking from a browser ----------------------------------------------------------
+
+
+class PublicVisitIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    url: Url
+    email: Annotated[str | None, Field(max_length=320)] = None
+
+
+def _cors(request: Request, response: Response, services: Services) -> Response:
+    """Let the website read the answer: its origin, credentials (the cookie) allowed."""
+    origin = request.headers.get("origin")
+    allowed = {o.strip() for o in services.settings.site_origins.split(",") if o.strip()}
+    if origin and (not allowed or origin in allowed):
+        response.headers["Access-Control-Allow-Origin"] = origin
+        response.headers["Access-Control-Allow-Credentials"] = "true"
+        response.headers["Access-Control-Allow-Methods"] = "POST"
+        response.headers["Access-Control-Allow-Headers"] = "Content-Type"
+    response.headers["Vary"] = "Origin"
+    return response
+
+
+@router.options("/t/visit")
+async def visit_preflight(request: Request, services: ServicesDep) -> Response:
+    return _cors(request, Response(status_code=204), services)
+
+
+@router.post("/t/visit")
+async def public_visit(
+    request: Request,
+    services: ServicesDep,
+    cairn_contact: Annotated[str | None, Cookie()] = None,
+) -> Response:
+    """What site.js calls: `{"url", "email"?}` as JSON (sent as text/plain, so browsers need no
+    preflight). The visitor is the `cairn_contact` cookie's contact, else the email given;
+    unknown visitors are not recorded and see no message."""
+    raw = await request.body()
+    if len(raw) > MAX_VISIT_BODY:
+        raise HTTPException(status_code=413, detail="visit body too large")
+    try:
+        body = PublicVisitIn.model_validate_json(raw or b"{}")
+    except ValidationError as err:
+        raise RequestValidationError(err.errors(include_url=False, include_context=False)) from None
+    visitor = (
+        verify(cairn_contact, services.settings.secret_key, kind="visitor")
+        if cairn_contact
+        else None
+    )
+    messages: list[dict[str, Any]] = []
+    try:
+        if visitor is not None or body.email:
+            recorded = await record_visit(
+                services,
+                body.url,
+                contact_id=visitor.contact if visitor else None,
+                email=None if visitor else body.email,
+            )
+            messages = recorded[1] if recorded else []
+    except InvalidChange as err:
+        raise HTTPException(status_code=422, detail=str(err)) from None
+    shown = [{"id": m["id"], "html": m["html"]} for m in messages]
+    return _cors(
+        request, Response(json.dumps({"messages": shown}), media_type="application/json"), services
+    )
+
+
+SITE_JS = r"""/* Cairn site tracking: records the visit, shows the contact's site messages. */
+(function () {
+  var script = document.currentScript;
+  var base = script.src.replace(/\/site\.js(\?.*)?$/, "");
+  var config = window.cairn || {};
+  var visit = { url: location.href.split("#")[0] };
+  if (config.email) visit.email = config.email;
+  fetch(base + "/t/visit", {
+    method: "POST",
+    credentials: "include",
+    headers: { "Content-Type": "text/plain" },
+    body: JSON.stringify(visit)
+  })
+    .then(function (r) { return r.ok ? r.json() : { messages: [] }; })
+    .then(function (answer) { (answer.messages || []).forEach(show); })
+    .catch(function () {});
+
+  function show(message, i) {
+    var box = document.createElement("div");
+    box.className = "cairn-site-message";
+    box.setAttribute("role", "dialog");
+    box.style.cssText = "position:fixed;right:16px;bottom:" + (16 + i * 12) + "px;" +
+      "max-width:360px;z-index:2147483647;background:#fff;color:#222;border:1px solid #ddd;" +
+      "border-radius:8px;padding:16px 36px 16px 16px;box-shadow:0 4px 16px rgba(0,0,0,.15);" +
+      "font:14px/1.4 sans-serif";
+    box.innerHTML = message.html;
+    var close = document.createElement("button");
+    close.type = "button";
+    close.setAttribute("aria-label", "Close");
+    close.textContent = "\u00d7";
+    close.style.cssText = "position:absolute;top:4px;right:8px;border:0;background:none;" +
+      "font-size:20px;cursor:pointer";
+    close.onclick = function () { box.remove(); };
+    box.appendChild(close);
+    document.body.appendChild(box);
+  }
+})();
+"""
+
+
+@router.get("/site.js")
+async def site_js() -> Response:
+    """The script a website embeds (see README, "Site messages")."""
+    return Response(
+        SITE_JS,
+        media_type="application/javascript",
+        headers={"Cache-Control": "public, max-age=300"},
+    )

@@ -1,0 +1,62 @@
+"""Site messages and page visits (SPEC §2.1 `send_site_message`, §5 site tracking)."""
+
+from __future__ import annotations
+
+import fnmatch
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import or_, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from store import contacts as contact_store
+from store.models import SiteMessage
+
+MAX_URL_LENGTH = 2000
+
+
+def page_matches(pattern: str | None, url: str) -> bool:
+    """Wildcards as in triggers and conditions (`*`, `?`, `[...]`); no pattern = any page."""
+    return pattern is None or fnmatch.fnmatchcase(url, pattern)
+
+
+async def record_visit(
+    session: AsyncSession, contact_id: int, url: str, now: datetime
+) -> list[dict[str, Any]]:
+    """Record a `page_visited` event and claim the contact's pending messages for `url`.
+
+    Each message is claimed by a conditional UPDATE (`shown_at` still empty), so two visits
+    racing on two processes never both show it: it is shown exactly once.
+    """
+    await contact_store.record_event(session, contact_id, "page_visited", {"url": url})
+    pending = (
+        await session.scalars(
+            select(SiteMessage)
+            .where(
+                SiteMessage.contact_id == contact_id,
+                SiteMessage.shown_at.is_(None),
+                or_(SiteMessage.expires_at.is_(None), SiteMessage.expires_at > now),
+            )
+            .order_by(SiteMessage.id)
+        )
+    ).all()
+    shown: list[dict[str, Any]] = []
+    for message in pending:
+        if not page_matches(message.page, url):
+            continue
+        claimed = await session.execute(
+            update(SiteMessage)
+            .where(SiteMessage.id == message.id, SiteMessage.shown_at.is_(None))
+            .values(shown_at=now)
+            .execution_options(synchronize_session=False)
+        )
+        if claimed.rowcount == 1:  # type: ignore[attr-defined]
+            shown.append(
+                {
+                    "id": message.id,
+                    "html": message.html,
+                    "automation": message.automation_id,
+                    "step": message.step_id,
+                }
+            )
+    return shown
