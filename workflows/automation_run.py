@@ -18,12 +18,14 @@ from temporalio.exceptions import ActivityError, ApplicationError
 with workflow.unsafe.imports_passed_through():
     from workflows.contracts import (
         QUERY_STATE,
+        SIGNAL_AUTOMATION_STATUS,
         SIGNAL_CONTACT_CHANGED,
         SIGNAL_END_RUN,
         SIGNAL_NEW_VERSION,
         STEP_KEY,
         VERSION_KEY,
         WORKFLOW_TYPE,
+        AutomationStatus,
         ContactChanged,
         EndRun,
         EvaluateInput,
@@ -44,6 +46,7 @@ with workflow.unsafe.imports_passed_through():
         StepRecord,
     )
     from workflows.document import Automation, eligible_goals, goal_sources
+    from workflows.metrics import count_step
     from workflows.steps import describe_step
 
 
@@ -158,6 +161,11 @@ class AutomationRun:
     def end_run(self, message: EndRun) -> None:
         self.end_reason = message.reason
 
+    @workflow.signal(name=SIGNAL_AUTOMATION_STATUS)
+    def automation_status(self, message: AutomationStatus) -> None:
+        if self.state is not None:
+            self.state.automation_active = message.active
+
     @workflow.query(name=QUERY_STATE)
     def query_state(self) -> RunState | None:
         return self.state
@@ -191,6 +199,9 @@ class AutomationRun:
                             state=state,
                         )
                     )
+                if not state.automation_active:
+                    await self._hold()
+                    continue
                 state.position = await self._visit(state.position)
             state.status = "completed"
         except _EndRun as end:
@@ -240,12 +251,22 @@ class AutomationRun:
         await self._load(state.version)
         assert self.graph is not None
         workflow.upsert_search_attributes([VERSION_KEY.value_set(state.version)])
+        state.automation_active = self.graph.status == "active"
         if state.position is not None and state.position not in self.graph.steps:
             old_next = getattr(old_graph.steps.get(state.position), "next", None)
             if old_next in self.graph.steps:
                 state.position, state.wait_started_at = old_next, None
             else:
                 raise _EndRun("step_removed")
+
+    async def _hold(self) -> None:
+        """ActiveCampaign's semantics: an inactive automation keeps its contacts where they are."""
+        state = self.state
+        assert state is not None
+        workflow.set_current_details(
+            f"Held before **{state.position}**: the automation is inactive"
+        )
+        await workflow.wait_condition(lambda: state.automation_active or self._interrupted())
 
     async def _visit(self, step_id: str) -> Next:
         """Run one step; returns where the contact goes next."""
@@ -295,6 +316,7 @@ class AutomationRun:
         del state.steps[:-STEPS_KEPT_IN_STATE]
         state.unsaved.append(record)
         state.steps_taken += 1
+        count_step(step.type, outcome, reason)
 
     def _take_unsaved(self) -> SavedSteps | None:
         """The step records to save with this database round-trip (see RunState.unsaved)."""

@@ -16,6 +16,7 @@ WORKFLOW_TYPE = "AutomationRun"
 SIGNAL_CONTACT_CHANGED = "contact_changed"
 SIGNAL_NEW_VERSION = "new_version"
 SIGNAL_END_RUN = "end_run"
+SIGNAL_AUTOMATION_STATUS = "automation_status"
 QUERY_STATE = "state"
 
 # Cairn's custom search attributes (SPEC §3): ids only, since search attributes are never encoded.
@@ -83,6 +84,8 @@ class RunState(BaseModel):
     split_paths: dict[str, int] = Field(default_factory=dict)
     goto_passes: dict[str, list[datetime]] = Field(default_factory=dict)
     gotos_since_wait: int = 0
+    # An inactive automation holds its contacts at their next step until reactivated.
+    automation_active: bool = True
     # When the wait at `position` began, so a resumed wait (new version, continue-as-new)
     # counts the time already waited.
     wait_started_at: datetime | None = None
@@ -172,6 +175,10 @@ class ContactChanged(BaseModel):
 
 class NewVersion(BaseModel):
     version: int
+
+
+class AutomationStatus(BaseModel):
+    active: bool
 
 
 class EndRun(BaseModel):

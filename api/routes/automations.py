@@ -21,7 +21,12 @@ from store.models import utcnow
 from worker.enrollment import enroll_many
 from worker.schedules import pause_schedule, sync_schedule
 from workflows.conditions import BoundedCondition
-from workflows.contracts import SIGNAL_NEW_VERSION, NewVersion
+from workflows.contracts import (
+    SIGNAL_AUTOMATION_STATUS,
+    SIGNAL_NEW_VERSION,
+    AutomationStatus,
+    NewVersion,
+)
 from workflows.document import automation_json_schema, validate_automation
 
 router = APIRouter(prefix="/automations", tags=["automations"])
@@ -130,12 +135,12 @@ async def _sync_schedule(
 
 
 async def _notify(services: Any, workflow_id: str, version: int) -> None:
-    try:
-        await services.client.get_workflow_handle(workflow_id).signal(
-            SIGNAL_NEW_VERSION, NewVersion(version=version)
-        )
-    except RPCError:
-        pass  # finished meanwhile
+    await _signal(services, workflow_id, SIGNAL_NEW_VERSION, NewVersion(version=version))
+
+
+async def _signal(services: Any, workflow_id: str, signal: str, message: Any) -> None:
+    with contextlib.suppress(RPCError):  # finished meanwhile
+        await services.client.get_workflow_handle(workflow_id).signal(signal, message)
 
 
 class BulkEnrollIn(BaseModel):
@@ -197,6 +202,14 @@ async def deactivate(automation_id: str, services: ServicesDep) -> dict[str, Any
         row = await _row(session, automation_id)
         row.status = "inactive"
         summary = _summary(row)
+        running = await run_store.running_workflow_ids(session, automation_id)
+    # Contacts inside are held at their next step until a version with status active arrives.
+    await asyncio.gather(
+        *(
+            _signal(services, wid, SIGNAL_AUTOMATION_STATUS, AutomationStatus(active=False))
+            for wid in running
+        )
+    )
     # Paused, not deleted: reactivating (a PUT with status active) resumes it.
     with contextlib.suppress(RPCError):
         await pause_schedule(services.client, automation_id)
