@@ -64,8 +64,9 @@ def verify(text: str, secret: str, *, kind: Kind) -> Token | None:
         return None
     payload, signature = text.split(".")
     try:
-        expected = _mac(secret, payload)
-        if not hmac.compare_digest(_unb64(signature), expected):
+        # Compared as text: one signature has exactly one spelling (base64 would also decode
+        # variants of the last character to the same bytes).
+        if not hmac.compare_digest(signature.encode(), _b64(_mac(secret, payload)).encode()):
             return None
         fields = json.loads(_unb64(payload))
     except (binascii.Error, UnicodeError, ValueError):
