@@ -11,6 +11,7 @@ from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
 
 import httpx
+from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 # Connect within 5 s; no single read, write or pool wait longer than 30 s. Callers that must
@@ -42,11 +43,13 @@ def retry_after(response: httpx.Response, now: datetime | None = None) -> timede
 
 def retry_later(message: str, *, delay: timedelta | None = None, kind: str) -> ApplicationError:
     """A retryable failure; `delay` (e.g. from Retry-After) replaces the policy's backoff once."""
+    count_provider_error(kind, retryable=True)
     return ApplicationError(message, type=kind, next_retry_delay=delay)
 
 
 def give_up(message: str, *, kind: str) -> ApplicationError:
     """A failure no retry fixes: the step is recorded `failed` with this message."""
+    count_provider_error(kind, retryable=False)
     return ApplicationError(message, type=kind, non_retryable=True)
 
 
@@ -60,3 +63,11 @@ def network_failure(err: httpx.HTTPError, what: str, *, kind: str) -> Applicatio
     """Timeouts and connection errors: always worth another attempt."""
     reason = type(err).__name__ + (f": {err}" if str(err) else "")
     return retry_later(f"{what}: {reason}", kind=kind)
+
+
+def count_provider_error(kind: str, *, retryable: bool) -> None:
+    """Provider errors by kind (the error type) and whether they are retried (Prometheus)."""
+    if activity.in_activity():
+        activity.metric_meter().create_counter(
+            "cairn_provider_errors", "Errors from providers, by kind and retryability"
+        ).add(1, {"kind": kind, "retryable": str(retryable).lower()})

@@ -12,6 +12,8 @@ from temporalio.client import Client
 from api.deps import Services, require_token
 from api.errors import install_error_handlers
 from api.routes import automations, contacts, crm, dev, events, health, runs, site, tracking
+from api.routes import reports as report_routes
+from api.routes.metrics import install_metrics
 from store.db import Database, open_database
 from worker.main import connect
 from worker.outbox import OutboxDispatcher
@@ -50,9 +52,11 @@ def create_app(
         lifespan=lifespan,
     )
     install_error_handlers(app)
+    install_metrics(app)
     protected = [Depends(require_token)]
     for module in (automations, contacts, crm, events, runs, dev, site):
         app.include_router(module.router, prefix="/api/v1", dependencies=protected)
+    app.include_router(report_routes.router, prefix="/api/v1", dependencies=protected)
     app.include_router(health.router)
     # Opened from emails and websites: each request carries its own signed token instead.
     app.include_router(tracking.router)

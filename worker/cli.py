@@ -10,11 +10,14 @@ import signal
 import sys
 import time
 from collections.abc import Callable, Coroutine, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from worker.observability import configure_logging
 from worker.settings import Settings, get_settings
 
 if TYPE_CHECKING:
+    import httpx
     from temporalio.client import Client
 
 
@@ -22,13 +25,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Parse `argv` and run the chosen subcommand; the process exit code."""
     parser = _parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", force=True
-    )
+    settings = get_settings()
+    configure_logging(settings)
     # Alembic announces each of its plugins at INFO on every start: noise in `cairn run`'s output.
     logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
     command: Callable[[Settings, argparse.Namespace], int] = args.command
-    return command(get_settings(), args)
+    return command(settings, args)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -60,7 +62,95 @@ def _parser() -> argparse.ArgumentParser:
         help="how long to retry connecting to Temporal (it may still be starting)",
     )
     setup.set_defaults(command=_setup)
+    _operator_commands(commands)
     return parser
+
+
+def _operator_commands(commands: Any) -> None:
+    """`cairn automations ...` and `cairn contacts ...`: clients of a running API."""
+    remote = argparse.ArgumentParser(add_help=False)
+    remote.add_argument("--api-url", help="the API's base URL (default http://API_HOST:API_PORT)")
+    remote.add_argument("--token", help="the API token (default CAIRN_API_TOKEN)")
+
+    automations = commands.add_parser("automations", help="apply automations, read reports")
+    verbs = automations.add_subparsers(title="commands", required=True, metavar="COMMAND")
+    apply = verbs.add_parser(
+        "apply", parents=[remote], help="validate FILE.yaml|json, then create or update it"
+    )
+    apply.add_argument("file", type=Path, metavar="FILE")
+    apply.set_defaults(command=_remote(_apply))
+    report = verbs.add_parser("report", parents=[remote], help="an automation's step report")
+    report.add_argument("automation", metavar="ID")
+    report.set_defaults(command=_remote(_report))
+
+    contacts = commands.add_parser("contacts", help="import contacts")
+    verbs = contacts.add_subparsers(title="commands", required=True, metavar="COMMAND")
+    imports = verbs.add_parser(
+        "import", parents=[remote], help="upsert contacts from a CSV file with a header row"
+    )
+    imports.add_argument("file", type=Path, metavar="FILE.csv")
+    imports.add_argument(
+        "--map",
+        action="append",
+        default=[],
+        metavar="COLUMN=FIELD",
+        help="store COLUMN as FIELD ('-' skips it); by default email, first_name, last_name "
+        "and phone are standard fields and other columns custom fields of the same name",
+    )
+    imports.add_argument(
+        "--tag", action="append", default=[], help="tag every contact (repeatable)"
+    )
+    imports.add_argument("--list", help="subscribe every contact to this list")
+    imports.add_argument("--enroll", metavar="AUTOMATION", help="enroll every contact")
+    imports.add_argument(
+        "--concurrency", type=int, default=8, help="requests in flight at once (default 8)"
+    )
+    imports.set_defaults(command=_remote(_import))
+
+
+def _remote(
+    action: Callable[[httpx.AsyncClient, argparse.Namespace], Coroutine[Any, Any, int]],
+) -> Callable[[Settings, argparse.Namespace], int]:
+    """A command run against the API; a `CommandError` is printed and exits 1."""
+    from worker.operate import CommandError, api_client
+
+    def command(settings: Settings, args: argparse.Namespace) -> int:
+        async def run() -> int:
+            async with api_client(settings, args.api_url, args.token) as client:
+                return await action(client, args)
+
+        try:
+            return asyncio.run(run())
+        except CommandError as err:
+            print(f"cairn: {err}", file=sys.stderr)
+            return 1
+
+    return command
+
+
+async def _apply(client: httpx.AsyncClient, args: argparse.Namespace) -> int:
+    from worker.operate import apply_automation
+
+    return await apply_automation(client, args.file)
+
+
+async def _report(client: httpx.AsyncClient, args: argparse.Namespace) -> int:
+    from worker.operate import show_report
+
+    return await show_report(client, args.automation, sys.stdout)
+
+
+async def _import(client: httpx.AsyncClient, args: argparse.Namespace) -> int:
+    from worker.operate import ImportOptions, parse_mapping, run_import
+
+    options = ImportOptions(
+        mapping=parse_mapping(args.map),
+        tags=args.tag,
+        list=args.list,
+        enroll=args.enroll,
+        concurrency=args.concurrency,
+    )
+    return await run_import(client, args.file, options)
 
 
 def _run(settings: Settings, args: argparse.Namespace) -> int:

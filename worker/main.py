@@ -9,6 +9,7 @@ from contextlib import asynccontextmanager
 
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.runtime import Runtime
 from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
@@ -24,6 +25,7 @@ from activities.site import SiteActivities
 from activities.sms import SmsActivities
 from activities.webhook import WebhookActivities
 from store.db import Database, open_database
+from worker.observability import metrics_runtime
 from worker.outbox import OutboxDispatcher
 from worker.settings import Settings
 from workflows.automation_run import AutomationRun
@@ -43,11 +45,13 @@ WORKFLOW_RUNNER = SandboxedWorkflowRunner(
 MAX_CACHED_WORKFLOWS = 2000
 
 
-async def connect(settings: Settings) -> Client:
+async def connect(settings: Settings, runtime: Runtime | None = None) -> Client:
+    """A client with Cairn's data converter; `runtime` (e.g. serving metrics) if given."""
     return await Client.connect(
         settings.temporal_address,
         namespace=settings.temporal_namespace,
         data_converter=pydantic_data_converter,
+        runtime=runtime,
     )
 
 
@@ -131,7 +135,9 @@ async def run_worker(settings: Settings) -> None:
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     db = await open_database(settings.resolved_database_url)
-    client = await connect(settings)
+    client = await connect(settings, metrics_runtime(settings))
+    if settings.metrics_address:
+        log.info("worker metrics at http://%s/metrics", settings.metrics_address)
     log.info("worker polling task queue %r on %s", settings.task_queue, settings.temporal_address)
     async with running_worker(settings, client, db):
         await asyncio.Event().wait()

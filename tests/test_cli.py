@@ -1,0 +1,196 @@
+"""`cairn automations apply|report` and `cairn contacts import` against a real HTTP API."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import API_TOKEN, Stack, eventually
+from tests.served import served_api
+from worker.cli import main
+from worker.operate import render_report
+
+
+@pytest.fixture(scope="module")
+async def api_url(stack: Stack) -> AsyncIterator[str]:
+    async with served_api(stack) as url:
+        yield url
+
+
+async def cairn(api_url: str, *argv: str) -> int:
+    """Run the CLI as a user would (it calls asyncio.run, hence its own thread)."""
+    return await asyncio.to_thread(main, [*argv, "--api-url", api_url, "--token", API_TOKEN])
+
+
+async def test_apply_prints_problems_like_a_compiler_then_creates_and_updates(
+    stack: Stack, api_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    automation_id = stack.unique("cli")
+    broken = tmp_path / "broken.yaml"
+    broken.write_text(
+        f"id: {automation_id}\nname: Broken\nstart: hello\n"
+        "steps:\n  hello: {type: add_tag, tag: x, next: nowhere}\n"
+        "  mail: {type: send_email}\n"
+    )
+    assert await cairn(api_url, "automations", "apply", str(broken)) == 1
+    err = capsys.readouterr().err
+    assert f"{broken}: step hello: error: " in err and "nowhere" in err
+    assert f"{broken}: step mail: error: " in err
+    assert "nothing applied" in err
+    assert (await stack.http.get(f"/api/v1/automations/{automation_id}")).status_code == 404
+
+    good = tmp_path / "good.yaml"
+    good.write_text(
+        f"id: {automation_id}\nname: Good\nstart: hello\n"
+        "steps:\n  hello: {type: add_tag, tag: x}\n"
+    )
+    assert await cairn(api_url, "automations", "apply", str(good)) == 0
+    assert f"created {automation_id} (version 1, active)" in capsys.readouterr().out
+    assert await cairn(api_url, "automations", "apply", str(good)) == 0
+    assert f"updated {automation_id} (version 2, active)" in capsys.readouterr().out
+
+    as_json = tmp_path / "not.json"
+    as_json.write_text("{nope")
+    assert await cairn(api_url, "automations", "apply", str(as_json)) == 1
+    assert f"cairn: {as_json}: not valid json" in capsys.readouterr().err
+
+
+async def test_apply_reports_server_side_problems_and_a_wrong_token(
+    stack: Stack, api_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Locally valid, but the automation it starts exists only on a server that knows it.
+    file = tmp_path / "chain.json"
+    file.write_text(
+        '{"name": "Chain", "start": "go", "steps": '
+        '{"go": {"type": "start_automation", "automation": "no-such-automation"}}}'
+    )
+    assert await cairn(api_url, "automations", "apply", str(file)) == 1
+    assert f"{file}: step go: error: " in capsys.readouterr().err
+    code = await asyncio.to_thread(
+        main, ["automations", "apply", str(file), "--api-url", api_url, "--token", "wrong"]
+    )
+    assert code == 1
+    assert "refused the token" in capsys.readouterr().err
+
+
+async def test_report_renders_the_api_report(
+    stack: Stack, api_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    automation_id = await stack.automation(
+        {"start": "hello", "steps": {"hello": {"type": "add_tag", "tag": "x"}}}
+    )
+    await stack.enroll((await stack.contact())["id"], automation_id)
+    assert await cairn(api_url, "automations", "report", automation_id) == 0
+    assert "hello" in capsys.readouterr().out
+    assert await cairn(api_url, "automations", "report", "no-such-automation") == 1
+    assert "no report for 'no-such-automation'" in capsys.readouterr().err
+
+
+def test_report_rendering_is_generic() -> None:
+    text = render_report(
+        {
+            "automation": "a",
+            "steps": [
+                {"step": "hello", "entered": 3, "skipped": {"no_email": 1}},
+                {"step": "bye", "entered": 2, "failed": 0},
+            ],
+            "goals": [],
+        }
+    )
+    lines = text.splitlines()
+    assert lines[0] == "automation: a"
+    assert lines[3].split() == ["step", "entered", "skipped", "failed"]
+    assert lines[5].split() == ["hello", "3", "no_email=1", "-"]
+    assert render_report([1, 2]) == "[\n  1,\n  2\n]"
+
+
+CSV = """email,first_name,Plan,birthday,ignored
+ada@{domain},Ada,pro,1990-05-17,x
+,Nobody,free,,
+not-an-email,Bad,free,,
+grace@{domain},{long},free,,
+"linus@{domain}","Linus
+Torvalds",free,,
+ADA@{domain},Ada L.,pro,,
+"""
+
+
+async def test_import_keeps_good_rows_and_reports_bad_ones_by_line(
+    stack: Stack, api_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    domain = f"{stack.unique('d')}.example.com"
+    tag, listed = stack.unique("imported"), stack.unique("list")
+    automation_id = await stack.automation(
+        {"start": "hello", "steps": {"hello": {"type": "add_tag", "tag": "welcomed"}}}
+    )
+    file = tmp_path / "contacts.csv"
+    file.write_text(CSV.format(domain=domain, long="G" * 300))
+    code = await cairn(
+        api_url,
+        "contacts",
+        "import",
+        str(file),
+        "--map",
+        "Plan=plan",
+        "--map",
+        "ignored=-",
+        "--tag",
+        tag,
+        "--tag",
+        "csv",
+        "--list",
+        listed,
+        "--enroll",
+        automation_id,
+        "--concurrency",
+        "3",
+    )
+    out, err = capsys.readouterr()
+    assert code == 0
+    # Ada twice (the second row updates her), Linus once; the multi-line cell counts two lines.
+    assert (
+        f"{file}: imported 3 of 6 rows (2 new); enrollment refused: 1 already_running" in out
+        or (f"{file}: imported 3 of 6 rows (2 new); enrollment refused: 1 already_entered" in out)
+    )
+    bad = [line for line in err.splitlines() if line.startswith(f"{file}:")]
+    assert bad[0] == f"{file}:3: no email"
+    assert bad[1] == f"{file}:4: invalid email 'not-an-email'"
+    assert bad[2].startswith(f"{file}:5: first_name: ")
+    assert len(bad) == 3
+    assert "[" + "#" * 30 + "] 6/6 rows" in err
+
+    async def imported() -> dict[str, Any]:
+        found = await stack.http.post(
+            "/api/v1/contacts", json={"email": f"ada@{domain}"}
+        )  # an upsert with nothing new reads her back
+        record = found.json()
+        assert "welcomed" in record["tags"], record
+        return record  # type: ignore[no-any-return]
+
+    ada = await eventually(imported)
+    assert ada["first_name"] == "Ada L."
+    assert ada["fields"] == {"plan": "pro", "birthday": "1990-05-17"}
+    assert {tag, "csv"} <= set(ada["tags"])
+    assert ada["lists"] == [{"list": listed, "status": "active"}]
+    assert [a["automation"] for a in ada["automations"]] == [automation_id]
+    linus = (await stack.http.post("/api/v1/contacts", json={"email": f"linus@{domain}"})).json()
+    assert linus["first_name"] == "Linus\nTorvalds"
+
+
+async def test_import_with_no_good_row_fails(
+    api_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    file = tmp_path / "bad.csv"
+    file.write_text("email,name\n,nobody\nnope,x\n")
+    assert await cairn(api_url, "contacts", "import", str(file)) == 1
+    out, err = capsys.readouterr()
+    assert "imported 0 of 2 rows" in out
+    assert f"{file}:2: no email" in err and f"{file}:3: invalid email 'nope'" in err
+    assert await cairn(api_url, "contacts", "import", str(file), "--map", "oops") == 1
+    assert "--map 'oops': expected CSV_COLUMN=FIELD" in capsys.readouterr().err
+    assert await cairn(api_url, "contacts", "import", str(tmp_path / "missing.csv")) == 1
+    assert "cannot read" in capsys.readouterr().err

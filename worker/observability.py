@@ -1,0 +1,87 @@
+"""Logs and worker metrics: JSON log lines for log shippers, Prometheus for the worker.
+
+The API's own metrics are in `api/routes/metrics.py`; the workflow's and activities' counters
+are recorded where they happen (`workflows/metrics.py`, `activities/http.py`).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from datetime import UTC, datetime
+from typing import Any, TextIO
+
+from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
+
+from worker.settings import Settings
+
+TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+# What `workflow.logger` / `activity.logger` put in a record's extra, and the keys kept from it.
+_TEMPORAL_EXTRAS = ("temporal_workflow", "temporal_activity")
+_CONTEXT_KEYS = ("workflow_id", "run_id", "workflow_type", "activity_type", "attempt")
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: time, level, logger, message, and the workflow context
+    (workflow id, activity, step) when the line comes from a workflow or an activity."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        line: dict[str, Any] = {
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        for extra in _TEMPORAL_EXTRAS:
+            context = getattr(record, extra, None)
+            if isinstance(context, dict):
+                line.update({k: context[k] for k in _CONTEXT_KEYS if k in context})
+        step = getattr(record, "step", None)
+        if step is not None:
+            line["step"] = step
+        if record.exc_info:
+            line["error"] = self.formatException(record.exc_info)
+        return json.dumps(line, default=str)
+
+
+class StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to whatever `sys.stderr` is at the time (it may be replaced after setup)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+
+    @property  # type: ignore[override]
+    def stream(self) -> TextIO:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _: TextIO) -> None:
+        pass
+
+
+def configure_logging(settings: Settings, level: int = logging.INFO) -> None:
+    """Root logging as `CAIRN_LOG_FORMAT` says (`text` or `json`), replacing earlier setups."""
+    handler = StderrHandler()
+    if settings.log_format == "json":
+        handler.setFormatter(JsonFormatter())
+        # The context is in the JSON fields: don't also append it to every message.
+        from temporalio import activity, workflow
+
+        workflow.logger.workflow_info_on_message = False
+        activity.logger.activity_info_on_message = False
+    else:
+        handler.setFormatter(logging.Formatter(TEXT_FORMAT))
+    logging.basicConfig(level=level, handlers=[handler], force=True)
+
+
+def metrics_runtime(settings: Settings) -> Runtime | None:
+    """A Temporal runtime serving Prometheus metrics on `CAIRN_METRICS_ADDRESS`, or None.
+
+    Everything the worker's client and workers record goes there: Temporal's own (task
+    latencies, slots, polls) and Cairn's counters from workflows and activities."""
+    if not settings.metrics_address:
+        return None
+    return Runtime(
+        telemetry=TelemetryConfig(metrics=PrometheusConfig(bind_address=settings.metrics_address))
+    )

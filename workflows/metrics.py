@@ -1,0 +1,22 @@
+"""Cairn's workflow counters, recorded through the workflow's metric meter.
+
+The meter drops what replaying code records, so each step is counted once however often its
+run is replayed; without a metrics runtime the meter is a no-op.
+"""
+
+from __future__ import annotations
+
+from temporalio import workflow
+
+
+def count_step(step_type: str, outcome: str, reason: str | None) -> None:
+    """Steps executed by type and outcome, and skipped steps by reason."""
+    meter = workflow.metric_meter()
+    meter.create_counter("cairn_steps", "Steps executed, by step type and outcome").add(
+        1, {"type": step_type, "outcome": outcome}
+    )
+    if outcome == "skipped" and reason:
+        # `goal:<id>`, `ended_by:<who>`: the family, not the id, keeps the label set small.
+        meter.create_counter("cairn_step_skips", "Skipped steps, by step type and reason").add(
+            1, {"type": step_type, "reason": reason.split(":", 1)[0]}
+        )
