@@ -60,8 +60,9 @@ class StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
         pass
 
 
-def configure_logging(settings: Settings, level: int = logging.INFO) -> None:
-    """Root logging as `CAIRN_LOG_FORMAT` says (`text` or `json`), replacing earlier setups."""
+def configure_logging(settings: Settings) -> None:
+    """Root logging as `CAIRN_LOG_FORMAT` and `CAIRN_LOG_LEVEL` say, replacing earlier setups
+    (`debug` adds a line per step executed)."""
     handler = StderrHandler()
     if settings.log_format == "json":
         handler.setFormatter(JsonFormatter())
@@ -72,7 +73,7 @@ def configure_logging(settings: Settings, level: int = logging.INFO) -> None:
         activity.logger.activity_info_on_message = False
     else:
         handler.setFormatter(logging.Formatter(TEXT_FORMAT))
-    logging.basicConfig(level=level, handlers=[handler], force=True)
+    logging.basicConfig(level=settings.log_level.upper(), handlers=[handler], force=True)
 
 
 def metrics_runtime(settings: Settings) -> Runtime | None:

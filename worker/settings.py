@@ -73,6 +73,7 @@ class Settings(BaseSettings):
     # how every process logs (`json`: one object per line, for log shippers).
     metrics_address: str = ""
     log_format: Literal["text", "json"] = "text"
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
 
     @property
     def resolved_database_url(self) -> str:

@@ -316,7 +316,7 @@ class AutomationRun:
         del state.steps[:-STEPS_KEPT_IN_STATE]
         state.unsaved.append(record)
         state.steps_taken += 1
-        count_step(step.type, outcome, reason)
+        count_step(step_id, step.type, outcome, reason)
 
     def _take_unsaved(self) -> SavedSteps | None:
         """The step records to save with this database round-trip (see RunState.unsaved)."""

@@ -9,8 +9,17 @@ from __future__ import annotations
 from temporalio import workflow
 
 
-def count_step(step_type: str, outcome: str, reason: str | None) -> None:
-    """Steps executed by type and outcome, and skipped steps by reason."""
+def count_step(step_id: str, step_type: str, outcome: str, reason: str | None) -> None:
+    """Steps executed by type and outcome, and skipped steps by reason; a debug log line
+    naming the step (the workflow logger adds the workflow id, and is silent on replay)."""
+    workflow.logger.debug(
+        "step %s (%s): %s%s",
+        step_id,
+        step_type,
+        outcome,
+        f" ({reason})" if reason else "",
+        extra={"step": step_id},
+    )
     meter = workflow.metric_meter()
     meter.create_counter("cairn_steps", "Steps executed, by step type and outcome").add(
         1, {"type": step_type, "outcome": outcome}

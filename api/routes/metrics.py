@@ -52,6 +52,17 @@ def _labels(key: Labels) -> str:
     return f'{{method="{method}",route="{route}",status="{status}"}}'
 
 
+def route_template(request: Request) -> str:
+    """The path with its parameters named (`/api/v1/contacts/{contact_id}`): one series per
+    route, not one per contact. Rebuilt from the path because the matched route object of an
+    included router carries its path without the router's prefix."""
+    segments = request.url.path.split("/")
+    for name, value in request.path_params.items():
+        if str(value) in segments:
+            segments[segments.index(str(value))] = f"{{{name}}}"
+    return "/".join(segments)
+
+
 def install_metrics(app: FastAPI) -> None:
     """Count every request of `app` and serve the counts at /metrics."""
     metrics = app.state.request_metrics = RequestMetrics()
@@ -62,8 +73,7 @@ def install_metrics(app: FastAPI) -> None:
     ) -> Response:
         started = time.perf_counter()
         response = await call_next(request)
-        # The route template, not the path: one series per route, not one per contact id.
-        route = getattr(request.scope.get("route"), "path", None) or "unmatched"
+        route = route_template(request) if "route" in request.scope else "unmatched"
         metrics.observe(
             (request.method, route, str(response.status_code)), time.perf_counter() - started
         )
