@@ -164,7 +164,7 @@ async def public_visit(
     cairn_contact: Annotated[str | None, Cookie()] = None,
 ) -> Response:
     """What site.js calls: `{"url", "email"?}` as JSON (sent as text/plain, so browsers need no
-    preflight). The visitor is the `cairn_contact` cookie's contact, else the email given;
+    preflight). The visitor is the contact of the email given, else the `cairn_contact` cookie's;
     unknown visitors are not recorded and see no message."""
     raw = await request.body()
     if len(raw) > MAX_VISIT_BODY:
@@ -173,11 +173,9 @@ async def public_visit(
         body = PublicVisitIn.model_validate_json(raw or b"{}")
     except ValidationError as err:
         raise RequestValidationError(err.errors(include_url=False, include_context=False)) from None
-    visitor = (
-        verify(cairn_contact, services.settings.secret_key, kind="visitor")
-        if cairn_contact
-        else None
-    )
+    visitor = None
+    if cairn_contact and not body.email:  # an email the site passes names who is logged in
+        visitor = verify(cairn_contact, services.settings.secret_key, kind="visitor")
     messages: list[dict[str, Any]] = []
     try:
         if visitor is not None or body.email:
@@ -185,7 +183,7 @@ async def public_visit(
                 services,
                 body.url,
                 contact_id=visitor.contact if visitor else None,
-                email=None if visitor else body.email,
+                email=body.email,
             )
             messages = recorded[1] if recorded else []
     except InvalidChange as err:

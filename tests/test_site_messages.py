@@ -1,0 +1,168 @@
+"""Site messages and page visits: queued by a step, shown once on a matching page, never elsewhere."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from tests.conftest import Stack, eventually
+from tests.fakes import outcomes, run_steps
+from tests.test_tracking import MAIL, NO_TOKEN, events_of, links_for
+
+
+async def visit(stack: Stack, url: str, **who: Any) -> list[dict[str, Any]]:
+    response = await stack.http.post("/api/v1/site/visits", json={**who, "url": url})
+    assert response.status_code == 200, response.text
+    return response.json()["messages"]  # type: ignore[no-any-return]
+
+
+async def test_shown_exactly_once_on_a_matching_page_never_on_another(any_stack: Stack) -> None:
+    stack = any_stack
+    run, contact = await run_steps(
+        stack,
+        {
+            "pricing": {
+                "type": "send_site_message",
+                "html": "<b>%FIRSTNAME%</b>, 10% off the <i>pro</i> plan",
+                "page": "https://shop.test/pricing*",
+                "next": "anywhere",
+            },
+            "anywhere": {"type": "send_site_message", "html": "Welcome back"},
+        },
+        {"first_name": "<Ada>"},
+    )
+    assert outcomes(run) == {"pricing": ("done", None), "anywhere": ("done", None)}
+    who = {"contact": contact["id"]}
+
+    shown = await visit(stack, "https://shop.test/blog", **who)
+    assert [m["html"] for m in shown] == ["Welcome back"]  # no page: any page
+    assert await visit(stack, "https://shop.test/blog/2", **who) == []
+    shown = await visit(stack, "https://shop.test/pricing?plan=pro", email=contact["email"])
+    assert [(m["html"], m["step"]) for m in shown] == [
+        ("<b>&lt;Ada&gt;</b>, 10% off the <i>pro</i> plan", "pricing")
+    ]
+    assert shown[0]["automation"] == run["automation"]
+    assert await visit(stack, "https://shop.test/pricing", **who) == []
+    assert [e["url"] for e in await events_of(stack, contact["id"], "page_visited")] == [
+        "https://shop.test/blog",
+        "https://shop.test/blog/2",
+        "https://shop.test/pricing?plan=pro",
+        "https://shop.test/pricing",
+    ]
+
+
+async def test_concurrent_visits_show_a_message_once(any_stack: Stack) -> None:
+    stack = any_stack
+    _, contact = await run_steps(stack, {"hi": {"type": "send_site_message", "html": "Hi"}})
+    answers = await asyncio.gather(
+        *(visit(stack, f"https://shop.test/{n}", contact=contact["id"]) for n in range(5))
+    )
+    assert sorted(len(a) for a in answers) == [0, 0, 0, 0, 1]
+
+
+async def test_an_expired_message_is_never_shown(stack: Stack) -> None:
+    _, contact = await run_steps(
+        stack, {"hi": {"type": "send_site_message", "html": "Soon gone", "expires": {"seconds": 1}}}
+    )
+    await asyncio.sleep(1.5)  # the expiry is wall-clock time, counted from the step
+    assert await visit(stack, "https://shop.test/", contact=contact["id"]) == []
+
+
+async def test_page_visited_fires_triggers_and_conditions(stack: Stack) -> None:
+    contact = await stack.contact()
+    await stack.automation(
+        {
+            "triggers": [{"type": "page_visited", "url": "https://shop.test/pricing*"}],
+            "start": "check",
+            "steps": {
+                "check": {
+                    "type": "if_else",
+                    "condition": {"page_visited": "*/pricing*", "within": {"days": 1}},
+                    "yes": "tag",
+                    "no": None,
+                },
+                "tag": {"type": "add_tag", "tag": "pricing-visitor"},
+            },
+        }
+    )
+    await visit(stack, "https://shop.test/about", contact=contact["id"])
+    await visit(stack, "https://shop.test/pricing", contact=contact["id"])
+
+    async def tagged() -> None:
+        assert "pricing-visitor" in (await stack.record(contact["id"]))["tags"]
+
+    await eventually(tagged)
+
+
+async def test_visit_api_input_errors(stack: Stack) -> None:
+    contact = await stack.contact()
+    url = "https://shop.test/"
+    cases = [
+        ({"url": url}, 422),
+        ({"url": url, "contact": contact["id"], "email": contact["email"]}, 422),
+        ({"contact": contact["id"]}, 422),
+        ({"url": "", "contact": contact["id"]}, 422),
+        ({"url": "x" * 2001, "contact": contact["id"]}, 422),
+        ({"url": url, "contact": contact["id"], "extra": 1}, 422),
+        ({"url": url, "email": "not an email"}, 422),
+        ({"url": url, "contact": 2**40}, 404),
+        ({"url": url, "email": "nobody-here@example.com"}, 404),
+    ]
+    for body, status in cases:
+        response = await stack.http.post("/api/v1/site/visits", json=body)
+        assert response.status_code == status, (body, response.text)
+    no_token = await stack.http.post(
+        "/api/v1/site/visits", json={"url": url, "contact": contact["id"]}, headers=NO_TOKEN
+    )
+    assert no_token.status_code == 401
+
+
+async def test_public_visit_by_the_cookie_of_a_click_or_by_email(stack: Stack) -> None:
+    stack.http.cookies.clear()
+    try:
+        _, contact = await run_steps(
+            stack,
+            {
+                "mail": {**MAIL, "next": "site"},
+                "site": {"type": "send_site_message", "html": "Cookie", "page": "*/sale"},
+            },
+        )
+        public = {"Content-Type": "text/plain", "Origin": "https://shop.test", **NO_TOKEN}
+        body = b'{"url": "https://shop.test/sale"}'
+        anonymous = await stack.http.post("/t/visit", content=body, headers=public)
+        assert anonymous.json() == {"messages": []}
+        assert anonymous.headers["access-control-allow-origin"] == "https://shop.test"
+        assert anonymous.headers["access-control-allow-credentials"] == "true"
+
+        click = await stack.http.get(links_for(stack, contact["email"])["click"], headers=NO_TOKEN)
+        cookie = click.cookies["cairn_contact"]
+        stack.http.cookies.clear()
+        known = await stack.http.post(
+            "/t/visit", content=body, headers={**public, "Cookie": f"cairn_contact={cookie}"}
+        )
+        assert [m["html"] for m in known.json()["messages"]] == ["Cookie"]
+        forged = await stack.http.post(
+            "/t/visit", content=body, headers={**public, "Cookie": f"cairn_contact={cookie}x"}
+        )
+        assert forged.json() == {"messages": []}
+        assert len(await events_of(stack, contact["id"], "page_visited")) == 1
+
+        by_email = await stack.http.post(
+            "/t/visit",
+            json={"url": "https://shop.test/home", "email": contact["email"]},
+            headers=NO_TOKEN,
+        )
+        assert by_email.status_code == 200 and by_email.json() == {"messages": []}
+        assert len(await events_of(stack, contact["id"], "page_visited")) == 2
+        bad = await stack.http.post("/t/visit", content=b'{"url": 3}', headers=public)
+        assert bad.status_code == 422
+        assert (await stack.http.post("/t/visit", content=b"{", headers=public)).status_code == 422
+    finally:
+        stack.http.cookies.clear()
+
+
+async def test_site_js_is_served_publicly(stack: Stack) -> None:
+    script = await stack.http.get("/site.js", headers=NO_TOKEN)
+    assert script.status_code == 200
+    assert script.headers["content-type"].startswith("application/javascript")
+    assert '"/t/visit"' in script.text and "credentials" in script.text
