@@ -44,6 +44,7 @@ class OutboxDispatcher:
         self.name = uuid.uuid4().hex[:16]
         self._kicked = asyncio.Event()
         self._active_documents: list[dict[str, Any]] = []
+        self._delivered: list[int] = []  # delivered, to be deleted by the next claim
         self._documents_stamp: tuple[Any, ...] | None = None
 
     def kick(self) -> None:
@@ -53,7 +54,7 @@ class OutboxDispatcher:
     async def run(self) -> None:
         while True:
             try:
-                while await self.drain_once():
+                while await self.drain_once() >= BATCH:
                     pass
             except asyncio.CancelledError:
                 raise
@@ -66,7 +67,12 @@ class OutboxDispatcher:
             self._kicked.clear()
 
     async def drain_once(self) -> int:
-        """Claim a batch, deliver it, delete what was delivered; returns rows handled."""
+        """Claim a batch and deliver it; returns rows handled.
+
+        Delivered rows are deleted by the next claim's transaction (or the next poll's): one
+        write transaction per batch instead of two, which matters on SQLite, where every
+        write transaction of every process queues for the same lock.
+        """
         rows = await self._claim()
         if not rows:
             return 0
@@ -88,20 +94,23 @@ class OutboxDispatcher:
         if changes:
             await self._wake_runs(changes)
             await self._fire_triggers(changes)
-        async with self.db.write() as session:
-            await session.execute(
-                delete(OutboxEntry).where(OutboxEntry.id.in_([r.id for r in rows]))
-            )
+        self._delivered = [r.id for r in rows]
         return len(rows)
 
     async def _claim(self) -> list[OutboxEntry]:
         now = utcnow()
         available = or_(OutboxEntry.claimed_until.is_(None), OutboxEntry.claimed_until < now)
         # Look before locking: an idle poll must not take SQLite's write lock every second.
-        async with self.db.read() as session:
-            if await session.scalar(select(OutboxEntry.id).where(available).limit(1)) is None:
-                return []
+        if not self._delivered:
+            async with self.db.read() as session:
+                if await session.scalar(select(OutboxEntry.id).where(available).limit(1)) is None:
+                    return []
         async with self.db.write() as session:
+            if self._delivered:
+                await session.execute(
+                    delete(OutboxEntry).where(OutboxEntry.id.in_(self._delivered))
+                )
+                self._delivered = []
             rows = list(
                 (
                     await session.scalars(
