@@ -8,10 +8,13 @@ import json
 import os
 import platform
 import statistics
+import sys
 import tempfile
 import time
 import uuid
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib.metadata import version
@@ -285,25 +288,44 @@ def database_bytes(stack: BenchStack) -> int:
 # --- the run ----------------------------------------------------------------------------
 
 
+@contextmanager
+def phase(name: str, timings: dict[str, float]) -> Iterator[None]:
+    """Progress on stderr (the table is stdout's), and each phase's duration in the results."""
+    print(f"bench: {name}…", file=sys.stderr, flush=True)
+    started = time.perf_counter()
+    yield
+    timings[name] = round(time.perf_counter() - started, 1)
+    print(f"bench: {name}: {timings[name]} s", file=sys.stderr, flush=True)
+
+
 async def run(args: argparse.Namespace) -> dict[str, Any]:
     results: dict[str, Any] = {}
+    timings: dict[str, float] = {}
     with tempfile.TemporaryDirectory(prefix="cairn-bench-") as tmp:
-        stack = await BenchStack.start(Path(tmp) / "wal")
+        with phase("embedded stack start", timings):
+            stack = await BenchStack.start(Path(tmp) / "wal")
         try:
-            results["throughput"] = await throughput(stack, args.contacts)
-            results["goal_latency"] = await goal_latency(stack, args.goal_contacts, args.goal_rate)
-            results["parked"] = await parked(stack, args.parked)
+            with phase(f"throughput, {args.contacts} contacts × 2", timings):
+                results["throughput"] = await throughput(stack, args.contacts)
+            with phase(f"goal latency, {args.goal_contacts} contacts", timings):
+                results["goal_latency"] = await goal_latency(
+                    stack, args.goal_contacts, args.goal_rate
+                )
+            with phase(f"parked, {args.parked} contacts", timings):
+                results["parked"] = await parked(stack, args.parked)
             info = await stack.client.workflow_service.get_system_info(GetSystemInfoRequest())
         finally:
             await stack.stop()
         if not args.skip_wal_baseline:
-            plain = await BenchStack.start(Path(tmp) / "default", sqlite_pragmas=False)
-            try:
-                results["throughput_default_sqlite"] = await throughput(
-                    plain, args.contacts, baseline=False
-                )
-            finally:
-                await plain.stop()
+            with phase("throughput on SQLite's default pragmas", timings):
+                plain = await BenchStack.start(Path(tmp) / "default", sqlite_pragmas=False)
+                try:
+                    results["throughput_default_sqlite"] = await throughput(
+                        plain, args.contacts, baseline=False
+                    )
+                finally:
+                    await plain.stop()
+    results["phase_seconds"] = timings
     tp, goal, park = results["throughput"], results["goal_latency"], results["parked"]
     summary = {
         "throughput_ratio": tp["engine_contacts_per_s"] / tp["baseline_contacts_per_s"],
