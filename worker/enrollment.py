@@ -115,12 +115,22 @@ async def enroll_many(
                 row.data["version"],
             )
 
+    async def start_batch(starts: list[OutboxEntry]) -> None:
+        await asyncio.gather(*(start(row) for row in starts))
+        async with db.write() as session:
+            await session.execute(
+                delete(OutboxEntry).where(OutboxEntry.id.in_([r.id for r in starts]))
+            )
+        result.enrolled.extend(r.data["workflow_id"] for r in starts)
+
+    # Batches are pipelined: the next batch is reserved while this one's workflows start.
+    starting: list[asyncio.Task[None]] = []
     for offset in range(0, len(contact_ids), batch):
         async with db.write() as session:
             document = await automation_store.get_document(session, automation_id)
             if document is None:
                 result.refused["unknown_automation"] = len(contact_ids)
-                return result
+                break
             runs, refused = await reserve_runs(
                 session,
                 automation_id,
@@ -142,10 +152,6 @@ async def enroll_many(
                 for run in runs
             ]
             session.add_all(starts)
-        await asyncio.gather(*(start(row) for row in starts))
-        async with db.write() as session:
-            await session.execute(
-                delete(OutboxEntry).where(OutboxEntry.id.in_([r.id for r in starts]))
-            )
-        result.enrolled.extend(r.data["workflow_id"] for r in starts)
+        starting.append(asyncio.create_task(start_batch(starts)))
+    await asyncio.gather(*starting)
     return result
