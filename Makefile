@@ -33,8 +33,9 @@ lint: $(INSTALLED)
 bench: $(INSTALLED)
 	$(BIN)/python -m bench
 
+# Needs `make run` up in another terminal.
 demo: $(INSTALLED)
-	@echo "make demo: coming with issue #8"
+	$(BIN)/cairn demo
 
 # Keeps .cairn/ (the embedded stack's state: Temporal history, contacts, mailbox);
 # `rm -rf .cairn` starts from scratch.

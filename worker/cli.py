@@ -107,9 +107,18 @@ def _operator_commands(commands: Any) -> None:
     )
     imports.set_defaults(command=_remote(_import))
 
+    demo = commands.add_parser(
+        "demo", parents=[remote], help="load the examples and sample contacts, watch the runs"
+    )
+    demo.add_argument("--examples", type=Path, help="the examples folder (default examples/)")
+    demo.add_argument(
+        "--timeout", type=float, default=120.0, help="seconds to wait for the runs to settle"
+    )
+    demo.set_defaults(command=_remote(_demo))
+
 
 def _remote(
-    action: Callable[[httpx.AsyncClient, argparse.Namespace], Coroutine[Any, Any, int]],
+    action: Callable[[httpx.AsyncClient, argparse.Namespace, Settings], Coroutine[Any, Any, int]],
 ) -> Callable[[Settings, argparse.Namespace], int]:
     """A command run against the API; a `CommandError` is printed and exits 1."""
     from worker.operate import CommandError, api_client
@@ -117,7 +126,7 @@ def _remote(
     def command(settings: Settings, args: argparse.Namespace) -> int:
         async def run() -> int:
             async with api_client(settings, args.api_url, args.token) as client:
-                return await action(client, args)
+                return await action(client, args, settings)
 
         try:
             return asyncio.run(run())
@@ -128,19 +137,25 @@ def _remote(
     return command
 
 
-async def _apply(client: httpx.AsyncClient, args: argparse.Namespace) -> int:
+async def _apply(client: httpx.AsyncClient, args: argparse.Namespace, settings: Settings) -> int:
     from worker.operate import apply_automation
 
     return await apply_automation(client, args.file)
 
 
-async def _report(client: httpx.AsyncClient, args: argparse.Namespace) -> int:
+async def _report(client: httpx.AsyncClient, args: argparse.Namespace, settings: Settings) -> int:
     from worker.operate import show_report
 
     return await show_report(client, args.automation, sys.stdout)
 
 
-async def _import(client: httpx.AsyncClient, args: argparse.Namespace) -> int:
+async def _demo(client: httpx.AsyncClient, args: argparse.Namespace, settings: Settings) -> int:
+    from worker.demo import EXAMPLES, run_demo
+
+    return await run_demo(client, examples=args.examples or EXAMPLES, settle_within=args.timeout)
+
+
+async def _import(client: httpx.AsyncClient, args: argparse.Namespace, settings: Settings) -> int:
     from worker.operate import ImportOptions, parse_mapping, run_import
 
     options = ImportOptions(

@@ -39,7 +39,9 @@ def api_client(settings: Settings, api_url: str | None, token: str | None) -> ht
     )
 
 
-async def _call(client: httpx.AsyncClient, method: str, url: str, **kwargs: Any) -> httpx.Response:
+async def call_api(
+    client: httpx.AsyncClient, method: str, url: str, **kwargs: Any
+) -> httpx.Response:
     try:
         response = await client.request(method, url, **kwargs)
     except httpx.HTTPError as err:
@@ -59,6 +61,20 @@ def _detail(response: httpx.Response) -> Any:
 # ---------------------------------------------------------------------------------- apply
 
 
+class _Yaml12Loader(yaml.SafeLoader):
+    """YAML without 1.1's `yes`/`no`/`on`/`off` booleans: an if_else step's `yes:` and `no:`
+    keys must stay strings."""
+
+
+_Yaml12Loader.yaml_implicit_resolvers = {
+    first: [r for r in resolvers if r[0] != "tag:yaml.org,2002:bool"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+_Yaml12Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
+)
+
+
 def load_document(path: Path) -> Any:
     """A YAML or JSON automation document (by extension; YAML also reads JSON)."""
     try:
@@ -68,7 +84,7 @@ def load_document(path: Path) -> Any:
     try:
         if path.suffix.lower() == ".json":
             return json.loads(text)
-        return yaml.safe_load(text)
+        return yaml.load(text, Loader=_Yaml12Loader)
     except (ValueError, yaml.YAMLError) as err:
         raise CommandError(f"{path}: not valid {path.suffix.lstrip('.') or 'YAML'}: {err}") from err
 
@@ -102,12 +118,12 @@ async def apply_automation(
         return 1
     wanted = document.get("id") if isinstance(document, dict) else None
     exists = wanted is not None and (
-        (await _call(client, "GET", f"/api/v1/automations/{wanted}")).status_code == 200
+        (await call_api(client, "GET", f"/api/v1/automations/{wanted}")).status_code == 200
     )
     if exists:
-        response = await _call(client, "PUT", f"/api/v1/automations/{wanted}", json=document)
+        response = await call_api(client, "PUT", f"/api/v1/automations/{wanted}", json=document)
     else:
-        response = await _call(client, "POST", "/api/v1/automations", json=document)
+        response = await call_api(client, "POST", "/api/v1/automations", json=document)
     if response.status_code == 422 and isinstance(_detail(response), list):
         # The server knows more (other automations, CRM pipelines): same format.
         _problems(path, _detail(response), err)
@@ -173,7 +189,7 @@ def _all_dicts(values: list[Any]) -> bool:
 
 
 async def show_report(client: httpx.AsyncClient, automation_id: str, out: TextIO) -> int:
-    response = await _call(client, "GET", f"/api/v1/automations/{automation_id}/report")
+    response = await call_api(client, "GET", f"/api/v1/automations/{automation_id}/report")
     if response.status_code != 200:
         raise CommandError(f"no report for {automation_id!r}: {_detail(response)}")
     print(render_report(response.json()), file=out)
@@ -305,20 +321,20 @@ async def _import_row(
         return "no email"
     if not _EMAIL.match(email):
         return f"invalid email {email!r}"
-    response = await _call(client, "POST", "/api/v1/contacts", json=body)
+    response = await call_api(client, "POST", "/api/v1/contacts", json=body)
     if response.status_code not in (200, 201):
         return _explain(response)
     result.imported += 1
     result.created += response.status_code == 201
     contact = response.json()["id"]
     for tag in options.tags:
-        await _call(client, "POST", f"/api/v1/contacts/{contact}/tags", json={"tag": tag})
+        await call_api(client, "POST", f"/api/v1/contacts/{contact}/tags", json={"tag": tag})
     if options.list:
-        await _call(
+        await call_api(
             client, "POST", f"/api/v1/contacts/{contact}/lists", json={"list": options.list}
         )
     if options.enroll:
-        enrolled = await _call(
+        enrolled = await call_api(
             client,
             "POST",
             f"/api/v1/contacts/{contact}/automations",
@@ -354,7 +370,7 @@ async def run_import(
     """Import with a progress bar; exit 0 when any row was imported."""
     out, err = out or sys.stdout, err or sys.stderr
     if options.enroll:
-        response = await _call(client, "GET", f"/api/v1/automations/{options.enroll}")
+        response = await call_api(client, "GET", f"/api/v1/automations/{options.enroll}")
         if response.status_code != 200:
             raise CommandError(f"--enroll: automation {options.enroll!r} not found")
     rows = read_rows(path)
