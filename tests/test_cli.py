@@ -99,12 +99,18 @@ def test_report_rendering_is_generic() -> None:
                 {"step": "bye", "entered": 2, "failed": 0},
             ],
             "goals": [],
+            "runs": {"running": 1, "completed": 2},
+            "splits": [{"step": "ab", "paths": [{"path": 0, "contacts": 4}]}],
+            "odd": {"nested": {"deep": 1}},
         }
     )
     lines = text.splitlines()
     assert lines[0] == "automation: a"
-    assert lines[3].split() == ["step", "entered", "skipped", "failed"]
-    assert lines[5].split() == ["hello", "3", "no_email=1", "-"]
+    assert lines[1:3] == ["goals: -", "runs: running=1, completed=2"]
+    assert lines[5].split() == ["step", "entered", "skipped", "failed"]
+    assert lines[7].split() == ["hello", "3", "no_email=1", "-"]
+    assert "splits:" in lines and "ab    path=0, contacts=4" in text
+    assert text.endswith('"deep": 1\n    }\n  }\n}')
     assert render_report([1, 2]) == "[\n  1,\n  2\n]"
 
 

@@ -124,6 +124,9 @@ def _remote(
     from worker.operate import CommandError, api_client
 
     def command(settings: Settings, args: argparse.Namespace) -> int:
+        # httpx logs each request at INFO: the command's own output says what happened.
+        logging.getLogger("httpx").setLevel(logging.WARNING)
+
         async def run() -> int:
             async with api_client(settings, args.api_url, args.token) as client:
                 return await action(client, args, settings)
@@ -183,7 +186,15 @@ def _worker(settings: Settings, args: argparse.Namespace) -> int:
 def _api(settings: Settings, args: argparse.Namespace) -> int:
     import uvicorn
 
-    uvicorn.run("api.app:create_app", factory=True, host=settings.api_host, port=settings.api_port)
+    # JSON logs: uvicorn's own loggers then go through the root handler instead of its text ones.
+    log_config = None if settings.log_format == "json" else uvicorn.config.LOGGING_CONFIG
+    uvicorn.run(
+        "api.app:create_app",
+        factory=True,
+        host=settings.api_host,
+        port=settings.api_port,
+        log_config=log_config,
+    )
     return 0
 
 

@@ -165,23 +165,30 @@ def render_table(rows: list[dict[str, Any]]) -> str:
 
 
 def render_report(report: Any) -> str:
-    """A report as text: its scalar facts, then one table per list of rows (`steps` first);
-    anything else as pretty JSON, so an unexpected shape still prints."""
+    """A report as text: its facts (scalars, flat dicts, empty lists) as `key: value` lines,
+    then one table per list of rows (`steps` first); anything else as pretty JSON, so an
+    unexpected shape still prints."""
     if not isinstance(report, dict):
         return json.dumps(report, indent=2, default=str)
-    parts: list[str] = []
-    facts = {k: v for k, v in report.items() if not isinstance(v, (dict, list))}
-    parts += [f"{k}: {_cell(v)}" for k, v in facts.items()]
+    facts = {k: v for k, v in report.items() if _is_fact(v)}
     tables = sorted(
         (k for k, v in report.items() if isinstance(v, list) and v and _all_dicts(v)),
         key=lambda k: k != "steps",
     )
+    parts = [f"{k}: {_cell(v)}" for k, v in facts.items()]
     for key in tables:
         parts += ["", f"{key}:", render_table(report[key])]
     rest = {k: v for k, v in report.items() if k not in facts and k not in tables}
     if rest:
         parts += ["", json.dumps(rest, indent=2, default=str)]
     return "\n".join(parts).strip("\n")
+
+
+def _is_fact(value: Any) -> bool:
+    """Fits on one line: a scalar, an empty list, or a dict of scalars."""
+    if isinstance(value, dict):
+        return not any(isinstance(v, (dict, list)) for v in value.values())
+    return not isinstance(value, list) or not value
 
 
 def _all_dicts(values: list[Any]) -> bool:
