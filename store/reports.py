@@ -1,0 +1,319 @@
+"""Automation reports from Cairn's own tables (never from Temporal): versions, runs, step counts.
+
+Every count is one GROUP BY query per table, on an index whose prefix is the automation id:
+`step_events (automation_id, step_id, outcome)`, `runs (automation_id, status)`,
+`split_assignments (automation_id, step_id, path)`, `split_states` and `goal_achievements`
+(reached through the runs of the automation and its primary key).
+
+Step events are saved with a run's next park (a wait longer than a minute) or its finish
+(see `RunState.unsaved`): a contact moving between two parks is counted at its next park.
+"Waiting now" and goal achievements are live.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, Field
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from store.models import (
+    AutomationVersion,
+    Contact,
+    GoalAchievement,
+    Run,
+    SplitAssignment,
+    SplitState,
+    StepEvent,
+    utcnow,
+)
+from workflows.contracts import RunStatus
+
+RUN_STATUSES: tuple[str, ...] = ("running", "completed", "ended", "failed")
+# Reasons a goal step records when a contact reached it in sequence without meeting it. A goal
+# passed again after being achieved (`already_achieved`) is no miss, so it is not among them.
+GOAL_MISSES = ("goal_not_met", "goal_timeout")
+LAG_NOTE = (
+    "Step counts come from step records saved when a run parks in a wait longer than a minute "
+    "or finishes: contacts between two parks are counted at their next park. 'waiting' and "
+    "goal achievements are live."
+)
+
+
+# --- versions ------------------------------------------------------------------------------
+
+
+async def list_versions(session: AsyncSession, automation_id: str) -> list[dict[str, Any]]:
+    rows = await session.execute(
+        select(AutomationVersion.version, AutomationVersion.created_at)
+        .where(AutomationVersion.automation_id == automation_id)
+        .order_by(AutomationVersion.version)
+    )
+    return [{"version": version, "created_at": created} for version, created in rows.all()]
+
+
+async def read_version(
+    session: AsyncSession, automation_id: str, version: int
+) -> AutomationVersion | None:
+    return await session.get(AutomationVersion, (automation_id, version))
+
+
+# --- contacts of an automation --------------------------------------------------------------
+
+
+async def automation_contacts(
+    session: AsyncSession,
+    automation_id: str,
+    *,
+    limit: int,
+    offset: int,
+    status: RunStatus | None = None,
+) -> tuple[int, list[dict[str, Any]]]:
+    """(total, one page of runs, newest first) with each contact's email."""
+    where = [Run.automation_id == automation_id]
+    if status is not None:
+        where.append(Run.status == status)
+    total = await session.scalar(select(func.count()).select_from(Run).where(*where))
+    rows = await session.execute(
+        select(Run, Contact.email)
+        .join(Contact, Contact.id == Run.contact_id)
+        .where(*where)
+        .order_by(Run.id.desc())
+        .limit(limit)
+        .offset(offset)
+    )
+    page = [
+        {
+            "contact_id": run.contact_id,
+            "email": email,
+            "status": run.status,
+            "reason": run.reason,
+            "current_step": run.current_step,
+            "version": run.version,
+            "entry": run.entry,
+            "entered_at": run.started_at,
+            "last_activity_at": run.updated_at,
+            "ended_at": run.ended_at,
+            "workflow_id": run.workflow_id,
+        }
+        for run, email in rows.all()
+    ]
+    return total or 0, page
+
+
+# --- the report ----------------------------------------------------------------------------
+
+
+class StepReport(BaseModel):
+    """One step's counts; `entered` counts every visit, `contacts` distinct contacts."""
+
+    step: str
+    type: str
+    in_current_version: bool
+    entered: int = 0
+    contacts: int = 0
+    completed: int = 0
+    # Done outcomes that carry a reason: the branch taken (yes/no, path:n, before/after),
+    # condition_met, goal_achieved.
+    completed_by_reason: dict[str, int] = Field(default_factory=dict)
+    skipped: dict[str, int] = Field(default_factory=dict)
+    failed: int = 0
+    waiting: int = 0
+
+
+class GoalReport(BaseModel):
+    """achieved / (achieved + skipped + waiting): of the contacts who met the goal or reached
+    it in sequence, the share who met it. `rate_of_runs` is achieved / all runs."""
+
+    step: str
+    achieved: int = 0
+    skipped: int = 0
+    waiting: int = 0
+    rate: float | None = None
+    rate_of_runs: float | None = None
+
+
+class SplitPathReport(BaseModel):
+    path: int
+    label: str  # "path 0".. for an even split, "before"/"after" for a split until
+    next: str | None
+    contacts: int = 0
+
+
+class SplitReport(BaseModel):
+    step: str
+    mode: str
+    paths: list[SplitPathReport]
+    winner: int | None = None
+    decided_at: datetime | None = None
+
+
+class Report(BaseModel):
+    automation_id: str
+    version: int
+    generated_at: datetime
+    note: str = LAG_NOTE
+    runs: dict[str, int]  # by status, plus "total"
+    steps: list[StepReport]
+    goals: list[GoalReport]
+    splits: list[SplitReport]
+
+
+def _split_paths(step: dict[str, Any]) -> list[tuple[str, str | None]]:
+    """(label, next) of each path a split document step has, in path-number order."""
+    if step.get("mode") == "even":
+        return [(f"path {i}", p.get("next")) for i, p in enumerate(step.get("paths", []))]
+    return [("before", step.get("before")), ("after", step.get("after"))]
+
+
+async def build_report(
+    session: AsyncSession, automation_id: str, version: int, document: dict[str, Any]
+) -> Report:
+    """The report of an automation whose current version is `version` with `document`."""
+    doc_steps: dict[str, dict[str, Any]] = document.get("steps", {})
+    steps: dict[str, StepReport] = {
+        step_id: StepReport(step=step_id, type=step["type"], in_current_version=True)
+        for step_id, step in doc_steps.items()
+    }
+
+    def step_report(step_id: str, step_type: str) -> StepReport:
+        # A step of an older version only: listed after the current ones, as it still has counts.
+        if step_id not in steps:
+            steps[step_id] = StepReport(step=step_id, type=step_type, in_current_version=False)
+        return steps[step_id]
+
+    events = await session.execute(
+        select(
+            StepEvent.step_id,
+            StepEvent.step_type,
+            StepEvent.outcome,
+            StepEvent.reason,
+            func.count(),
+        )
+        .where(StepEvent.automation_id == automation_id)
+        .group_by(StepEvent.step_id, StepEvent.step_type, StepEvent.outcome, StepEvent.reason)
+    )
+    goal_misses: Counter[str] = Counter()
+    for step_id, step_type, outcome, reason, count in events.all():
+        report = step_report(step_id, step_type)
+        report.entered += count
+        if outcome == "done":
+            report.completed += count
+            if reason:
+                report.completed_by_reason[reason] = (
+                    report.completed_by_reason.get(reason, 0) + count
+                )
+        elif outcome == "skipped":
+            key = reason or "unknown"
+            report.skipped[key] = report.skipped.get(key, 0) + count
+            if step_type == "goal" and reason in GOAL_MISSES:
+                goal_misses[step_id] += count
+        else:
+            report.failed += count
+
+    distinct = await session.execute(
+        select(StepEvent.step_id, func.count(StepEvent.contact_id.distinct()))
+        .where(StepEvent.automation_id == automation_id)
+        .group_by(StepEvent.step_id)
+    )
+    for step_id, count in distinct.all():
+        steps[step_id].contacts = count
+
+    by_status: Counter[str] = Counter({status: 0 for status in RUN_STATUSES})
+    runs = await session.execute(
+        select(Run.status, Run.current_step, func.count())
+        .where(Run.automation_id == automation_id)
+        .group_by(Run.status, Run.current_step)
+    )
+    for status, current_step, count in runs.all():
+        by_status[status] += count
+        if status == "running" and current_step in steps:
+            steps[current_step].waiting += count
+    total_runs = sum(by_status.values())
+
+    achieved = dict(
+        (
+            await session.execute(
+                select(GoalAchievement.goal, func.count())
+                .join(Run, Run.workflow_id == GoalAchievement.workflow_id)
+                .where(Run.automation_id == automation_id)
+                .group_by(GoalAchievement.goal)
+            )
+        ).all()
+    )
+    goal_ids = [s for s, step in doc_steps.items() if step["type"] == "goal"]
+    goal_ids += [g for g in sorted(achieved.keys() | goal_misses.keys()) if g not in goal_ids]
+    goals = [
+        _goal_report(g, achieved.get(g, 0), goal_misses[g], _waiting(steps, g), total_runs)
+        for g in goal_ids
+    ]
+
+    return Report(
+        automation_id=automation_id,
+        version=version,
+        generated_at=utcnow(),
+        runs={**by_status, "total": total_runs},
+        steps=list(steps.values()),
+        goals=goals,
+        splits=await _splits(session, automation_id, doc_steps),
+    )
+
+
+def _waiting(steps: dict[str, StepReport], step_id: str) -> int:
+    return steps[step_id].waiting if step_id in steps else 0
+
+
+def _goal_report(step: str, achieved: int, skipped: int, waiting: int, runs: int) -> GoalReport:
+    reached = achieved + skipped + waiting
+    return GoalReport(
+        step=step,
+        achieved=achieved,
+        skipped=skipped,
+        waiting=waiting,
+        rate=achieved / reached if reached else None,
+        rate_of_runs=achieved / runs if runs else None,
+    )
+
+
+async def _splits(
+    session: AsyncSession, automation_id: str, doc_steps: dict[str, dict[str, Any]]
+) -> list[SplitReport]:
+    """Contacts per path of each split of the current version, and the decided winner."""
+    counts: dict[tuple[str, int], int] = {
+        (step_id, path): count
+        for step_id, path, count in (
+            await session.execute(
+                select(SplitAssignment.step_id, SplitAssignment.path, func.count())
+                .where(SplitAssignment.automation_id == automation_id)
+                .group_by(SplitAssignment.step_id, SplitAssignment.path)
+            )
+        ).all()
+    }
+    states: Sequence[SplitState] = (
+        await session.scalars(select(SplitState).where(SplitState.automation_id == automation_id))
+    ).all()
+    decided = {s.step_id: s for s in states}
+    reports = []
+    for step_id, step in doc_steps.items():
+        if step["type"] != "split":
+            continue
+        state = decided.get(step_id)
+        reports.append(
+            SplitReport(
+                step=step_id,
+                mode=step.get("mode", "even"),
+                paths=[
+                    SplitPathReport(
+                        path=i, label=label, next=target, contacts=counts.get((step_id, i), 0)
+                    )
+                    for i, (label, target) in enumerate(_split_paths(step))
+                ],
+                winner=state.winner if state else None,
+                decided_at=state.decided_at if state else None,
+            )
+        )
+    return reports
