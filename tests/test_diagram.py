@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import json
 import re
 import xml.etree.ElementTree as ET
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from api.diagram import Flow, ranks, to_mermaid
 from store.reports import Report, StepReport
-from tests.conftest import Stack
+from tests.conftest import Stack, eventually
 from tests.test_engine import finished
 
 SVG = "{http://www.w3.org/2000/svg}"
@@ -90,3 +92,41 @@ async def test_diagram_shows_live_counts_as_mermaid_and_svg(stack: Stack) -> Non
     assert any(HOSTILE.split("<")[0] in title and "<script>" in title for title in titles)
     assert not list(root.iter(f"{SVG}script"))  # the hostile name stayed text
     assert len(root.findall(f"{SVG}polyline")) == 4  # yes, no, goto back up, next
+
+
+README = Path(__file__).parent.parent / "README.md"
+
+
+def _tour_automation() -> dict[str, Any]:
+    """The README tour's automation, parsed from its curl command (triggers left out, so no
+    other test's "lead" tag enrolls anyone in it)."""
+    tour = README.read_text().split("## A five-minute tour", 1)[1]
+    body = "{" + tour.split("-d '{", 1)[1].split("\n}'", 1)[0] + "\n}"
+    document: dict[str, Any] = json.loads(body)
+    document.pop("triggers")
+    return document
+
+
+async def test_readme_diagram_is_what_the_route_draws_for_the_tour(stack: Stack) -> None:
+    """Ada's tour: the welcome email, the wait, the purchase that pulls her to the goal."""
+    response = await stack.http.post("/api/v1/automations", json=_tour_automation())
+    assert response.status_code == 201, response.text
+    automation_id = response.json()["id"]
+    ada = await stack.contact(first_name="Ada")
+    with stack.env.with_time_skipping_disabled():  # she must really sit in "pause"
+        handle = await stack.enroll(ada["id"], automation_id)
+
+    async def parked() -> None:
+        assert (await stack.run(handle.id))["current_step"] == "pause"
+
+    await eventually(parked)
+    bought = await stack.http.post(
+        "/api/v1/events", json={"contact": ada["id"], "event": "purchase"}
+    )
+    assert bought.status_code == 202
+    await finished(stack, handle.id)
+
+    diagram = (await stack.http.get(f"/api/v1/automations/{automation_id}/diagram")).text
+    section = README.read_text().split("## Reports and diagrams", 1)[1]
+    shown = section.split("```mermaid\n", 1)[1].split("```", 1)[0]
+    assert shown == diagram, f"the README should show:\n{diagram}"
