@@ -26,7 +26,6 @@ KINDS: dict[str, str] = {
     "goal": "goal",
     "wait": "wait",
     "end": "end",
-    "goto": "end",
 }
 
 
@@ -252,13 +251,20 @@ def _svg_edge(edge: Edge, position: dict[str, tuple[float, float]], detour_x: fl
     (sx, sy), (tx, ty) = position[edge.source], position[edge.target]
     if ty > sy:  # downwards: bottom centre to top centre
         points = [(sx + BOX_W / 2, sy + BOX_H), (tx + BOX_W / 2, ty)]
-    else:  # back up (a loop) or sideways: around the right of the drawing
+        label_at = ((sx + tx + BOX_W) / 2 + 4, (sy + BOX_H + ty) / 2)
+    else:  # back up (a loop) or sideways: through the gaps between rows and the right margin,
+        # so the arrow crosses no box
+        out_x, in_x = sx + BOX_W / 2 + 20, tx + BOX_W / 2 + 20
+        below, above = sy + BOX_H + GAP_Y / 4, ty - GAP_Y / 4
         points = [
-            (sx + BOX_W, sy + BOX_H / 2),
-            (detour_x, sy + BOX_H / 2),
-            (detour_x, ty + BOX_H / 2),
-            (tx + BOX_W, ty + BOX_H / 2),
+            (out_x, sy + BOX_H),
+            (out_x, below),
+            (detour_x, below),
+            (detour_x, above),
+            (in_x, above),
+            (in_x, ty),
         ]
+        label_at = (out_x + 4, below - 3)
     dash = ' stroke-dasharray="5,4"' if edge.dotted else ""
     path = " ".join(f"{x:.1f},{y:.1f}" for x, y in points)
     svg = (
@@ -266,11 +272,8 @@ def _svg_edge(edge: Edge, position: dict[str, tuple[float, float]], detour_x: fl
         'marker-end="url(#arrow)"/>'
     )
     if edge.label:
-        (ax, ay), (bx, by) = points[0], points[1] if len(points) == 2 else points[2]
-        svg += (
-            f'<text x="{(ax + bx) / 2 + 4:.1f}" y="{(ay + by) / 2:.1f}" fill="#333">'
-            f"{escape(edge.label)}</text>"
-        )
+        x, y = label_at
+        svg += f'<text x="{x:.1f}" y="{y:.1f}" fill="#333">{escape(edge.label)}</text>'
     return svg
 
 
@@ -284,12 +287,12 @@ def _svg_node(node: Node, x: float, y: float) -> str:
     )
     title = f"<title>{escape(node.title)}</title>"
     lines = [
-        (f"{node.step_id}", 'font-weight="bold"'),
+        (node.step_id, ' font-weight="bold"'),
         (node.title.rsplit(" (step ", 1)[0], ""),
-        (node.counts, 'fill="#444"'),
+        (node.counts, ' fill="#444"'),
     ]
     texts = "".join(
-        f'<text x="{x + 10:.1f}" y="{y + 17 + i * 15:.1f}" {attrs}>{escape(_clip(text))}</text>'
+        f'<text x="{x + 10:.1f}" y="{y + 17 + i * 15:.1f}"{attrs}>{escape(_clip(text))}</text>'
         for i, (text, attrs) in enumerate(lines)
     )
     return f"<g class={quoteattr(node.kind)}>{title}{shape}{texts}</g>"
