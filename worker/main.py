@@ -40,9 +40,9 @@ WORKFLOW_RUNNER = SandboxedWorkflowRunner(
     restrictions=SandboxRestrictions.default.with_passthrough_modules("workflows", "bench")
 )
 
-# A parked contact costs its cached workflow's memory; a bounded cache keeps the worker's RSS
-# flat however many contacts wait (evicted runs are replayed from history when they wake).
-MAX_CACHED_WORKFLOWS = 2000
+# A cached workflow costs ~100 KB of worker memory (measured by `make bench`); the bound keeps
+# RSS flat however many contacts are parked (an evicted run replays its history when woken).
+MAX_CACHED_WORKFLOWS = 1200
 
 
 async def connect(settings: Settings, runtime: Runtime | None = None) -> Client:
