@@ -126,6 +126,20 @@ GOTO_MAX_WITHOUT_WAIT = 3
 Next = str | None
 
 
+def parks_long(deadline: datetime | None, now: datetime) -> bool:
+    """Whether a contact waiting until `deadline` (None: a condition) counts as parked."""
+    return deadline is None or deadline - now > PARK_THRESHOLD
+
+
+def opening_park(graph: Automation, now: datetime) -> str | None:
+    """The start step, if the flow opens with a timed wait long enough to park in."""
+    step = graph.steps[graph.start]
+    if step.type != "wait" or step.condition is not None:
+        return None
+    deadline = now + step.for_.to_timedelta() if step.for_ is not None else step.until
+    return graph.start if parks_long(deadline, now) else None
+
+
 class _EndRun(Exception):
     """Raised by a handler to end the run with a reason."""
 
@@ -144,6 +158,7 @@ class AutomationRun:
         self.goal_sources: dict[str, set[str]] = {}
         self.woken = False
         self.recorded_goals: set[str] = set()
+        self.parked_at: str | None = None
         self.pending_version: int | None = None
         self.end_reason: str | None = None
 
@@ -234,6 +249,7 @@ class AutomationRun:
                 version=version,
                 contact_id=self.input.contact_id if check_goals else None,
                 now=workflow.now() if check_goals else None,
+                workflow_id=workflow.info().workflow_id if check_goals else None,
             ),
             result_type=LoadAutomationOutput,
             summary=f"load automation {self.input.automation_id} v{version}",
@@ -241,6 +257,7 @@ class AutomationRun:
         )
         self.graph = Automation.model_validate(loaded.document)
         self.goal_sources = goal_sources(self.graph)
+        self.parked_at = loaded.parked_at
         return loaded.goals_met
 
     async def _switch_version(self) -> None:
@@ -419,7 +436,7 @@ class AutomationRun:
         ignores them (no wake-up, no history events) but still yields to version switches
         and end requests.
         """
-        long = deadline is None or deadline - workflow.now() > PARK_THRESHOLD
+        long = parks_long(deadline, workflow.now())
         if long:
             workflow.upsert_search_attributes([STEP_KEY.value_set(step_id)])
         workflow.set_current_details(f"Waiting at **{describe_step(step_id, step)}**: {why}")
@@ -430,6 +447,8 @@ class AutomationRun:
             decided = await self._decide_wait(step_id, conditions, park=long)
             if decided is not None:
                 return decided
+        elif self.parked_at == step_id:
+            self.parked_at = None  # the graph's load recorded this park already
         elif long:
             await workflow.execute_local_activity(
                 "park_run",

@@ -106,11 +106,15 @@ class LoadAutomationInput(BaseModel):
     contact_id: int | None = None
     position: str | None = None
     now: datetime | None = None
+    # ... and, when the flow opens with a long timed wait, records the contact as parked there
+    # (saving the park's own round-trip for the most common first step of all).
+    workflow_id: str | None = None
 
 
 class LoadAutomationOutput(BaseModel):
     document: dict[str, Any]
     goals_met: list[str] = Field(default_factory=list)
+    parked_at: str | None = None
 
 
 class SavedSteps(BaseModel):
