@@ -96,46 +96,27 @@ async def update_fields(
     custom = dict(contact.fields or {})
     for name, value in changes.items():
         if name == "email":
-            new_email = normalize_email(str(value)) if value else None
-            if new_email != contact.email:
-                old, contact.email = contact.email, new_email
-                changed.append(name)
-                emit(
-                    session,
-                    contact.id,
-                    "field_changed",
-                    {"field": name, "from": old, "to": value},
-                    origin=origin,
-                )
+            old, new = contact.email, normalize_email(str(value)) if value else None
+        elif name in STANDARD_FIELDS:
+            old, new = getattr(contact, name), None if value is None else str(value)
+        else:
+            old, new = custom.get(name), value
+        if old == new:
             continue
-        if name in STANDARD_FIELDS:
-            old = getattr(contact, name)
-            new = None if value is None else str(value)
-            if old != new:
-                setattr(contact, name, new)
-                changed.append(name)
-                emit(
-                    session,
-                    contact.id,
-                    "field_changed",
-                    {"field": name, "from": old, "to": new},
-                    origin=origin,
-                )
-            continue
-        old = custom.get(name)
-        if old != value:
-            if value is None:
-                custom.pop(name, None)
-            else:
-                custom[name] = value
-            changed.append(name)
-            emit(
-                session,
-                contact.id,
-                "field_changed",
-                {"field": name, "from": old, "to": value},
-                origin=origin,
-            )
+        if name == "email" or name in STANDARD_FIELDS:
+            setattr(contact, name, new)
+        elif new is None:
+            custom.pop(name, None)
+        else:
+            custom[name] = new
+        changed.append(name)
+        emit(
+            session,
+            contact.id,
+            "field_changed",
+            {"field": name, "from": old, "to": new},
+            origin=origin,
+        )
     if any(name not in STANDARD_FIELDS and name != "email" for name in changed):
         contact.fields = custom  # a new dict so SQLAlchemy sees the JSON change
     if changed:
