@@ -16,8 +16,9 @@ from workflows.contracts import RunState
 
 
 async def finished(stack: Stack, workflow_id: str) -> dict[str, Any]:
-    """Wait for the run to close, then read it back through the API."""
-    await stack.client.get_workflow_handle(workflow_id, result_type=RunState).result()
+    """Wait for the run to close (a minute at most), then read it back through the API."""
+    handle = stack.client.get_workflow_handle(workflow_id, result_type=RunState)
+    await asyncio.wait_for(handle.result(), timeout=60)
 
     async def closed() -> dict[str, Any]:
         run = await stack.run(workflow_id)
