@@ -191,19 +191,32 @@ class ContactActivities:
         apply = APPLY.get(step.type)
         if apply is None:
             raise ApplicationError(f"{step.type} is not a contact step", non_retryable=True)
-        async with self.deps.db.write() as session:
-            contact = await contact_store.get_contact(session, context.contact_id)
-            if contact is None:
-                return StepOutcome(outcome="skipped", reason="contact_deleted")
 
-            async def write() -> Outcome:
-                return await apply(session, contact, context, step)
+        async def write(session: AsyncSession, contact: Contact) -> Outcome:
+            return await apply(session, contact, context, step)
 
-            outcome = await run_store.once_per_visit(session, context.visit_key, write)
-            await run_store.set_current_step(session, context.workflow_id, context.step_id)
-            goals_met = await goals_after_write(session, context)
-        self.deps.kick()
-        return StepOutcome.model_validate({**outcome, "goals_met": goals_met})
+        return await write_once(self.deps, context, write)
+
+
+async def write_once(
+    deps: Deps,
+    context: StepContext,
+    write: Callable[[AsyncSession, Contact], Awaitable[Outcome]],
+) -> StepOutcome:
+    """The frame of every step that writes Cairn's database: one transaction holding the write
+    (at most once per step visit, DESIGN §5), the runs index's step and the goals it may have
+    met; then the outbox is delivered at once."""
+    async with deps.db.write() as session:
+        contact = await contact_store.get_contact(session, context.contact_id)
+        if contact is None:
+            return StepOutcome(outcome="skipped", reason="contact_deleted")
+        outcome = await run_store.once_per_visit(
+            session, context.visit_key, lambda: write(session, contact)
+        )
+        await run_store.set_current_step(session, context.workflow_id, context.step_id)
+        goals_met = await goals_after_write(session, context)
+    deps.kick()
+    return StepOutcome.model_validate({**outcome, "goals_met": goals_met})
 
 
 async def goals_after_write(session: AsyncSession, context: StepContext) -> list[bool]:

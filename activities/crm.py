@@ -17,11 +17,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities.contacts import goals_after_write
+from activities.contacts import write_once
 from activities.deps import Deps
-from store import contacts as contact_store
 from store import crm as crm_store
-from store import runs as run_store
 from store.contacts import STANDARD_FIELDS, InvalidChange
 from store.crm import Conflict, UnknownReference
 from store.models import Contact, Deal, Pipeline, User, utcnow
@@ -290,19 +288,12 @@ class CrmActivities:
         apply = APPLY.get(step.type)
         if apply is None:
             raise ApplicationError(f"{step.type} is not a CRM step", non_retryable=True)
+
+        async def write(session: AsyncSession, contact: Contact) -> dict[str, Any]:
+            return await apply(Visit(session, contact, context, step))
+
         try:
-            async with self.deps.db.write() as session:
-                contact = await contact_store.get_contact(session, context.contact_id)
-                if contact is None:
-                    return StepOutcome(outcome="skipped", reason="contact_deleted")
-                visit = Visit(session, contact, context, step)
-                outcome = await run_store.once_per_visit(
-                    session, context.visit_key, lambda: apply(visit)
-                )
-                await run_store.set_current_step(session, context.workflow_id, context.step_id)
-                goals_met = await goals_after_write(session, context)
+            return await write_once(self.deps, context, write)
         except PERMANENT_ERRORS as err:
             # The transaction rolled back: nothing was written, and no retry would help.
             raise ApplicationError(str(err), type=type(err).__name__, non_retryable=True) from err
-        self.deps.kick()
-        return StepOutcome.model_validate({**outcome, "goals_met": goals_met})

@@ -9,14 +9,13 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+from sqlalchemy.ext.asyncio import AsyncSession
 from temporalio import activity
 
-from activities.contacts import goals_after_write
+from activities.contacts import write_once
 from activities.deps import Deps
 from activities.messaging import tag_values
-from store import contacts as contact_store
-from store import runs as run_store
-from store.models import SiteMessage
+from store.models import Contact, SiteMessage
 from workflows.contracts import StepContext, StepOutcome
 from workflows.personalization import render
 
@@ -29,31 +28,24 @@ class SiteActivities:
     async def send_site_message(self, context: StepContext) -> StepOutcome:
         """Queue the step's personalized HTML; `expires` counts from now."""
         step = await self.deps.step(context)
-        async with self.deps.db.write() as session:
-            contact = await contact_store.get_contact(session, context.contact_id)
-            if contact is None:
-                return StepOutcome(outcome="skipped", reason="contact_deleted")
 
-            async def write() -> dict[str, Any]:
-                now = datetime.now(UTC)
-                message = SiteMessage(
-                    contact_id=contact.id,
-                    automation_id=context.automation_id,
-                    step_id=context.step_id,
-                    workflow_id=context.workflow_id,
-                    html=render(step.html, await tag_values(session, contact), html=True),
-                    page=step.page,
-                    created_at=now,
-                    expires_at=now + step.expires.to_timedelta() if step.expires else None,
-                )
-                session.add(message)
-                await session.flush()
-                detail = {"message": message.id, "page": step.page}
-                if message.expires_at is not None:
-                    detail["expires"] = message.expires_at.isoformat()
-                return {"outcome": "done", "detail": detail}
+        async def write(session: AsyncSession, contact: Contact) -> dict[str, Any]:
+            now = datetime.now(UTC)
+            message = SiteMessage(
+                contact_id=contact.id,
+                automation_id=context.automation_id,
+                step_id=context.step_id,
+                workflow_id=context.workflow_id,
+                html=render(step.html, await tag_values(session, contact), html=True),
+                page=step.page,
+                created_at=now,
+                expires_at=now + step.expires.to_timedelta() if step.expires else None,
+            )
+            session.add(message)
+            await session.flush()
+            detail = {"message": message.id, "page": step.page}
+            if message.expires_at is not None:
+                detail["expires"] = message.expires_at.isoformat()
+            return {"outcome": "done", "detail": detail}
 
-            outcome = await run_store.once_per_visit(session, context.visit_key, write)
-            await run_store.set_current_step(session, context.workflow_id, context.step_id)
-            goals_met = await goals_after_write(session, context)
-        return StepOutcome.model_validate({**outcome, "goals_met": goals_met})
+        return await write_once(self.deps, context, write)
