@@ -47,9 +47,23 @@ async def _event(client: httpx.AsyncClient, email: str, event: str, **data: Any)
 
 async def _lead(client: httpx.AsyncClient, email: str) -> None:
     # Two pricing-page visits: 25 lead points each; at 50 the sales pipeline opens a deal.
-    for page in ("https://example.com/pricing", "https://example.com/pricing/teams"):
+    pages = ("https://example.com/pricing", "https://example.com/pricing/teams")
+    for visits, page in enumerate(pages, start=1):
         await _event(client, email, "page_visited", url=page)
-        await asyncio.sleep(0.5)  # one scoring run at a time: the second visit sees the first
+        await _scored(client, email, visits)
+
+
+async def _scored(client: httpx.AsyncClient, email: str, visits: int, within: float = 60.0) -> None:
+    """Wait until the visit's lead-scoring run has entered and ended: a contact is in one
+    automation once at a time, so a second visit during the first run would not score."""
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        record = (await call_api(client, "POST", f"{API}/contacts", json={"email": email})).json()
+        runs = [a for a in record.get("automations", []) if a["automation"] == "lead-scoring"]
+        if len(runs) >= visits and all(r["status"] != "running" for r in runs):
+            return
+        await asyncio.sleep(0.2)
+    raise CommandError(f"{email}'s lead-scoring run did not end within {within:.0f} s")
 
 
 async def _shopper(client: httpx.AsyncClient, email: str) -> None:
