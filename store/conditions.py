@@ -1,8 +1,8 @@
 """Evaluate SPEC §2.3 conditions against the database, several at once (DESIGN §3).
 
 Conditions arrive as validated JSON (the document model checked their shape when the
-automation was saved). The contact's fields, tags, lists and scores are loaded once per call;
-leaves that need more (events, runs, goals) query for just what they ask.
+automation was saved). Each kind of fact a call needs (fields, tags, lists, scores, events)
+is read once per call, and only if a condition asks for it.
 """
 
 from __future__ import annotations
@@ -43,43 +43,33 @@ def duration_of(value: Any) -> timedelta:
 
 @dataclass
 class ContactFacts:
-    """What one evaluation needs to know about a contact, loaded once."""
+    """What one evaluation knows about a contact: its fields from the start; tags, lists,
+    scores and events read on first use, once (most conditions look at one kind of fact, and
+    every evaluation is a round-trip on a workflow's critical path)."""
 
     contact_id: int
     values: dict[str, Any]
-    tags: set[str]
-    lists: dict[str, str]
-    scores: dict[str, float]
+    tags: set[str] | None = None
+    lists: dict[str, str] | None = None
+    scores: dict[str, float] | None = None
     events: dict[str, list[Event]] = field(default_factory=dict)
 
 
 async def load_facts(session: AsyncSession, contact_id: int) -> ContactFacts | None:
-    contact = await session.get(Contact, contact_id)
-    if contact is None:
+    row = (
+        await session.execute(
+            select(
+                Contact.fields, Contact.email, Contact.first_name, Contact.last_name, Contact.phone
+            ).where(Contact.id == contact_id)
+        )
+    ).first()
+    if row is None:
         return None
-    values: dict[str, Any] = dict(contact.fields or {})
+    values: dict[str, Any] = dict(row.fields or {})
     values.update(
-        email=contact.email,
-        first_name=contact.first_name,
-        last_name=contact.last_name,
-        phone=contact.phone,
+        email=row.email, first_name=row.first_name, last_name=row.last_name, phone=row.phone
     )
-    tags = set(
-        (
-            await session.scalars(select(ContactTag.tag).where(ContactTag.contact_id == contact_id))
-        ).all()
-    )
-    lists = {
-        s.list: s.status
-        for s in (
-            await session.scalars(select(Subscription).where(Subscription.contact_id == contact_id))
-        ).all()
-    }
-    scores = {
-        s.name: s.value
-        for s in (await session.scalars(select(Score).where(Score.contact_id == contact_id))).all()
-    }
-    return ContactFacts(contact_id, values, tags, lists, scores)
+    return ContactFacts(contact_id, values)
 
 
 async def evaluate_all(
@@ -101,6 +91,26 @@ class _Evaluator:
         # The current deal's values per pipeline restriction, read once per evaluation.
         self.deals: dict[str | None, dict[str, Any] | None] = {}
 
+    async def _tags(self) -> set[str]:
+        if self.facts.tags is None:
+            query = select(ContactTag.tag).where(ContactTag.contact_id == self.facts.contact_id)
+            self.facts.tags = set((await self.session.scalars(query)).all())
+        return self.facts.tags
+
+    async def _lists(self) -> dict[str, str]:
+        if self.facts.lists is None:
+            query = select(Subscription.list, Subscription.status).where(
+                Subscription.contact_id == self.facts.contact_id
+            )
+            self.facts.lists = {name: status for name, status in await self.session.execute(query)}
+        return self.facts.lists
+
+    async def _scores(self) -> dict[str, float]:
+        if self.facts.scores is None:
+            query = select(Score.name, Score.value).where(Score.contact_id == self.facts.contact_id)
+            self.facts.scores = {name: value for name, value in await self.session.execute(query)}
+        return self.facts.scores
+
     async def check(self, c: Condition) -> bool:
         if "all" in c:
             return all([await self.check(x) for x in c["all"]])
@@ -111,11 +121,12 @@ class _Evaluator:
         if "field" in c:
             return compare(self.facts.values.get(c["field"]), c["op"], c.get("value"), self.now)
         if "tag" in c:
-            return (c["tag"] in self.facts.tags) == c.get("has", True)
+            return (c["tag"] in await self._tags()) == c.get("has", True)
         if "list" in c:
-            return self.facts.lists.get(c["list"]) == c.get("status", "active")
+            return (await self._lists()).get(c["list"]) == c.get("status", "active")
         if "score" in c:
-            return compare(self.facts.scores.get(c["score"], 0.0), c["op"], c["value"], self.now)
+            scores = await self._scores()
+            return compare(scores.get(c["score"], 0.0), c["op"], c["value"], self.now)
         if "event" in c:
             return await self._event(c)
         if "email" in c:

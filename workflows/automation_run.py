@@ -515,9 +515,13 @@ class AutomationRun:
     async def _activity_step(self, step_id: str, step: Any, activity: str, *, local: bool) -> Next:
         context = self._context(step_id)
         goals = self._eligible_goals(step_id) if local else []
+        woken = self.woken
         if goals:  # a local step writes Cairn's database: it checks the goals after its write
             context.goal_conditions, context.now = self._goal_conditions(goals), workflow.now()
             context.goal_ids = goals
+            # Cleared before, not after: a change signalled while the write runs may postdate
+            # the write's look at the goals, and must wake the run again.
+            self.woken = False
         summary = describe_step(step_id, step)
         try:
             if local:
@@ -533,13 +537,15 @@ class AutomationRun:
             # activity's arrives as the activity's own ApplicationError.
             cause = err.cause if isinstance(err, ActivityError) else err
             message = cause.message if isinstance(cause, ApplicationError) else str(cause or err)
+            self.woken = self.woken or woken  # the goals were not looked at
             self._record(step_id, step, "failed", message)
             if step.on_error == "end":
                 raise _EndRun(f"step_failed:{step_id}", status="failed") from None
             return step.next
         self._record(step_id, step, outcome.outcome, outcome.reason)
-        if goals and len(outcome.goals_met) == len(goals):
-            self.woken = False  # everything up to this write has been looked at
+        if goals and len(outcome.goals_met) != len(goals):
+            self.woken = self.woken or woken  # no write, so the goals were not looked at
+        elif goals:
             met = next((g for g, ok in zip(goals, outcome.goals_met, strict=True) if ok), None)
             if met is not None:
                 self.recorded_goals.add(met)  # recorded in the step's own transaction
