@@ -56,12 +56,10 @@ class RunActivities:
                 async with self.deps.db.read() as session:
                     results = await evaluate_all(session, input.contact_id, conditions, input.now)
                 goals_met = [g for g, ok in zip(goals, results, strict=True) if ok]
+        # The run's reservation recorded it as parked at an opening wait (worker.enrollment).
         parked_at = None
         if input.workflow_id and input.now is not None and not goals_met:
             parked_at = opening_park(graph, input.now)
-            if parked_at is not None:
-                async with self.deps.db.write() as session:
-                    await run_store.set_current_step(session, input.workflow_id, parked_at)
         return LoadAutomationOutput(document=document, goals_met=goals_met, parked_at=parked_at)
 
     @activity.defn(name="evaluate_conditions")

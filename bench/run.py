@@ -28,7 +28,7 @@ from temporalio.client import WorkflowHandle
 
 from bench.baseline import REFERENCE_FLOW, BaselineInput
 from bench.stack import BenchStack, gather_limited
-from store.models import Contact, GoalAchievement, Run
+from store.models import Contact, GoalAchievement
 from worker.enrollment import enroll_many, start_run
 from workflows.contracts import WORKFLOW_TYPE
 
@@ -81,26 +81,28 @@ async def wait_closed(handles: list[WorkflowHandle[Any, Any]]) -> None:
 
 
 async def throughput(stack: BenchStack, contacts: int, *, baseline: bool = True) -> dict[str, Any]:
+    """Contacts/s through the reference flow, the engine's and the hand-written workflow's.
+
+    Both sides first run a small unmeasured round (imports, caches, the first workflows'
+    cold start), then alternate engine, baseline, baseline, engine (ABBA) in halves, so that
+    whatever drifts during the run (the history database growing, the machine's other load)
+    falls on both sides alike.
+    """
     automation_id = await create_automation(stack, REFERENCE_FLOW)
-    engine_ids = await create_contacts(stack, contacts, f"tp-{automation_id}")
-    started = time.perf_counter()
-    result = await enroll_many(
-        stack.db, stack.client, stack.settings.task_queue, automation_id, engine_ids
-    )
-    engine_handles = [stack.client.get_workflow_handle(w) for w in result.enrolled]
-    await wait_closed(engine_handles)
-    engine_seconds = time.perf_counter() - started
-    figures: dict[str, Any] = {
-        "contacts": contacts,
-        "engine_seconds": engine_seconds,
-        "engine_contacts_per_s": contacts / engine_seconds,
-        "engine_events_per_contact": await events_per_workflow(engine_handles[:50]),
-        "emails_received": stack.sink.received,
-    }
-    if baseline:
-        base_ids = await create_contacts(stack, contacts, f"bl-{automation_id}")
-        started = time.perf_counter()
-        base_handles = await gather_limited(
+    warmup, half = max(1, contacts // 20), contacts // 2
+    engine_ids = await create_contacts(stack, warmup + contacts, f"tp-{automation_id}")
+    base_ids = await create_contacts(stack, warmup + contacts, f"bl-{automation_id}")
+
+    async def engine_round(ids: list[int]) -> list[WorkflowHandle[Any, Any]]:
+        result = await enroll_many(
+            stack.db, stack.client, stack.settings.task_queue, automation_id, ids
+        )
+        handles = [stack.client.get_workflow_handle(w) for w in result.enrolled]
+        await wait_closed(handles)
+        return handles
+
+    async def baseline_round(ids: list[int]) -> list[WorkflowHandle[Any, Any]]:
+        handles = await gather_limited(
             CONCURRENCY,
             [
                 stack.client.start_workflow(
@@ -109,14 +111,42 @@ async def throughput(stack: BenchStack, contacts: int, *, baseline: bool = True)
                     id=f"baseline:{automation_id}:{cid}",
                     task_queue=stack.settings.task_queue,
                 )
-                for cid in base_ids
+                for cid in ids
             ],
         )
-        await wait_closed(base_handles)
-        base_seconds = time.perf_counter() - started
+        await wait_closed(handles)
+        return handles
+
+    rounds = [(engine_round, engine_ids[warmup:][:half])]
+    if baseline:
+        rounds += [
+            (baseline_round, base_ids[warmup:][:half]),
+            (baseline_round, base_ids[warmup:][half:]),
+        ]
+    rounds.append((engine_round, engine_ids[warmup:][half:]))
+
+    await engine_round(engine_ids[:warmup])
+    if baseline:
+        await baseline_round(base_ids[:warmup])
+    seconds: dict[Any, float] = {engine_round: 0.0, baseline_round: 0.0}
+    handles: dict[Any, list[WorkflowHandle[Any, Any]]] = {engine_round: [], baseline_round: []}
+    for side, ids in rounds:
+        started = time.perf_counter()
+        handles[side] += await side(ids)
+        seconds[side] += time.perf_counter() - started
+    engine_handles, base_handles = handles[engine_round], handles[baseline_round]
+    figures: dict[str, Any] = {
+        "contacts": contacts,
+        "warmup_contacts": warmup,
+        "engine_seconds": seconds[engine_round],
+        "engine_contacts_per_s": contacts / seconds[engine_round],
+        "engine_events_per_contact": await events_per_workflow(engine_handles[:50]),
+        "emails_received": stack.sink.received,
+    }
+    if baseline:
         figures.update(
-            baseline_seconds=base_seconds,
-            baseline_contacts_per_s=contacts / base_seconds,
+            baseline_seconds=seconds[baseline_round],
+            baseline_contacts_per_s=contacts / seconds[baseline_round],
             baseline_events_per_contact=await events_per_workflow(base_handles[:50]),
             engine_events_by_type=await events_by_type(engine_handles[0]),
             baseline_events_by_type=await events_by_type(base_handles[0]),
@@ -183,19 +213,14 @@ def percentile(sorted_values: list[float], p: float) -> float:
 
 
 async def wait_parked(stack: BenchStack, automation_id: str, count: int) -> None:
-    """Until every run reports it sits in its wait (the runs index says so)."""
+    """Until `count` runs sit in their wait, as their workflows report it (the runs index
+    records an opening wait at enrollment, before the workflow has started)."""
     while True:
-        async with stack.db.read() as session:
-            parked = len(
-                (
-                    await session.scalars(
-                        select(Run.id).where(
-                            Run.automation_id == automation_id, Run.current_step == "pause"
-                        )
-                    )
-                ).all()
-            )
-        if parked >= count:
+        total = await stack.client.count_workflows(
+            f"WorkflowType = '{WORKFLOW_TYPE}' AND CairnAutomation = '{automation_id}'"
+            " AND CairnStep = 'pause' AND ExecutionStatus = 'Running'"
+        )
+        if total.count >= count:
             return
         await asyncio.sleep(0.5)
 
@@ -257,7 +282,7 @@ async def parked(stack: BenchStack, contacts: int) -> dict[str, Any]:
         ],
     )
     raw_seconds = time.perf_counter() - started
-    await wait_parked_total(stack, automation_id, contacts)
+    await wait_parked(stack, automation_id, contacts)
     rss_full = stack.worker_rss_mb()
     return {
         "contacts": contacts,
@@ -267,17 +292,6 @@ async def parked(stack: BenchStack, contacts: int) -> dict[str, Any]:
         "worker_rss_mb_full": rss_full,
         "database_bytes_per_contact": (database_bytes(stack) - db_before) / contacts,
     }
-
-
-async def wait_parked_total(stack: BenchStack, automation_id: str, count: int) -> None:
-    """Raw starts have no runs-index row: count open workflows in Temporal instead."""
-    while True:
-        total = await stack.client.count_workflows(
-            f"WorkflowType = '{WORKFLOW_TYPE}' AND CairnAutomation = '{automation_id}' AND CairnStep = 'pause'"
-        )
-        if total.count >= count:
-            return
-        await asyncio.sleep(1)
 
 
 def database_bytes(stack: BenchStack) -> int:

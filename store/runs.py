@@ -39,9 +39,17 @@ class EntryRefused:
 
 
 async def reserve_runs(
-    session: AsyncSession, automation_id: str, contact_ids: Sequence[int], entry_mode: str
+    session: AsyncSession,
+    automation_id: str,
+    contact_ids: Sequence[int],
+    entry_mode: str,
+    *,
+    opening_step: str | None = None,
 ) -> tuple[list[Run], list[tuple[int, EntryRefused]]]:
     """Decide entry for each contact and insert the run rows (one query to decide them all).
+
+    `opening_step`: where the new runs are parked from the start (a flow that opens with a
+    long wait), so that the run need not write it again when it starts.
 
     The unique indexes (one row per entry number, one running row per automation and contact)
     are the fence against concurrent enrollments: if another transaction got there first, the
@@ -83,6 +91,7 @@ async def reserve_runs(
                     entry=entry,
                     version=automation.version,
                     status=RUNNING,
+                    current_step=opening_step,
                 )
             )
     try:
@@ -93,7 +102,9 @@ async def reserve_runs(
             return [], [(contact_ids[0], EntryRefused("already_running"))]
         runs, refused = [], []
         for cid in contact_ids:
-            one, no = await reserve_runs(session, automation_id, [cid], entry_mode)
+            one, no = await reserve_runs(
+                session, automation_id, [cid], entry_mode, opening_step=opening_step
+            )
             runs += one
             refused += no
     return runs, refused

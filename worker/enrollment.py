@@ -20,9 +20,11 @@ from temporalio.exceptions import WorkflowAlreadyStartedError
 
 from store import automations as automation_store
 from store.db import Database
-from store.models import OutboxEntry
+from store.models import OutboxEntry, utcnow
 from store.runs import EntryRefused, reserve_runs
+from workflows.automation_run import opening_park
 from workflows.contracts import AUTOMATION_KEY, CONTACT_KEY, VERSION_KEY, WORKFLOW_TYPE, RunInput
+from workflows.document import Automation
 
 
 @dataclass(frozen=True)
@@ -125,17 +127,24 @@ async def enroll_many(
 
     # Batches are pipelined: the next batch is reserved while this one's workflows start.
     starting: list[asyncio.Task[None]] = []
+    opening: str | None = None
     for offset in range(0, len(contact_ids), batch):
         async with db.write() as session:
             document = await automation_store.get_document(session, automation_id)
             if document is None:
                 result.refused["unknown_automation"] = len(contact_ids)
                 break
+            if offset == 0:
+                # A flow opening with a long wait: the runs are recorded as parked there
+                # now, in the reservation, instead of by one more write per run at its start
+                # (they queued behind SQLite's one write lock with the enrollment's own).
+                opening = opening_park(Automation.model_validate(document), utcnow())
             runs, refused = await reserve_runs(
                 session,
                 automation_id,
                 contact_ids[offset : offset + batch],
                 entry or document.get("entry", "once"),
+                opening_step=opening,
             )
             for _, refusal in refused:
                 result.refused[refusal.reason] = result.refused.get(refusal.reason, 0) + 1
