@@ -56,12 +56,13 @@ class Reply:
 class FakeServer:
     """Answers queued replies in order, then `default` once the queue is empty."""
 
-    def __init__(self, default: Reply | None = None) -> None:
+    def __init__(self, default: Reply | None = None, *, port: int = 0) -> None:
         self.received: list[Received] = []
+        self.answered: list[Reply] = []  # what each request in `received` was answered
         self.replies: deque[Reply] = deque()
         self.default = default or Reply(200, b"{}", {"Content-Type": "application/json"})
         self._lock = threading.Lock()
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self._server = ThreadingHTTPServer(("127.0.0.1", port), self._handler())
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 
@@ -90,6 +91,7 @@ class FakeServer:
     def reset(self) -> None:
         with self._lock:
             self.received.clear()
+            self.answered.clear()
             self.replies.clear()
 
     def start(self) -> FakeServer:
@@ -103,7 +105,9 @@ class FakeServer:
     def _next(self, request: Received) -> Reply:
         with self._lock:
             self.received.append(request)
-            return self.replies.popleft() if self.replies else self.default
+            reply = self.replies.popleft() if self.replies else self.default
+            self.answered.append(reply)
+            return reply
 
     def _handler(self) -> type[BaseHTTPRequestHandler]:
         fake = self
@@ -134,8 +138,9 @@ class FakeServer:
 
 
 @contextmanager
-def fake_server(default: Reply | None = None) -> Iterator[FakeServer]:
-    server = FakeServer(default).start()
+def fake_server(default: Reply | None = None, *, port: int = 0) -> Iterator[FakeServer]:
+    """A started FakeServer; `port` 0 picks a free one (a fixed one: a provider back on its port)."""
+    server = FakeServer(default, port=port).start()
     try:
         yield server
     finally:

@@ -58,13 +58,15 @@ LOCAL = {
         initial_interval=timedelta(milliseconds=200), maximum_interval=timedelta(seconds=30)
     ),
 }
-# External sends: a provider down for minutes must not fail the step (≈ an hour of retries).
+# External sends: a provider down for up to an hour must not fail the step (1 s doubling to 30 s,
+# 125 attempts ≈ an hour), and one back up is retried within 30 s: with a 5-minute cap, an outage
+# of a minute or two left contacts waiting minutes after the provider recovered.
 REMOTE = {
     "start_to_close_timeout": timedelta(seconds=60),
     "retry_policy": RetryPolicy(
         initial_interval=timedelta(seconds=1),
-        maximum_interval=timedelta(minutes=5),
-        maximum_attempts=20,
+        maximum_interval=timedelta(seconds=30),
+        maximum_attempts=125,
     ),
 }
 CONTACT_STEPS = (
