@@ -13,6 +13,7 @@ from api.deps import Services, require_token
 from api.errors import install_error_handlers
 from api.routes import automations, contacts, crm, dev, events, health, runs, site, tracking
 from api.routes import reports as report_routes
+from api.routes.codec import codec_app
 from api.routes.metrics import install_metrics
 from store.db import Database, open_database
 from worker.main import connect
@@ -60,4 +61,6 @@ def create_app(
     app.include_router(health.router)
     # Opened from emails and websites: each request carries its own signed token instead.
     app.include_router(tracking.router)
+    # Temporal's codec-server protocol for the UI and CLI; its own CORS and auth (see module).
+    app.mount("/codec", codec_app(settings))
     return app

@@ -30,6 +30,7 @@ from temporalio.testing import WorkflowEnvironment
 
 from api.app import create_app
 from store.db import Database, open_database
+from worker.codec import data_converter
 from worker.main import running_worker
 from worker.settings import Settings
 from worker.temporal_server import SEARCH_ATTRIBUTES
@@ -167,8 +168,9 @@ async def eventually(
 
 
 async def _stack(
-    env: WorkflowEnvironment, mailbox: Mailbox, tmp: Path, flavour: str
+    env: WorkflowEnvironment, mailbox: Mailbox, tmp: Path, flavour: str, **overrides: Any
 ) -> AsyncIterator[Stack]:
+    """`overrides`: more settings (e.g. `encryption_key`, which gets the stack its own client)."""
     if flavour == "postgres":
         assert POSTGRES_URL
         url = await fresh_postgres_database(POSTGRES_URL)
@@ -183,11 +185,15 @@ async def _stack(
         smtp_port=mailbox.port,
         outbox_poll_seconds=0.5,
         _env_file=None,  # type: ignore[call-arg]
+        **overrides,
     )
+    # The environment's client with Cairn's converter for these settings (its interceptors,
+    # which stamp time skipping on each run, kept).
+    client = Client(**{**env.client.config(), "data_converter": data_converter(settings)})
     db = await open_database(url)
-    app = create_app(settings, client=env.client, db=db)
+    app = create_app(settings, client=client, db=db)
     async with (
-        running_worker(settings, env.client, db),
+        running_worker(settings, client, db),
         app.router.lifespan_context(app),
         httpx.AsyncClient(
             transport=httpx.ASGITransport(app=app),
@@ -195,7 +201,7 @@ async def _stack(
             headers={"Api-Token": API_TOKEN},
         ) as http,
     ):
-        yield Stack(settings, db, env.client, env, http, mailbox, flavour)
+        yield Stack(settings, db, client, env, http, mailbox, flavour)
     await db.dispose()
     if flavour == "postgres" and POSTGRES_URL:
         await drop_postgres_database(POSTGRES_URL, url)

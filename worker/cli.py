@@ -13,6 +13,8 @@ from collections.abc import Callable, Coroutine, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from pydantic import ValidationError
+
 from worker.observability import configure_logging
 from worker.settings import Settings, get_settings
 
@@ -25,7 +27,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Parse `argv` and run the chosen subcommand; the process exit code."""
     parser = _parser()
     args = parser.parse_args(argv)
-    settings = get_settings()
+    try:
+        settings = get_settings()
+    except ValidationError as err:
+        # A bad CAIRN_* variable: one line per problem, not a traceback.
+        problems = "; ".join(f"{e['loc'][0]}: {e['msg']}" for e in err.errors())
+        parser.exit(2, f"cairn: invalid configuration: {problems}\n")
     configure_logging(settings)
     # Alembic announces each of its plugins at INFO on every start: noise in `cairn run`'s output.
     logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
@@ -223,12 +230,16 @@ def _setup(settings: Settings, args: argparse.Namespace) -> int:
 async def _connect_with_retry(settings: Settings, wait: float) -> Client:
     from temporalio.client import Client
 
+    from worker.codec import data_converter
+
     # In docker-compose `cairn setup` starts alongside the Temporal server, which takes a while.
     deadline = time.monotonic() + wait
     while True:
         try:
             return await Client.connect(
-                settings.temporal_address, namespace=settings.temporal_namespace
+                settings.temporal_address,
+                namespace=settings.temporal_namespace,
+                data_converter=data_converter(settings),
             )
         except RuntimeError as err:
             if time.monotonic() >= deadline:

@@ -26,6 +26,7 @@ from temporalio.api.workflowservice.v1 import (
 )
 from temporalio.client import Client
 
+from worker.codec import data_converter
 from worker.settings import Settings
 from worker.temporal_server import DEFAULT_GRPC_PORT, dev_server_args, split_host_port, ui_port
 
@@ -221,8 +222,11 @@ def _temporal_health(settings: Settings, clients: list[Client]) -> HealthCheck:
     async def healthy() -> bool:
         if not await port_open(_connect_host(host), port):
             return False
+        # Cairn's converter, like every client: this one is handed on to the launcher's checks.
         client = await Client.connect(
-            settings.temporal_address, namespace=settings.temporal_namespace
+            settings.temporal_address,
+            namespace=settings.temporal_namespace,
+            data_converter=data_converter(settings),
         )
         # The namespace answering, not just the port: workers and the API need it.
         await client.workflow_service.describe_namespace(

@@ -8,7 +8,6 @@ from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 
 from temporalio.client import Client
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.runtime import Runtime
 from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
@@ -25,6 +24,7 @@ from activities.site import SiteActivities
 from activities.sms import SmsActivities
 from activities.webhook import WebhookActivities
 from store.db import Database, open_database
+from worker.codec import data_converter
 from worker.observability import metrics_runtime
 from worker.outbox import OutboxDispatcher
 from worker.settings import Settings
@@ -46,11 +46,12 @@ MAX_CACHED_WORKFLOWS = 1200
 
 
 async def connect(settings: Settings, runtime: Runtime | None = None) -> Client:
-    """A client with Cairn's data converter; `runtime` (e.g. serving metrics) if given."""
+    """A client with Cairn's data converter (encrypting with a key set); `runtime` (e.g. serving
+    metrics) if given."""
     return await Client.connect(
         settings.temporal_address,
         namespace=settings.temporal_namespace,
-        data_converter=pydantic_data_converter,
+        data_converter=data_converter(settings),
         runtime=runtime,
     )
 

@@ -6,7 +6,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -62,6 +62,8 @@ class Settings(BaseSettings):
     salesforce_api_version: str = "60.0"
 
     webhook_allow_private: bool = False
+    # Base64 of 32 random bytes (`openssl rand -base64 32`); set: Temporal payloads are encrypted
+    # (worker/codec.py). Empty: they are stored in clear.
     encryption_key: str = ""
 
     # Outbox dispatcher: how often it looks for rows nobody kicked it about (DESIGN §2).
@@ -74,6 +76,15 @@ class Settings(BaseSettings):
     metrics_address: str = ""
     log_format: Literal["text", "json"] = "text"
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+
+    @field_validator("encryption_key")
+    @classmethod
+    def _usable_encryption_key(cls, value: str) -> str:
+        if value.strip():
+            from worker.codec import parse_encryption_key  # codec imports these settings
+
+            parse_encryption_key(value)
+        return value.strip()
 
     @property
     def resolved_database_url(self) -> str:

@@ -18,6 +18,7 @@ from temporalio.client import Client
 from temporalio.common import SearchAttributeIndexedValueType, SearchAttributeKey
 from temporalio.service import RPCError, RPCStatusCode
 
+from worker.codec import ui_codec_endpoint
 from worker.settings import Settings
 from workflows.contracts import AUTOMATION_KEY, CONTACT_KEY, STEP_KEY, VERSION_KEY
 
@@ -106,6 +107,9 @@ def dev_server_args(settings: Settings, *, sqlite_pragmas: bool = True) -> list[
             "--search-attribute",
             f"{key.name}={_DEV_SERVER_TYPE_NAMES[key.indexed_value_type]}",
         ]
+    if settings.encryption_key:
+        # Payloads are encrypted: the UI decodes them through the API's codec endpoint.
+        args += ["--ui-codec-endpoint", ui_codec_endpoint(settings)]
     if sqlite_pragmas:
         # WAL + synchronous=normal measured ~3x the throughput of SQLite's rollback-journal
         # defaults; the benchmark turns them off to show the difference.

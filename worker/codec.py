@@ -1,0 +1,142 @@
+"""Payload encryption: what Cairn puts in Temporal (inputs, results, signals, memos, failure
+messages) is AES-256-GCM encrypted when `CAIRN_ENCRYPTION_KEY` is set, so contact data never sits
+in Temporal's history in clear. Search attributes are indexed by the server and cannot be
+encrypted: they hold ids only.
+
+The key is 32 random bytes in base64 (`openssl rand -base64 32`): a real key, not a passphrase,
+so nothing needs stretching and a typo'd or truncated key fails at startup instead of silently
+encrypting with something else.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import dataclasses
+import hashlib
+import hmac
+import os
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from temporalio.api.common.v1 import Payload
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.converter import (
+    DataConverter,
+    DefaultFailureConverterWithEncodedAttributes,
+    PayloadCodec,
+)
+
+if TYPE_CHECKING:
+    from worker.settings import Settings
+
+ENCODING = b"binary/encrypted"
+KEY_ID = "encryption-key-id"
+NONCE_BYTES = 12  # GCM's standard 96-bit nonce, random per payload
+TAG_BYTES = 16
+
+
+class EncryptionKeyError(ValueError):
+    """`CAIRN_ENCRYPTION_KEY` is not a usable key."""
+
+
+class PayloadDecryptionError(ValueError):
+    """An encrypted payload this codec cannot open (another key, or altered)."""
+
+
+def parse_encryption_key(value: str) -> bytes:
+    """The 32 bytes of a base64 key (standard or URL-safe alphabet), or a clear error."""
+    text = value.strip()
+    try:
+        key = base64.b64decode(text.replace("-", "+").replace("_", "/"), validate=True)
+    except (binascii.Error, ValueError):
+        raise EncryptionKeyError(
+            "CAIRN_ENCRYPTION_KEY is not valid base64; make one with `openssl rand -base64 32`"
+        ) from None
+    if len(key) != 32:
+        raise EncryptionKeyError(
+            f"CAIRN_ENCRYPTION_KEY must be 32 bytes in base64 (AES-256), got {len(key)} bytes; "
+            "make one with `openssl rand -base64 32`"
+        )
+    return key
+
+
+def key_id(key: bytes) -> str:
+    """A short public name for a key, stored with each payload so keys can be rotated later."""
+    return hashlib.sha256(b"cairn-key-id:" + key).hexdigest()[:12]
+
+
+class EncryptionCodec(PayloadCodec):
+    """AES-GCM over each whole serialized payload (its metadata too: the type names)."""
+
+    def __init__(self, key: bytes) -> None:
+        self._key_id = key_id(key)
+        # Payloads name the key that sealed them; rotating means adding the old key here.
+        self._ciphers = {self._key_id: AESGCM(key)}
+
+    async def encode(self, payloads: Sequence[Payload]) -> list[Payload]:
+        cipher = self._ciphers[self._key_id]
+        sealed = []
+        for payload in payloads:
+            nonce = os.urandom(NONCE_BYTES)
+            data = nonce + cipher.encrypt(nonce, payload.SerializeToString(), None)
+            sealed.append(
+                Payload(
+                    metadata={"encoding": ENCODING, KEY_ID: self._key_id.encode()},
+                    data=data,
+                )
+            )
+        return sealed
+
+    async def decode(self, payloads: Sequence[Payload]) -> list[Payload]:
+        return [self._open(payload) for payload in payloads]
+
+    def _open(self, payload: Payload) -> Payload:
+        # Written before the key was set: read as is, so old histories still replay.
+        if payload.metadata.get("encoding") != ENCODING:
+            return payload
+        sealed_with = payload.metadata.get(KEY_ID, b"").decode(errors="replace")
+        cipher = self._ciphers.get(sealed_with)
+        if cipher is None:
+            raise PayloadDecryptionError(
+                f"payload encrypted with key {sealed_with!r}, this process has key "
+                f"{self._key_id!r}: set CAIRN_ENCRYPTION_KEY to the key that wrote it"
+            )
+        if len(payload.data) < NONCE_BYTES + TAG_BYTES:
+            raise PayloadDecryptionError("encrypted payload too short: it was truncated")
+        nonce, ciphertext = payload.data[:NONCE_BYTES], payload.data[NONCE_BYTES:]
+        try:
+            return Payload.FromString(cipher.decrypt(nonce, ciphertext, None))
+        except InvalidTag:
+            raise PayloadDecryptionError(
+                f"payload sealed with key {sealed_with!r} does not decrypt: it was altered"
+            ) from None
+
+
+def data_converter(settings: Settings) -> DataConverter:
+    """Cairn's data converter: pydantic JSON, encrypted when a key is configured.
+
+    Every Temporal client Cairn connects uses it (worker, API, CLI, launcher, bench, tests)."""
+    if not settings.encryption_key:
+        return pydantic_data_converter
+    return dataclasses.replace(
+        pydantic_data_converter,
+        payload_codec=EncryptionCodec(parse_encryption_key(settings.encryption_key)),
+        # Failure messages and stack traces can quote contact data: into the payload with them.
+        failure_converter_class=DefaultFailureConverterWithEncodedAttributes,
+    )
+
+
+def ui_codec_key(settings: Settings) -> str:
+    """The secret path segment of the Temporal UI's codec endpoint (see api/routes/codec.py).
+
+    Derived from `secret_key` so it needs no setting of its own and changes with it."""
+    digest = hmac.new(settings.secret_key.encode(), b"cairn temporal-ui codec", hashlib.sha256)
+    return digest.hexdigest()[:32]
+
+
+def ui_codec_endpoint(settings: Settings) -> str:
+    """What the Temporal UI is given as `--ui-codec-endpoint`; it POSTs to `<this>/decode`."""
+    return f"{settings.public_url.rstrip('/')}/codec/ui/{ui_codec_key(settings)}"
