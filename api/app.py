@@ -11,6 +11,7 @@ from temporalio.client import Client
 
 from api.deps import Services, require_token
 from api.errors import install_error_handlers
+from api.limits import install_limits
 from api.routes import automations, contacts, crm, dev, events, health, runs, site, tracking
 from api.routes import reports as report_routes
 from api.routes.codec import codec_app
@@ -53,6 +54,7 @@ def create_app(
         lifespan=lifespan,
     )
     install_error_handlers(app)
+    install_limits(app)  # before metrics: inside it, so its refusals are counted too
     install_metrics(app)
     protected = [Depends(require_token)]
     for module in (automations, contacts, crm, events, runs, dev, site):

@@ -7,7 +7,7 @@ from collections import deque
 from collections.abc import Collection, Iterable, Iterator, Mapping
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from workflows.conditions import (
     CONDITION_TAGS,
@@ -20,6 +20,7 @@ from workflows.conditions import (
     InAutomationCondition,
     Not,
 )
+from workflows.limits import MAX_NESTING, MAX_STEPS, MAX_TEXT_CHARS, MAX_TRIGGERS
 from workflows.personalization import suggest_tag, unknown_tags
 from workflows.steps import (
     STEP_MODELS,
@@ -46,11 +47,8 @@ from workflows.triggers import (
 
 STEP_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$"
 AUTOMATION_ID_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,62}$"
-MAX_STEPS = 500
-MAX_TRIGGERS = 100
-# Raw JSON nesting allowed inside one step or trigger: far above what 20 levels of
-# conditions need, low enough that nothing deeper ever reaches pydantic or a recursion.
-MAX_NESTING = 100
+# A problem quotes what it is about; a hostile megabyte-long id is quoted this far only.
+_MAX_QUOTED = 200
 
 StepId = Annotated[str, Field(pattern=STEP_ID_PATTERN)]
 
@@ -72,12 +70,20 @@ class Automation(BaseModel):
     steps: dict[StepId, Step] = Field(max_length=MAX_STEPS)
 
 
+def _shorten(text: str) -> str:
+    return text if len(text) <= _MAX_QUOTED else text[: _MAX_QUOTED - 1] + "…"
+
+
+ShortText = Annotated[str, AfterValidator(_shorten)]
+
+
 class Problem(BaseModel):
     """One thing wrong (error) or suspicious (warning) in an automation document."""
 
-    step: str | None = None
-    path: str
-    message: str
+    step: ShortText | None = None
+    path: ShortText
+    # Longer: a message quotes the step id, the value and a suggestion.
+    message: Annotated[str, AfterValidator(lambda text: text[: 4 * _MAX_QUOTED])]
     severity: Literal["error", "warning"] = "error"
 
 
@@ -136,6 +142,41 @@ def _too_deep(value: Any, limit: int) -> bool:
     return False
 
 
+def _text_problems(document: Mapping[str, Any]) -> Iterator[Problem]:
+    """Strings no document may hold, wherever they are: too long, or with a NUL character
+    (which PostgreSQL cannot store). Walked iteratively, like `_too_deep`."""
+    stack: list[tuple[str, Any]] = [(str(key), value) for key, value in document.items()]
+    stack.extend(("", key) for key in document)  # keys are text too
+    seen: set[int] = set()  # a document built in Python may contain itself
+    while stack:
+        path, node = stack.pop()
+        if isinstance(node, dict | list):
+            if id(node) in seen:
+                continue
+            seen.add(id(node))
+        if isinstance(node, dict):
+            stack.extend((path, key) for key in node)
+            stack.extend((f"{path}.{key}", value) for key, value in node.items())
+        elif isinstance(node, list):
+            stack.extend((f"{path}.{index}", value) for index, value in enumerate(node))
+        elif isinstance(node, str):
+            where = path or _shorten(node)
+            step = path.split(".")[1] if path.startswith("steps.") else None
+            if "\x00" in node:
+                yield Problem(
+                    step=step,
+                    path=path,
+                    message=f"{where}: text may not contain the NUL character (\\u0000)",
+                )
+            if len(node) > MAX_TEXT_CHARS:
+                yield Problem(
+                    step=step,
+                    path=path,
+                    message=f"{where}: text may be at most {MAX_TEXT_CHARS:,} characters; "
+                    f"this one has {len(node):,}",
+                )
+
+
 # --- pydantic errors → problems ----------------------------------------------------------
 
 
@@ -158,7 +199,7 @@ def _problem_from_error(error: dict[str, Any]) -> Problem:
         if rest == ["[key]"]:
             rest = []
             message = (
-                f'invalid step id "{step}": use letters, digits, "_" and "-", '
+                f'invalid step id "{_shorten(step)}": use letters, digits, "_" and "-", '
                 "starting with a letter or digit, at most 64 characters"
             )
         elif not rest and kind in _TAG_ERRORS:
@@ -472,7 +513,7 @@ def _validate(
         message = f"an automation must be a JSON object, not {_kind(data)}"
         return None, [Problem(path="", message=message)]
     document = dict(data)
-    problems: list[Problem] = []
+    problems: list[Problem] = list(_text_problems(document))
 
     raw_steps = document.get("steps")
     steps_checkable = isinstance(raw_steps, Mapping)

@@ -32,8 +32,6 @@ from workflows.document import automation_json_schema, validate_automation
 router = APIRouter(prefix="/automations", tags=["automations"])
 CONDITION: TypeAdapter[Any] = TypeAdapter(BoundedCondition)
 
-MAX_DOCUMENT_BYTES = 1_000_000
-
 
 def _validated(document: Any, known: set[str]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """The document as stored (by alias, no nulls) and its warnings; 422 listing every error."""
@@ -67,7 +65,9 @@ async def create_automation(services: ServicesDep, document: Any = Body(...)) ->
     async with services.db.write() as session:
         known = await automation_store.automation_ids(session)
         wanted = document.get("id") if isinstance(document, dict) else None
-        if isinstance(document, dict) and "id" in document and wanted in known:
+        if not isinstance(wanted, str):
+            wanted = None  # a non-string id is reported by validation, never looked up
+        if wanted is not None and wanted in known:
             raise HTTPException(status_code=409, detail=f"automation {wanted!r} already exists")
         # Self-references (start_automation of itself) are legal: count this id as known.
         slug = wanted or automation_store.slugify(

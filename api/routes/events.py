@@ -6,13 +6,30 @@ from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 from api.deps import ServicesDep
 from store import contacts as contact_store
 from store.contacts import InvalidChange
+from workflows.limits import MAX_EVENT_DATA_DEPTH, MAX_EVENT_DATA_KEYS
 
 router = APIRouter(prefix="/events", tags=["events"])
+
+
+def _storable(data: dict[str, Any]) -> dict[str, Any]:
+    """Event data within MAX_EVENT_DATA_DEPTH levels and free of NUL characters, which
+    PostgreSQL refuses in JSON text (walked iteratively: no recursion on hostile input)."""
+    stack: list[tuple[Any, int]] = [(data, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if isinstance(node, dict | list):
+            if depth > MAX_EVENT_DATA_DEPTH:
+                raise ValueError(f"data may be nested at most {MAX_EVENT_DATA_DEPTH} levels deep")
+            children = [*node.keys(), *node.values()] if isinstance(node, dict) else node
+            stack.extend((child, depth + 1) for child in children)
+        elif isinstance(node, str) and "\x00" in node:
+            raise ValueError("data may not contain the NUL character (\\u0000)")
+    return data
 
 
 class EventIn(BaseModel):
@@ -20,8 +37,10 @@ class EventIn(BaseModel):
 
     contact: Annotated[int | None, Field(ge=1, le=2**62)] = None
     email: Annotated[str | None, Field(max_length=320)] = None
-    event: Annotated[str, Field(min_length=1, max_length=200)]
-    data: dict[str, Any] = Field(default_factory=dict, max_length=100)
+    event: Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[^\x00]*$")]
+    data: Annotated[dict[str, Any], AfterValidator(_storable)] = Field(
+        default_factory=dict, max_length=MAX_EVENT_DATA_KEYS
+    )
     occurred_at: datetime | None = None
 
     @model_validator(mode="after")
