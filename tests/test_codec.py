@@ -5,6 +5,7 @@ reach Temporal."""
 from __future__ import annotations
 
 import base64
+import io
 import json
 import os
 import subprocess
@@ -24,7 +25,9 @@ from tests.conftest import API_TOKEN, Mailbox, Stack, _stack, eventually
 from tests.fakes import FakeServer, Reply, configured, fake_server, outcomes
 from tests.served import served_api
 from tests.test_engine import finished
+from tests.test_launcher import local_settings
 from worker.codec import ENCODING, ui_codec_endpoint, ui_codec_key
+from worker.launcher import start_temporal_dev_server
 from worker.settings import Settings
 from worker.temporal_server import SEARCH_ATTRIBUTES, dev_server_args
 
@@ -276,6 +279,8 @@ async def test_encrypted_history_holds_no_contact_data_and_the_ui_codec_reads_it
     }
     assert every and not clear, clear
     sealed = [p for _, p in every]
+    # Step summaries (shown by the UI on each activity and timer) among them.
+    assert any(path.endswith("userMetadata.summary") for path, _ in every)
     # ...and search attributes, which the server indexes in clear, hold ids only.
     steps = set(every_step("")["steps"])
     allowed = {
@@ -476,3 +481,23 @@ def test_the_embedded_ui_is_given_the_codec_endpoint_only_with_a_key(tmp_path: P
     assert endpoint == f"http://cairn.test/codec/ui/{ui_codec_key(keyed)}"
     # The key follows CAIRN_SECRET_KEY: a new secret closes the old endpoint.
     assert ui_codec_key(keyed.model_copy(update={"secret_key": "other"})) != ui_codec_key(keyed)
+
+
+async def test_the_embedded_temporal_ui_is_served_the_codec_endpoint(tmp_path: Path) -> None:
+    settings = local_settings(tmp_path, encryption_key=KEY)
+    server, _ = await start_temporal_dev_server(settings, out=io.StringIO(), within=60)
+    try:
+
+        async def ui_settings() -> str:
+            async with httpx.AsyncClient(timeout=5) as http:
+                try:
+                    answer = await http.get(f"{settings.temporal_ui_url}/api/v1/settings")
+                except httpx.TransportError as err:
+                    raise AssertionError(f"UI not up yet: {err}") from err
+            assert answer.status_code == 200, answer.text
+            return answer.text
+
+        served = json.loads(await eventually(ui_settings, within=30))
+    finally:
+        assert await server.stop() == 0
+    assert served["Codec"]["Endpoint"] == ui_codec_endpoint(settings)
