@@ -149,14 +149,20 @@ async def send_smtp(settings: Settings, message: EmailMessage) -> dict[str, str]
     return {address: f"{reply.code} {reply.message}" for address, reply in refused_replies.items()}
 
 
+def _one_line(value: str) -> str:
+    # Header values carry personalized contact data: a line break there would either add a
+    # header (Bcc: ...) or, as the email library refuses it, fail the send on every retry.
+    return re.sub(r"[\r\n]+\s*", " ", value)
+
+
 def new_message(
     settings: Settings, context: StepContext, *, subject: str, to: str, sender: str | None = None
 ) -> EmailMessage:
     """The headers every email Cairn sends carries."""
     message = EmailMessage()
-    message["Subject"] = subject
-    message["From"] = sender or settings.mail_from
-    message["To"] = to
+    message["Subject"] = _one_line(subject)
+    message["From"] = _one_line(sender or settings.mail_from)
+    message["To"] = _one_line(to)
     message["Date"] = formatdate(localtime=False)
     message["Message-ID"] = message_id(context)
     return message
