@@ -21,6 +21,10 @@ from worker.main import connect
 from worker.outbox import OutboxDispatcher
 from worker.settings import Settings, get_settings
 
+# A request waits this long for a locked database, then answers 503 with Retry-After: clients
+# (and their load balancers) get a clear answer well before their own timeouts.
+REQUEST_LOCK_WAIT_SECONDS = 5.0
+
 
 def create_app(
     settings: Settings | None = None, *, client: Client | None = None, db: Database | None = None
@@ -30,7 +34,9 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        database = db or await open_database(settings.resolved_database_url)
+        database = db or await open_database(
+            settings.resolved_database_url, lock_wait=REQUEST_LOCK_WAIT_SECONDS
+        )
         temporal = client or await connect(settings)
         dispatcher = OutboxDispatcher(
             database, temporal, settings.task_queue, poll_seconds=settings.outbox_poll_seconds

@@ -9,12 +9,15 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DBAPIError, OperationalError
 from temporalio.service import RPCError
 
+from store.db import DatabaseBusy
+
 log = logging.getLogger("cairn.api")
 
 
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(OperationalError)
     @app.exception_handler(DBAPIError)
+    @app.exception_handler(DatabaseBusy)
     async def database_unavailable(request: Request, exc: Exception) -> JSONResponse:
         log.warning("database unavailable: %s", exc)
         return JSONResponse(
