@@ -439,3 +439,15 @@ async def test_contact_nul_and_nested_fields_are_refused(any_stack: Stack) -> No
         response = await any_stack.http.post("/api/v1/contacts", json=body)
         assert response.status_code == 422, response.text
     assert (await any_stack.http.get("/healthz")).status_code == 200
+
+
+async def test_other_engines_placeholders_are_saved_with_a_warning(stack: Stack) -> None:
+    """`{{...}}` and `${...}` are plain text in Cairn: saved, sent as written, and flagged."""
+    step = {"type": "send_email", "subject": "Hi {{ first_name }}", "html": "<p>${7*7}</p>"}
+    response = await stack.http.post("/api/v1/automations", json=doc({"a": step}))
+    assert response.status_code == 201, response.text
+    warnings = {(w["path"], w["message"]) for w in response.json()["warnings"]}
+    assert any(
+        path == "steps.a.subject" and '"%FIRSTNAME%"' in message for path, message in warnings
+    ), warnings
+    assert any(path == "steps.a.html" and "${7*7}" in message for path, message in warnings)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import re
 from collections import deque
 from collections.abc import Collection, Iterable, Iterator, Mapping
 from typing import Annotated, Any, Literal
@@ -21,7 +22,7 @@ from workflows.conditions import (
     Not,
 )
 from workflows.limits import MAX_NESTING, MAX_STEPS, MAX_TEXT_CHARS, MAX_TRIGGERS
-from workflows.personalization import suggest_tag, unknown_tags
+from workflows.personalization import foreign_placeholders, suggest_tag, unknown_tags
 from workflows.steps import (
     STEP_MODELS,
     STEP_TYPES,
@@ -449,6 +450,19 @@ def _tag_problems(step_id: str, fields: Iterable[tuple[str, str]]) -> Iterator[P
                 path=f"steps.{step_id}.{field}",
                 message=f'unknown personalization tag "%{name}%" '
                 f'(did you mean "{suggest_tag(name)}"?)',
+            )
+        for written, name in foreign_placeholders(text):
+            hint = (
+                f'; did you mean "{suggest_tag(name)}"?'
+                if re.fullmatch(r"[A-Za-z][\w -]*", name)
+                else ""
+            )
+            yield Problem(
+                step=step_id,
+                path=f"steps.{step_id}.{field}",
+                message=f'"{written}" is not a personalization tag and will be sent as '
+                f"written (tags look like %FIRSTNAME%){hint}",
+                severity="warning",
             )
 
 

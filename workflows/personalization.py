@@ -32,6 +32,9 @@ _TAG_LIKE = re.compile(
     r"%" + _NOT_PERCENT_ENCODING + r"([A-Za-z][A-Za-z0-9_-]*(?: [A-Za-z0-9_-]+){0,3})%"
 )
 _SEPARATORS = re.compile(r"[\s-]+")
+# Other engines' placeholders (Liquid/Handlebars, JavaScript/shell): plain text in Cairn,
+# which authors coming from those tools may expect to be filled in.
+_FOREIGN_PLACEHOLDER = re.compile(r"\{\{\s*([^{}]{1,64}?)\s*\}\}|\$\{\s*([^{}]{1,64}?)\s*\}")
 
 
 def tag_for_field(field: str) -> str:
@@ -77,6 +80,17 @@ def unknown_tags(text: str, custom_fields: Collection[str] | None = None) -> lis
         allowed = KNOWN_TAGS | {tag_for_field(field) for field in custom_fields}
         unknown += [name for name in find_tags(text) if name not in allowed]
     return list(dict.fromkeys(unknown))
+
+
+def foreign_placeholders(text: str) -> list[tuple[str, str]]:
+    """(as written, inner name) of each ``{{name}}`` or ``${name}`` in `text`: they are sent as
+    written, never evaluated, and most likely meant as a tag."""
+    return list(
+        dict.fromkeys(
+            (match.group(0), match.group(1) or match.group(2))
+            for match in _FOREIGN_PLACEHOLDER.finditer(text)
+        )
+    )
 
 
 def suggest_tag(name: str) -> str:
