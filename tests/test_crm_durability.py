@@ -4,12 +4,7 @@ task, note and score change happens exactly once per step visit (SPEC §3, DESIG
 from __future__ import annotations
 
 import asyncio
-import os
-import signal
-import sys
 import uuid
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +12,7 @@ from sqlalchemy import func, select
 
 from store.models import Deal, DealContact, DealNote, DealScore, Score, Task
 from tests.conftest import Stack, eventually
+from tests.faults import count, worker_process
 from tests.test_crm_api import sales_pipeline
 from worker.enrollment import Enrolled, enroll
 from workflows.contracts import RunState
@@ -66,49 +62,10 @@ def _automation(pipeline: str, score: str) -> dict[str, Any]:
     return {"start": "deal", "steps": linked}
 
 
-@asynccontextmanager
-async def worker_process(
-    stack: Stack, queue: str, log: Path
-) -> AsyncIterator[asyncio.subprocess.Process]:
-    """`cairn worker` as its own process on `queue`, against the stack's database and Temporal."""
-    env = {
-        **os.environ,
-        "CAIRN_TEMPORAL_ADDRESS": stack.env.client.service_client.config.target_host,
-        "CAIRN_DATABASE_URL": stack.settings.database_url,
-        "CAIRN_TASK_QUEUE": queue,
-        "CAIRN_SMTP_HOST": "127.0.0.1",
-        "CAIRN_SMTP_PORT": str(stack.mailbox.port),
-    }
-    with log.open("ab") as output:
-        process = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "worker.cli",
-            "worker",
-            env=env,
-            cwd=log.parent,  # no stray .env file is read
-            stdout=output,
-            stderr=output,
-        )
-    try:
-        yield process
-    finally:
-        if process.returncode is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                await asyncio.wait_for(process.wait(), timeout=20)
-            except TimeoutError:
-                process.kill()
-                await process.wait()
-
-
-async def _count(stack: Stack, query: Any) -> int:
-    async with stack.db.read() as session:
-        return int(await session.scalar(query) or 0)
-
-
 async def test_a_killed_worker_duplicates_no_crm_write(stack: Stack, tmp_path: Path) -> None:
-    queue = f"crm-kill-{uuid.uuid4().hex[:8]}"
+    # Its own task queue: the session's in-process worker must not take these runs.
+    settings = stack.settings.model_copy(update={"task_queue": f"crm-kill-{uuid.uuid4().hex[:8]}"})
+    queue, temporal_address = settings.task_queue, stack.client.service_client.config.target_host
     log = tmp_path / "worker.log"
     score = stack.unique("durable")
     automation_id = await stack.automation(_automation(await sales_pipeline(stack), score))
@@ -116,7 +73,7 @@ async def test_a_killed_worker_duplicates_no_crm_write(stack: Stack, tmp_path: P
     their_deals = select(DealContact.deal_id).where(DealContact.contact_id.in_(contact_ids))
     notes_written = select(func.count()).where(DealNote.deal_id.in_(their_deals))
 
-    async with worker_process(stack, queue, log) as first:
+    async with worker_process(settings, temporal_address, log) as first:
         workflow_ids = []
         for contact_id in contact_ids:
             enrolled = await enroll(stack.db, stack.client, queue, automation_id, contact_id)
@@ -124,15 +81,15 @@ async def test_a_killed_worker_duplicates_no_crm_write(stack: Stack, tmp_path: P
             workflow_ids.append(enrolled.workflow_id)
 
         async def under_way() -> None:
-            assert await _count(stack, notes_written) >= CONTACTS * ROUNDS // 4
+            assert await count(stack, notes_written) >= CONTACTS * ROUNDS // 4
 
         await eventually(under_way, within=60, interval=0.02)
         first.kill()  # SIGKILL: no clean shutdown, whatever it was in the middle of
         await first.wait()
-    at_kill = await _count(stack, notes_written)
+    at_kill = await count(stack, notes_written)
     assert at_kill < CONTACTS * ROUNDS, "the runs finished before the worker was killed"
 
-    async with worker_process(stack, queue, log):
+    async with worker_process(settings, temporal_address, log):
         for workflow_id in workflow_ids:
             handle = stack.client.get_workflow_handle(workflow_id, result_type=RunState)
             state = await asyncio.wait_for(handle.result(), timeout=120)

@@ -17,6 +17,7 @@ from temporalio.common import (
     WorkflowIDReusePolicy,
 )
 from temporalio.exceptions import WorkflowAlreadyStartedError
+from temporalio.service import RPCError, RPCStatusCode
 
 from store import automations as automation_store
 from store.db import Database
@@ -25,6 +26,9 @@ from store.runs import EntryRefused, reserve_runs
 from workflows.automation_run import opening_park
 from workflows.contracts import AUTOMATION_KEY, CONTACT_KEY, VERSION_KEY, WORKFLOW_TYPE, RunInput
 from workflows.document import Automation
+
+# Temporal could not be reached (down, restarting, too slow): a reserved run's start stays queued.
+TEMPORAL_UNREACHABLE = {RPCStatusCode.UNAVAILABLE, RPCStatusCode.DEADLINE_EXCEEDED}
 
 
 @dataclass(frozen=True)
@@ -102,27 +106,38 @@ async def enroll_many(
     commit and the starts, a dispatcher starts the workflows, so no reserved run is left
     without one. The starts stream concurrently: each is a network round-trip, and doing them
     one by one would bound the rate by latency rather than by what Temporal can take.
+
+    With Temporal unreachable the runs are still enrolled: reserved, their starts left queued
+    for a dispatcher once Temporal is back. Failing the call instead would invite a retry that
+    the entry rule then refuses, while the first enrollment starts anyway.
     """
     result = BulkResult(enrolled=[], refused={})
     limit = asyncio.Semaphore(concurrency)
 
-    async def start(row: OutboxEntry) -> None:
+    async def start(row: OutboxEntry) -> bool:
+        """Whether the workflow started (False: Temporal unreachable, the start stays queued)."""
         async with limit:
-            await start_run(
-                client,
-                task_queue,
-                row.data["workflow_id"],
-                automation_id,
-                row.contact_id,
-                row.data["version"],
-            )
+            try:
+                await start_run(
+                    client,
+                    task_queue,
+                    row.data["workflow_id"],
+                    automation_id,
+                    row.contact_id,
+                    row.data["version"],
+                )
+            except RPCError as err:
+                if err.status not in TEMPORAL_UNREACHABLE:
+                    raise
+                return False
+        return True
 
     async def start_batch(starts: list[OutboxEntry]) -> None:
-        await asyncio.gather(*(start(row) for row in starts))
-        async with db.write() as session:
-            await session.execute(
-                delete(OutboxEntry).where(OutboxEntry.id.in_([r.id for r in starts]))
-            )
+        started = await asyncio.gather(*(start(row) for row in starts))
+        delivered = [r.id for r, ok in zip(starts, started, strict=True) if ok]
+        if delivered:
+            async with db.write() as session:
+                await session.execute(delete(OutboxEntry).where(OutboxEntry.id.in_(delivered)))
         result.enrolled.extend(r.data["workflow_id"] for r in starts)
 
     # Batches are pipelined: the next batch is reserved while this one's workflows start.

@@ -76,6 +76,17 @@ class OutboxDispatcher:
         rows = await self._claim()
         if not rows:
             return 0
+        try:
+            await self._deliver(rows)
+        except Exception:
+            # Given back at once (e.g. Temporal was down): retried at the next poll once it is
+            # back, not after the lease, which is for dispatchers that died holding rows.
+            await self._release(rows)
+            raise
+        self._delivered = [r.id for r in rows]
+        return len(rows)
+
+    async def _deliver(self, rows: list[OutboxEntry]) -> None:
         changes = [r for r in rows if r.kind != "start_run"]
         await asyncio.gather(
             *(
@@ -94,8 +105,20 @@ class OutboxDispatcher:
         if changes:
             await self._wake_runs(changes)
             await self._fire_triggers(changes)
-        self._delivered = [r.id for r in rows]
-        return len(rows)
+
+    async def _release(self, rows: list[OutboxEntry]) -> None:
+        try:
+            async with self.db.write() as session:
+                await session.execute(
+                    update(OutboxEntry)
+                    .where(
+                        OutboxEntry.id.in_([r.id for r in rows]),
+                        OutboxEntry.claimed_by == self.name,
+                    )
+                    .values(claimed_until=None, claimed_by=None)
+                )
+        except Exception:
+            log.exception("could not give back outbox rows; their lease will expire")
 
     async def _claim(self) -> list[OutboxEntry]:
         now = utcnow()

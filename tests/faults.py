@@ -1,0 +1,113 @@
+"""Helpers of the fault tests: a `cairn worker` subprocess to kill, and a Cairn stack of a test's
+own (its database, API and outbox dispatcher, no in-process worker), so nothing else in the
+session (another stack's dispatcher, another test's runs) touches what the test measures."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+from temporalio.client import Client
+
+from api.app import create_app
+from store.db import open_database
+from tests.conftest import (
+    API_TOKEN,
+    POSTGRES_URL,
+    Mailbox,
+    Stack,
+    drop_postgres_database,
+    fresh_postgres_database,
+)
+from worker.settings import Settings
+
+
+@asynccontextmanager
+async def worker_process(
+    settings: Settings, temporal_address: str, log: Path
+) -> AsyncIterator[asyncio.subprocess.Process]:
+    """`cairn worker` as its own process, configured from `settings`; stopped on exit."""
+    env = {
+        **os.environ,
+        "CAIRN_TEMPORAL_ADDRESS": temporal_address,
+        "CAIRN_DATABASE_URL": settings.database_url,
+        "CAIRN_TASK_QUEUE": settings.task_queue,
+        "CAIRN_SMTP_HOST": settings.smtp_host,
+        "CAIRN_SMTP_PORT": str(settings.smtp_port),
+        "CAIRN_OUTBOX_POLL_SECONDS": str(settings.outbox_poll_seconds),
+    }
+    with log.open("ab") as output:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "worker.cli",
+            "worker",
+            env=env,
+            cwd=log.parent,  # no stray .env file is read
+            stdout=output,
+            stderr=output,
+        )
+    try:
+        yield process
+    finally:
+        if process.returncode is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                await asyncio.wait_for(process.wait(), timeout=20)
+            except TimeoutError:
+                process.kill()
+                await process.wait()
+
+
+async def count(stack: Stack, query: Any) -> int:
+    async with stack.db.read() as session:
+        return int(await session.scalar(query) or 0)
+
+
+@asynccontextmanager
+async def own_stack(
+    client: Client, mailbox: Mailbox, tmp: Path, flavour: str = "sqlite"
+) -> AsyncIterator[Stack]:
+    """A fresh database with Cairn's API (over ASGI) and its outbox dispatcher on a queue of
+    its own; the worker is left to the test (a subprocess it can kill)."""
+    if flavour == "postgres":
+        assert POSTGRES_URL
+        url = await fresh_postgres_database(POSTGRES_URL)
+    else:
+        url = f"sqlite+aiosqlite:///{tmp / 'cairn.db'}"
+    settings = Settings(
+        data_dir=tmp,
+        database_url=url,
+        task_queue=f"cairn-fault-{uuid.uuid4().hex[:8]}",
+        api_token=API_TOKEN,
+        smtp_host="127.0.0.1",
+        smtp_port=mailbox.port,
+        outbox_poll_seconds=0.5,
+        _env_file=None,  # type: ignore[call-arg]
+    )
+    db = await open_database(url)
+    app = create_app(settings, client=client, db=db)
+    try:
+        async with (
+            app.router.lifespan_context(app),
+            httpx.AsyncClient(
+                transport=httpx.ASGITransport(app=app),
+                base_url="http://cairn.test",
+                headers={"Api-Token": API_TOKEN},
+                timeout=60,
+            ) as http,
+        ):
+            # No WorkflowEnvironment: this stack's Temporal may be a server the test owns.
+            yield Stack(settings, db, client, None, http, mailbox, flavour)  # type: ignore[arg-type]
+    finally:
+        await db.dispose()
+        if flavour == "postgres" and POSTGRES_URL:
+            await drop_postgres_database(POSTGRES_URL, url)
