@@ -137,8 +137,9 @@ def _json_problem(body: bytes) -> str | None:
     return None
 
 
-class BodyGuard:
-    """The body limits of this module, as ASGI middleware around the whole app."""
+class InputGuard:
+    """The limits of this module, as ASGI middleware around the whole app (a NUL in the URL
+    is refused here too)."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -146,6 +147,15 @@ class BodyGuard:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
+            return
+        # No id or name holds a NUL (every body refuses it), and PostgreSQL would fail on it.
+        if "\x00" in scope["path"]:
+            detail = "not found: no URL path contains the NUL character (%00)"
+            await JSONResponse({"detail": detail}, status_code=404)(scope, receive, send)
+            return
+        if b"%00" in scope.get("query_string", b""):
+            detail = "a query may not contain the NUL character (%00)"
+            await JSONResponse({"detail": detail}, status_code=422)(scope, receive, send)
             return
         limit = body_limit(scope["path"])
         length = _content_length(scope)
@@ -189,4 +199,4 @@ def _may_be_json(scope: Scope) -> bool:
 def install_limits(app: FastAPI) -> None:
     """Guard every request body. Add it before any `@app.middleware("http")`: those read the
     body in a task group, which would wrap this guard's refusals in an ExceptionGroup."""
-    app.add_middleware(BodyGuard)
+    app.add_middleware(InputGuard)

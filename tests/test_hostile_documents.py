@@ -451,3 +451,15 @@ async def test_other_engines_placeholders_are_saved_with_a_warning(stack: Stack)
         path == "steps.a.subject" and '"%FIRSTNAME%"' in message for path, message in warnings
     ), warnings
     assert any(path == "steps.a.html" and "${7*7}" in message for path, message in warnings)
+
+
+async def test_hostile_ids_in_the_path_are_unknown_automations(any_stack: Stack) -> None:
+    body = doc()
+    for bad in ("..%2F..%2Fetc%2Fpasswd", "a" * 500, "%00", "a%00b", "%E2%80%AEx", "🚀"):
+        for method in ("GET", "PUT", "DELETE"):
+            response = await any_stack.http.request(
+                method, f"/api/v1/automations/{bad}", json=body if method == "PUT" else None
+            )
+            assert response.status_code == 404, (method, bad, response.text)
+    nul_query = await any_stack.http.get("/api/v1/deals", params={"pipeline": "a\u0000"})
+    assert nul_query.status_code == 422 and "NUL" in nul_query.text, nul_query.text
