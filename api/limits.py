@@ -20,6 +20,7 @@ from fastapi.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from workflows.limits import (
+    MAX_CODEC_BYTES,
     MAX_DOCUMENT_BYTES,
     MAX_EVENT_BYTES,
     MAX_JSON_DEPTH,
@@ -30,6 +31,7 @@ from workflows.limits import (
 BODY_LIMITS = (
     ("/api/v1/events", MAX_EVENT_BYTES),
     ("/api/v1/automations", MAX_DOCUMENT_BYTES),
+    ("/codec", MAX_CODEC_BYTES),
 )
 
 # A JSON string, escapes included (unrolled so it runs in linear time).

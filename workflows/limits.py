@@ -16,6 +16,9 @@ MAX_REQUEST_BYTES = 1_000_000
 MAX_DOCUMENT_BYTES = 1_000_000
 # One event (POST /api/v1/events): data is a small payload, not a file upload.
 MAX_EVENT_BYTES = 64 * 1024
+# The codec endpoint (/codec) decodes the Temporal UI's batches of payloads: Temporal allows
+# 2 MB per payload and 4 MB per message, and base64 in JSON adds a third.
+MAX_CODEC_BYTES = 8 * 1024 * 1024
 # Arrays/objects inside arrays/objects of any JSON body: Python's JSON parser recurses, and
 # at about a thousand levels it fails; nothing legitimate comes close (a 20-level condition
 # is about 45).
