@@ -18,6 +18,9 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(OperationalError)
     @app.exception_handler(DBAPIError)
     @app.exception_handler(DatabaseBusy)
+    # The database host unreachable: asyncpg's connect raises OSError (refused, no route, DNS),
+    # which SQLAlchemy does not wrap. The API's only other peer, Temporal, raises RPCError.
+    @app.exception_handler(OSError)
     async def database_unavailable(request: Request, exc: Exception) -> JSONResponse:
         log.warning("database unavailable: %s", exc)
         return JSONResponse(

@@ -7,12 +7,15 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import random
 import signal
 import sqlite3
 import sys
 import time
+from collections import Counter
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
+from dataclasses import dataclass
 from datetime import timedelta
 from functools import partial
 from pathlib import Path
@@ -20,12 +23,14 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import text
+from sqlalchemy import select, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import create_async_engine
 
+from store.models import Event
 from tests.conftest import API_TOKEN, POSTGRES_URL, Stack, eventually, free_port
 from tests.test_engine import finished
+from worker.outbox import LEASE
 
 # The API's own bound on waiting for a lock is 5 s (api/app.py); with the queue of this
 # process's writers ahead of it, an answer comes within twice that. The lock outlasts both.
@@ -33,15 +38,23 @@ ANSWER_WITHIN = 12.0
 LOCK_SECONDS = 15.0
 
 
+@dataclass
+class ApiProcess:
+    http: httpx.AsyncClient
+    process: asyncio.subprocess.Process
+
+
 @asynccontextmanager
-async def api_process(stack: Stack, log: Path) -> AsyncIterator[httpx.AsyncClient]:
+async def api_process(
+    stack: Stack, log: Path, database_url: str | None = None
+) -> AsyncIterator[ApiProcess]:
     """`cairn api` on a free port against the stack's database, Temporal and task queue (whose
-    worker runs in this test process); yields a client for it once it answers."""
+    worker runs in this test process), once it answers; stopped (or killed) at the end."""
     port = free_port()
     env = {
         **os.environ,
         "CAIRN_TEMPORAL_ADDRESS": stack.env.client.service_client.config.target_host,
-        "CAIRN_DATABASE_URL": stack.settings.database_url,
+        "CAIRN_DATABASE_URL": database_url or stack.settings.database_url,
         "CAIRN_TASK_QUEUE": stack.settings.task_queue,
         "CAIRN_API_TOKEN": API_TOKEN,
         "CAIRN_API_HOST": "127.0.0.1",
@@ -64,6 +77,7 @@ async def api_process(stack: Stack, log: Path) -> AsyncIterator[httpx.AsyncClien
         base_url=f"http://127.0.0.1:{port}",
         headers={"Api-Token": API_TOKEN},
         timeout=httpx.Timeout(30.0),
+        limits=httpx.Limits(max_connections=100),
     )
     try:
 
@@ -76,7 +90,7 @@ async def api_process(stack: Stack, log: Path) -> AsyncIterator[httpx.AsyncClien
             assert response.status_code == 200, response.text
 
         await eventually(up, within=60, interval=0.2)
-        yield client
+        yield ApiProcess(client, process)
     finally:
         await client.aclose()
         if process.returncode is None:
@@ -132,6 +146,10 @@ async def _parked(stack: Stack, workflow_id: str) -> None:
     assert (await stack.run(workflow_id))["current_step"] == "pause"
 
 
+async def _held(stack: Stack, workflow_id: str) -> None:
+    assert (await stack.run(workflow_id))["current_step"] == "hold"
+
+
 def _writes(tag: str, score: str) -> dict[str, Any]:
     """A pause (ended by the test), then writes: a tag and score increments (count duplicates)."""
     return {
@@ -157,7 +175,8 @@ async def test_a_locked_sqlite_database_answers_503_and_loses_no_write(
     tag, score = stack.unique("locked"), stack.unique("score")
     automation_id = await stack.automation(_writes(tag, score))
     contacts = [await stack.contact() for _ in range(6)]
-    async with api_process(stack, tmp_path / "api.log") as api:
+    async with api_process(stack, tmp_path / "api.log") as served:
+        api = served.http
         with stack.env.with_time_skipping_disabled():  # they wait until the lock is taken
             handles = await asyncio.gather(
                 *(stack.enroll(c["id"], automation_id) for c in contacts)
@@ -212,7 +231,8 @@ async def test_a_locked_postgres_table_answers_503(pg_stack: Stack, tmp_path: Pa
     contact = await pg_stack.contact()
     engine = create_async_engine(pg_stack.settings.database_url)
     try:
-        async with api_process(pg_stack, tmp_path / "api.log") as api:
+        async with api_process(pg_stack, tmp_path / "api.log") as served:
+            api = served.http
             async with engine.connect() as locker, locker.begin():
                 await locker.execute(text("LOCK TABLE contacts IN ACCESS EXCLUSIVE MODE"))
                 await asyncio.gather(
@@ -226,3 +246,192 @@ async def test_a_locked_postgres_table_answers_503(pg_stack: Stack, tmp_path: Pa
             assert read.status_code == 200, read.text
     finally:
         await engine.dispose()
+
+
+class TcpProxy:
+    """A TCP relay to the database on a port of its own: cut, it refuses new connections and
+    drops open ones, as when the database host goes away; restored on the same port."""
+
+    def __init__(self, target_port: int) -> None:
+        self.port, self.target_port = free_port(), target_port
+        self._server: asyncio.Server | None = None
+        self._open: set[asyncio.StreamWriter] = set()
+
+    async def start(self) -> None:
+        self._server = await asyncio.start_server(self._relay, "127.0.0.1", self.port)
+
+    async def cut(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+            self._server = None
+        for writer in self._open:
+            writer.transport.abort()
+        self._open.clear()
+
+    async def _relay(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            upstream_reader, upstream_writer = await asyncio.open_connection(
+                "127.0.0.1", self.target_port
+            )
+        except OSError:
+            writer.transport.abort()
+            return
+        self._open |= {writer, upstream_writer}
+
+        async def pipe(source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:
+            try:
+                while data := await source.read(65536):
+                    sink.write(data)
+                    await sink.drain()
+            except OSError:
+                pass
+            finally:
+                sink.transport.abort()
+
+        await asyncio.gather(pipe(reader, upstream_writer), pipe(upstream_reader, writer))
+
+
+@pytest.mark.skipif(not POSTGRES_URL, reason="CAIRN_TEST_POSTGRES_URL not set")
+async def test_an_unreachable_postgres_answers_503(pg_stack: Stack, tmp_path: Path) -> None:
+    contact = await pg_stack.contact()
+    url = make_url(pg_stack.settings.database_url)
+    proxy = TcpProxy(url.port or 5432)
+    await proxy.start()
+    through_proxy = url.set(host="127.0.0.1", port=proxy.port).render_as_string(hide_password=False)
+    try:
+        async with api_process(pg_stack, tmp_path / "api.log", through_proxy) as served:
+            api = served.http
+            assert (await api.get(f"/api/v1/contacts/{contact['id']}")).status_code == 200
+            await proxy.cut()
+            await asyncio.gather(
+                _answers_busy(api, "GET", f"/api/v1/contacts/{contact['id']}"),
+                _answers_busy(api, "POST", "/api/v1/contacts", json={"email": "u@example.com"}),
+            )
+            await proxy.start()  # back: the next requests are served again
+
+            async def served_again() -> None:
+                response = await api.get(f"/api/v1/contacts/{contact['id']}")
+                assert response.status_code == 200, response.text
+
+            await eventually(served_again, within=30, interval=0.5)
+    finally:
+        await proxy.cut()
+
+
+# --- killed mid-request ----------------------------------------------------------------------
+
+KILLED_CONTACTS = 30
+SPREAD_SECONDS = 3.0  # the POSTs start at random moments over this span
+# A row claimed by the killed API's dispatcher is delivered by another once its lease expires.
+DELIVERED_WITHIN = LEASE.total_seconds() + 30
+
+
+def _held_until(event: str) -> dict[str, Any]:
+    """Contacts wait (a day at most) for `event`, then are tagged: passing it = woken by it."""
+    return {
+        "start": "hold",
+        "steps": {
+            "hold": {
+                "type": "wait",
+                "condition": {"event": event},
+                "timeout": {"days": 1},
+                "next": "woken",
+            },
+            "woken": {"type": "add_tag", "tag": event},
+        },
+    }
+
+
+async def _recorded(stack: Stack, event: str, contact_ids: list[int]) -> Counter[int]:
+    """How many `event` rows each contact has in the database."""
+    async with stack.db.read() as session:
+        rows = await session.scalars(
+            select(Event.contact_id).where(Event.name == event, Event.contact_id.in_(contact_ids))
+        )
+        return Counter(rows.all())
+
+
+async def _post_event(
+    api: httpx.AsyncClient, contact_id: int, event: str, delay: float
+) -> int | str:
+    """POST the event after `delay`; its status code, or the name of the transport error."""
+    await asyncio.sleep(delay)
+    try:
+        response = await api.post("/api/v1/events", json={"contact": contact_id, "event": event})
+    except httpx.TransportError as err:
+        return type(err).__name__
+    return response.status_code
+
+
+async def test_an_api_killed_mid_request_records_no_event_it_does_not_deliver(
+    stack: Stack, tmp_path: Path
+) -> None:
+    seed = int(os.environ.get("CAIRN_FAULT_SEED") or random.randrange(2**32))
+    rng = random.Random(seed)
+    print(f"\nseed {seed} (CAIRN_FAULT_SEED={seed} replays the kill threshold and request delays)")
+    event = stack.unique("go")
+    automation_id = await stack.automation(_held_until(event))
+    contacts = [(await stack.contact())["id"] for _ in range(KILLED_CONTACTS)]
+    with stack.env.with_time_skipping_disabled():  # they must really sit in the wait
+        handles = dict(
+            zip(
+                contacts,
+                await asyncio.gather(*(stack.enroll(c, automation_id) for c in contacts)),
+                strict=True,
+            )
+        )
+    for handle in handles.values():
+        await eventually(partial(_held, stack, handle.id), within=60)
+
+    # Killed once a random number of events is recorded, with the others in flight or to come.
+    kill_after = rng.randint(1, KILLED_CONTACTS // 2)
+    async with api_process(stack, tmp_path / "api.log") as served:
+        posts = asyncio.gather(
+            *(_post_event(served.http, c, event, rng.uniform(0, SPREAD_SECONDS)) for c in contacts)
+        )
+
+        async def enough_recorded() -> None:
+            assert sum((await _recorded(stack, event, contacts)).values()) >= kill_after
+
+        await eventually(enough_recorded, within=60, interval=0.01)
+        served.process.kill()  # SIGKILL: whatever it was in the middle of
+        await served.process.wait()
+        answers = dict(zip(contacts, await posts, strict=True))
+
+    recorded = await _recorded(stack, event, contacts)
+    accepted = [c for c, answer in answers.items() if answer == 202]
+    errors = Counter(a for a in answers.values() if isinstance(a, str))
+    assert set(answers.values()) <= {202, *errors}, answers  # no 500 or other answer
+    assert all(recorded[c] == 1 for c in accepted), "a 202 for an event not recorded"
+    assert all(n <= 1 for n in recorded.values()), recorded
+
+    # Every recorded event wakes its contact's run (the outbox row is in the event's
+    # transaction); a contact whose event was not recorded stays in the wait.
+    async def woken_as_recorded() -> None:
+        for contact_id, handle in handles.items():
+            woken = (await stack.run(handle.id))["status"] != "running"
+            assert woken == bool(recorded[contact_id]), (contact_id, recorded[contact_id])
+
+    await eventually(woken_as_recorded, within=DELIVERED_WITHIN, interval=0.5)
+    woken = [h for h in handles.values() if (await stack.run(h.id))["status"] != "running"]
+    print(
+        f"kill after {kill_after} recorded: {len(answers)} events posted, {len(accepted)} "
+        f"answered 202, {sum(errors.values())} connection errors {dict(errors)}, "
+        f"{sum(recorded.values())} recorded, {len(woken)} woken"
+    )
+
+    # Restarted, the API takes the events that were lost with the process, and they wake too.
+    async with api_process(stack, tmp_path / "api.log") as served:
+        for contact_id in (c for c in contacts if not recorded[c]):
+            response = await served.http.post(
+                "/api/v1/events", json={"contact": contact_id, "event": event}
+            )
+            assert response.status_code == 202, response.text
+        for handle in handles.values():
+            run = await finished(stack, handle.id)
+            assert [(s["step"], s["outcome"]) for s in run["steps"]] == [
+                ("hold", "done"),
+                ("woken", "done"),
+            ], run
+    assert await _recorded(stack, event, contacts) == Counter(contacts)
