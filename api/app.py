@@ -9,8 +9,8 @@ from contextlib import asynccontextmanager
 from fastapi import Depends, FastAPI
 from temporalio.client import Client
 
-from api.deps import Services, require_token
-from api.errors import install_error_handlers
+from api.deps import API_PREFIX, Services, install_token_check, require_token
+from api.errors import answers, install_error_handlers
 from api.limits import install_limits
 from api.routes import automations, contacts, crm, dev, events, health, runs, site, tracking
 from api.routes import reports as report_routes
@@ -61,11 +61,16 @@ def create_app(
     )
     install_error_handlers(app)
     install_limits(app)  # before metrics: inside it, so its refusals are counted too
+    install_token_check(app)  # outside the limits: no answer but 401 without the token
     install_metrics(app)
     protected = [Depends(require_token)]
-    for module in (automations, contacts, crm, events, runs, dev, site):
-        app.include_router(module.router, prefix="/api/v1", dependencies=protected)
-    app.include_router(report_routes.router, prefix="/api/v1", dependencies=protected)
+    for module in (automations, contacts, crm, events, runs, dev, site, report_routes):
+        app.include_router(
+            module.router,
+            prefix=API_PREFIX,
+            dependencies=protected,
+            responses=answers(401, 503),
+        )
     app.include_router(health.router)
     # Opened from emails and websites: each request carries its own signed token instead.
     app.include_router(tracking.router)

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import hmac
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Annotated
 
-from fastapi import Depends, Header, HTTPException, Request
+from fastapi import Depends, FastAPI, HTTPException, Request, Response, Security
+from fastapi.responses import JSONResponse
+from fastapi.security import APIKeyHeader
 from temporalio.client import Client
 
 from store.db import Database
@@ -31,10 +34,37 @@ def get_services(request: Request) -> Services:
 ServicesDep = Annotated[Services, Depends(get_services)]
 
 
-def require_token(
-    services: ServicesDep, api_token: Annotated[str | None, Header(alias="Api-Token")] = None
-) -> None:
+API_PREFIX = "/api/v1"  # every route under it needs the token; the public ones live elsewhere
+UNAUTHORIZED = "missing or wrong Api-Token header"
+# Declares the header as the API's security scheme in the OpenAPI schema.
+api_token_header = APIKeyHeader(name="Api-Token", auto_error=False)
+
+
+def token_matches(given: str | None, expected: str) -> bool:
     # Constant-time comparison: the answer's timing says nothing about the token.
-    expected = services.settings.api_token.encode()
-    if api_token is None or not hmac.compare_digest(api_token.encode(), expected):
-        raise HTTPException(status_code=401, detail="missing or wrong Api-Token header")
+    return given is not None and hmac.compare_digest(given.encode(), expected.encode())
+
+
+def require_token(
+    services: ServicesDep, api_token: Annotated[str | None, Security(api_token_header)]
+) -> None:
+    if not token_matches(api_token, services.settings.api_token):
+        raise HTTPException(status_code=401, detail=UNAUTHORIZED)
+
+
+def install_token_check(app: FastAPI) -> None:
+    """Refuse every /api/v1 request without the right token before anything reads it: FastAPI
+    parses a JSON body before it runs a route's dependencies, so `require_token` alone would
+    answer a malformed body's 422 to a caller without the token. Unknown /api/v1 paths are
+    refused the same way: the routes are not revealed either."""
+
+    @app.middleware("http")
+    async def check_token(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
+        path = request.scope["path"]  # what the router matches
+        if (path == API_PREFIX or path.startswith(API_PREFIX + "/")) and not token_matches(
+            request.headers.get("api-token"), get_services(request).settings.api_token
+        ):
+            return JSONResponse({"detail": UNAUTHORIZED}, status_code=401)
+        return await call_next(request)

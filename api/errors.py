@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import logging
+from typing import Any, Literal
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, HTTPException, Request
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 from sqlalchemy.exc import DBAPIError, OperationalError
 from temporalio.service import RPCError
 
@@ -15,6 +17,8 @@ log = logging.getLogger("cairn.api")
 
 
 def install_error_handlers(app: FastAPI) -> None:
+    declare_body_answers(app)
+
     @app.exception_handler(OperationalError)
     @app.exception_handler(DBAPIError)
     @app.exception_handler(DatabaseBusy)
@@ -37,3 +41,108 @@ def install_error_handlers(app: FastAPI) -> None:
             status_code=503,
             headers={"Retry-After": "5"},
         )
+
+
+# --- what the OpenAPI schema declares: every error answer, as it is really sent ------------
+
+
+class Message(BaseModel):
+    """An error answer: `{"detail": "what went wrong"}`."""
+
+    detail: str
+
+
+class FieldError(BaseModel):
+    """One problem with the input, FastAPI's shape: where (`loc`), what (`msg`), its kind."""
+
+    loc: list[str | int]
+    msg: str
+    type: str
+
+
+class Invalid(BaseModel):
+    """A 422: the problems with the input, with their field paths; or one message for a body
+    refused as a whole (too deep, a key given twice, a NUL character)."""
+
+    detail: list[FieldError] | str
+
+
+class Health(BaseModel):
+    status: Literal["ok", "degraded"]
+    database: bool
+    temporal: bool
+
+
+RETRY_AFTER = {
+    "Retry-After": {
+        "description": "seconds to wait before retrying",
+        "required": True,
+        "schema": {"type": "string"},
+    }
+}
+SCHEMAS = (Message, FieldError, Invalid)
+
+
+def _json(model: type[BaseModel]) -> dict[str, Any]:
+    # By reference and always JSON, whatever the route's own media type (a GIF, an HTML page).
+    return {"application/json": {"schema": {"$ref": f"#/components/schemas/{model.__name__}"}}}
+
+
+ERROR_ANSWERS: dict[int, dict[str, Any]] = {
+    400: {"content": _json(Message), "description": "the body could not be read"},
+    401: {"content": _json(Message), "description": "missing or wrong Api-Token header"},
+    404: {"content": _json(Message), "description": "no such record"},
+    409: {"content": _json(Message), "description": "conflicts with what is stored"},
+    413: {"content": _json(Message), "description": "request body too large"},
+    422: {"content": _json(Invalid), "description": "invalid input"},
+    503: {
+        "content": _json(Message),
+        "description": "the database or Temporal is unavailable; retry shortly",
+        "headers": RETRY_AFTER,
+    },
+}
+
+
+def answers(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """The `responses=` declaration of a route's error answers, e.g. `answers(404, 409)`."""
+    return {status: ERROR_ANSWERS[status] for status in statuses}
+
+
+def declare_body_answers(app: FastAPI) -> None:
+    """Every operation that takes a body can also answer 400 (unreadable), 413 (too large) and
+    a 422 whose detail is one message (refused whole by api/limits.py): declared once here, for
+    every such operation, rather than on each route."""
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is not None:
+            return app.openapi_schema
+        schema = generate()
+        components = schema.setdefault("components", {}).setdefault("schemas", {})
+        for model in SCHEMAS:
+            model_schema = model.model_json_schema(ref_template=REF)
+            model_schema.pop("$defs", None)  # each of them is in SCHEMAS
+            components.setdefault(model.__name__, model_schema)
+        for path in schema.get("paths", {}).values():
+            for operation in path.values():
+                if "requestBody" not in operation:
+                    continue
+                responses = operation["responses"]
+                for status in ("400", "413"):
+                    responses.setdefault(status, ERROR_ANSWERS[int(status)])
+                if responses.get("422", {}).get("content") == DEFAULT_422:
+                    responses["422"] = ERROR_ANSWERS[422]
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
+REF = "#/components/schemas/{model}"
+DEFAULT_422 = {"application/json": {"schema": {"$ref": "#/components/schemas/HTTPValidationError"}}}
+
+
+def invalid(message: str, *loc: str | int) -> HTTPException:
+    """A 422 in the same shape as FastAPI's own: the message at its field path."""
+    return HTTPException(
+        status_code=422, detail=[{"loc": ["body", *loc], "msg": message, "type": "value_error"}]
+    )

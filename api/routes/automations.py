@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Body, HTTPException
 from fastapi.encoders import jsonable_encoder
@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError,
 from temporalio.service import RPCError
 
 from api.deps import ServicesDep
+from api.errors import FieldError, answers
 from store import automations as automation_store
 from store import crm as crm_store
 from store import runs as run_store
@@ -31,6 +32,24 @@ from workflows.document import automation_json_schema, validate_automation
 
 router = APIRouter(prefix="/automations", tags=["automations"])
 CONDITION: TypeAdapter[Any] = TypeAdapter(BoundedCondition)
+
+
+class DocumentProblem(BaseModel):
+    """What is wrong with an automation document, and where (SPEC §2)."""
+
+    step: str | None
+    path: str
+    message: str
+    severity: Literal["error", "warning"]
+
+
+class DocumentRejected(BaseModel):
+    """A 422 for a document: every problem found; or one message for a body refused whole."""
+
+    detail: list[DocumentProblem | FieldError] | str
+
+
+DOCUMENT_REJECTED = {422: {"model": DocumentRejected, "description": "invalid document"}}
 
 
 def _validated(document: Any, known: set[str]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
@@ -60,7 +79,7 @@ async def document_schema() -> dict[str, Any]:
     return automation_json_schema()
 
 
-@router.post("", status_code=201)
+@router.post("", status_code=201, responses={**answers(409), **DOCUMENT_REJECTED})
 async def create_automation(services: ServicesDep, document: Any = Body(...)) -> dict[str, Any]:
     async with services.db.write() as session:
         known = await automation_store.automation_ids(session)
@@ -94,7 +113,7 @@ async def _row(session: Any, automation_id: str) -> AutomationRow:
     return row  # type: ignore[no-any-return]
 
 
-@router.get("/{automation_id}")
+@router.get("/{automation_id}", responses=answers(404))
 async def read_automation(automation_id: str, services: ServicesDep) -> dict[str, Any]:
     async with services.db.read() as session:
         row = await _row(session, automation_id)
@@ -102,7 +121,7 @@ async def read_automation(automation_id: str, services: ServicesDep) -> dict[str
         return {**_summary(row), "document": document}
 
 
-@router.put("/{automation_id}")
+@router.put("/{automation_id}", responses={**answers(404), **DOCUMENT_REJECTED})
 async def new_version(
     automation_id: str, services: ServicesDep, document: Any = Body(...)
 ) -> dict[str, Any]:
@@ -160,7 +179,7 @@ class BulkEnrollIn(BaseModel):
         return self
 
 
-@router.post("/{automation_id}/enroll", status_code=202)
+@router.post("/{automation_id}/enroll", status_code=202, responses=answers(404))
 async def enroll_contacts(
     automation_id: str, body: BulkEnrollIn, services: ServicesDep
 ) -> dict[str, Any]:
@@ -195,7 +214,7 @@ def _condition(raw: dict[str, Any]) -> dict[str, Any]:
         ) from None
 
 
-@router.delete("/{automation_id}")
+@router.delete("/{automation_id}", responses=answers(404))
 async def deactivate(automation_id: str, services: ServicesDep) -> dict[str, Any]:
     """Admits no one from now on; the automation and its runs are kept."""
     async with services.db.write() as session:

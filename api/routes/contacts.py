@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from temporalio.service import RPCError
 
 from api.deps import ServicesDep
+from api.errors import answers, invalid
 from store import contacts as contact_store
 from store import runs as run_store
 from store.contacts import InvalidChange
@@ -76,7 +77,7 @@ async def _contact(session: AsyncSession, contact_id: int) -> Contact:
     return contact
 
 
-@router.post("", status_code=201)
+@router.post("", status_code=201, responses={200: {"description": "updated"}, **answers(422)})
 async def upsert_contact(
     body: ContactIn, services: ServicesDep, response: Response
 ) -> dict[str, Any]:
@@ -95,19 +96,19 @@ async def upsert_contact(
     return record
 
 
-@router.get("/{contact_id}")
+@router.get("/{contact_id}", responses=answers(404))
 async def read_contact(contact_id: ContactId, services: ServicesDep) -> dict[str, Any]:
     async with services.db.read() as session:
         return await contact_store.contact_record(session, await _contact(session, contact_id))
 
 
-@router.patch("/{contact_id}")
+@router.patch("/{contact_id}", responses=answers(404, 409, 422))
 async def patch_contact(
     contact_id: ContactId, body: ContactPatch, services: ServicesDep
 ) -> dict[str, Any]:
     changes = body.model_dump(exclude={"fields"}, exclude_unset=True)
     if "email" in changes and changes["email"] is None:
-        raise HTTPException(status_code=422, detail="email cannot be removed")
+        raise invalid("email cannot be removed", "email")
     try:
         async with services.db.write() as session:
             contact = await _contact(session, contact_id)
@@ -123,7 +124,7 @@ async def patch_contact(
     return record
 
 
-@router.delete("/{contact_id}", status_code=204)
+@router.delete("/{contact_id}", status_code=204, responses=answers(404))
 async def delete_contact(contact_id: ContactId, services: ServicesDep) -> Response:
     """Deletes the contact and everything about it; its running runs are ended first."""
     async with services.db.read() as session:
@@ -136,7 +137,11 @@ async def delete_contact(contact_id: ContactId, services: ServicesDep) -> Respon
     return Response(status_code=204)
 
 
-@router.post("/{contact_id}/tags", status_code=201)
+@router.post(
+    "/{contact_id}/tags",
+    status_code=201,
+    responses={200: {"description": "the contact had the tag"}, **answers(404)},
+)
 async def add_tag(
     contact_id: ContactId, body: TagIn, services: ServicesDep, response: Response
 ) -> dict[str, Any]:
@@ -148,7 +153,7 @@ async def add_tag(
     return {"contact": contact_id, "tag": body.tag.strip(), "added": added}
 
 
-@router.delete("/{contact_id}/tags/{tag}")
+@router.delete("/{contact_id}/tags/{tag}", responses=answers(404))
 async def remove_tag(contact_id: ContactId, tag: str, services: ServicesDep) -> dict[str, Any]:
     async with services.db.write() as session:
         await _contact(session, contact_id)
@@ -159,7 +164,7 @@ async def remove_tag(contact_id: ContactId, tag: str, services: ServicesDep) -> 
     return {"contact": contact_id, "tag": tag, "removed": True}
 
 
-@router.post("/{contact_id}/lists")
+@router.post("/{contact_id}/lists", responses=answers(404))
 async def set_list(contact_id: ContactId, body: ListIn, services: ServicesDep) -> dict[str, Any]:
     async with services.db.write() as session:
         await _contact(session, contact_id)
@@ -173,7 +178,7 @@ async def set_list(contact_id: ContactId, body: ListIn, services: ServicesDep) -
     }
 
 
-@router.post("/{contact_id}/automations", status_code=201)
+@router.post("/{contact_id}/automations", status_code=201, responses=answers(404, 409))
 async def enroll_contact(
     contact_id: ContactId, body: EnrollIn, services: ServicesDep
 ) -> dict[str, Any]:
@@ -190,7 +195,7 @@ async def enroll_contact(
     return {"workflow_id": result.workflow_id, "automation": body.automation, "contact": contact_id}
 
 
-@router.delete("/{contact_id}/automations/{automation_id}")
+@router.delete("/{contact_id}/automations/{automation_id}", responses=answers(404))
 async def end_contact_run(
     contact_id: ContactId, automation_id: str, services: ServicesDep
 ) -> dict[str, Any]:

@@ -19,6 +19,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.deps import ServicesDep
+from api.errors import answers
 from store import crm as crm_store
 from store.contacts import InvalidChange
 from store.crm import Conflict, UnknownReference
@@ -130,7 +131,7 @@ class UserPatch(_In):
     name: Name | None = None
 
 
-@router.post("/users", status_code=201)
+@router.post("/users", status_code=201, responses=answers(409))
 async def create_user(body: UserIn, services: ServicesDep) -> dict[str, Any]:
     async with services.db.write() as session:
         with _store_errors("email"):
@@ -149,13 +150,13 @@ async def list_users(
         return _page([crm_store.user_record(u) for u in users], total, limit, offset)
 
 
-@router.get("/users/{user_id}")
+@router.get("/users/{user_id}", responses=answers(404))
 async def read_user(user_id: PathId, services: ServicesDep) -> dict[str, Any]:
     async with services.db.read() as session:
         return crm_store.user_record(await _get(session, User, user_id, "user"))
 
 
-@router.patch("/users/{user_id}")
+@router.patch("/users/{user_id}", responses=answers(404, 409))
 async def patch_user(user_id: PathId, body: UserPatch, services: ServicesDep) -> dict[str, Any]:
     async with services.db.write() as session:
         user = await _get(session, User, user_id, "user")
@@ -177,7 +178,7 @@ class PipelinePatch(_In):
     stages: Annotated[list[Name] | None, Field(min_length=1, max_length=100)] = None
 
 
-@router.post("/pipelines", status_code=201)
+@router.post("/pipelines", status_code=201, responses=answers(409))
 async def create_pipeline(body: PipelineIn, services: ServicesDep) -> dict[str, Any]:
     async with services.db.write() as session:
         with _store_errors("stages"):
@@ -197,14 +198,14 @@ async def list_pipelines(
         return _page(items, total, limit, offset)
 
 
-@router.get("/pipelines/{pipeline_id}")
+@router.get("/pipelines/{pipeline_id}", responses=answers(404))
 async def read_pipeline(pipeline_id: PathId, services: ServicesDep) -> dict[str, Any]:
     async with services.db.read() as session:
         pipeline = await _get(session, Pipeline, pipeline_id, "pipeline")
         return await crm_store.pipeline_record(session, pipeline)
 
 
-@router.patch("/pipelines/{pipeline_id}")
+@router.patch("/pipelines/{pipeline_id}", responses=answers(404, 409))
 async def patch_pipeline(
     pipeline_id: PathId, body: PipelinePatch, services: ServicesDep
 ) -> dict[str, Any]:
@@ -310,13 +311,13 @@ async def list_deals(
         return _page(await crm_store.deal_records(session, deals), total, limit, offset)
 
 
-@router.get("/deals/{deal_id}")
+@router.get("/deals/{deal_id}", responses=answers(404))
 async def read_deal(deal_id: PathId, services: ServicesDep) -> dict[str, Any]:
     async with services.db.read() as session:
         return await _deal_record(session, await _get(session, Deal, deal_id, "deal"))
 
 
-@router.patch("/deals/{deal_id}")
+@router.patch("/deals/{deal_id}", responses=answers(404))
 async def patch_deal(deal_id: PathId, body: DealPatch, services: ServicesDep) -> dict[str, Any]:
     given = body.model_fields_set
     async with services.db.write() as session:
@@ -357,14 +358,14 @@ class NoteIn(_In):
     note: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100_000)]
 
 
-@router.post("/deals/{deal_id}/notes", status_code=201)
+@router.post("/deals/{deal_id}/notes", status_code=201, responses=answers(404))
 async def add_deal_note(deal_id: PathId, body: NoteIn, services: ServicesDep) -> dict[str, Any]:
     async with services.db.write() as session:
         await _get(session, Deal, deal_id, "deal")
         return crm_store.note_record(await crm_store.add_deal_note(session, deal_id, body.note))
 
 
-@router.get("/deals/{deal_id}/notes")
+@router.get("/deals/{deal_id}/notes", responses=answers(404))
 async def list_deal_notes(
     deal_id: PathId, services: ServicesDep, limit: Limit = 50, offset: Offset = 0
 ) -> dict[str, Any]:
@@ -375,7 +376,7 @@ async def list_deal_notes(
         return _page([crm_store.note_record(n) for n in notes], total, limit, offset)
 
 
-@router.patch("/deals/{deal_id}/notes/{note_id}")
+@router.patch("/deals/{deal_id}/notes/{note_id}", responses=answers(404))
 async def patch_deal_note(
     deal_id: PathId, note_id: PathId, body: NoteIn, services: ServicesDep
 ) -> dict[str, Any]:
@@ -472,13 +473,13 @@ async def list_tasks(
         return _page(await crm_store.task_records(session, tasks), total, limit, offset)
 
 
-@router.get("/tasks/{task_id}")
+@router.get("/tasks/{task_id}", responses=answers(404))
 async def read_task(task_id: PathId, services: ServicesDep) -> dict[str, Any]:
     async with services.db.read() as session:
         return await _task_record(session, await _get(session, Task, task_id, "task"))
 
 
-@router.patch("/tasks/{task_id}")
+@router.patch("/tasks/{task_id}", responses=answers(404))
 async def patch_task(task_id: PathId, body: TaskPatch, services: ServicesDep) -> dict[str, Any]:
     given = body.model_fields_set
     async with services.db.write() as session:
@@ -523,7 +524,7 @@ class MemberPatch(_In):
     job_title: Name | None
 
 
-@router.post("/accounts", status_code=201)
+@router.post("/accounts", status_code=201, responses=answers(409))
 async def create_account(body: AccountIn, services: ServicesDep) -> dict[str, Any]:
     async with services.db.write() as session:
         with _store_errors("name"):
@@ -544,13 +545,13 @@ async def list_accounts(
         return _page([crm_store.account_record(a) for a in rows], total, limit, offset)
 
 
-@router.get("/accounts/{account_id}")
+@router.get("/accounts/{account_id}", responses=answers(404))
 async def read_account(account_id: PathId, services: ServicesDep) -> dict[str, Any]:
     async with services.db.read() as session:
         return crm_store.account_record(await _get(session, Account, account_id, "account"))
 
 
-@router.patch("/accounts/{account_id}")
+@router.patch("/accounts/{account_id}", responses=answers(404, 409))
 async def patch_account(
     account_id: PathId, body: AccountPatch, services: ServicesDep
 ) -> dict[str, Any]:
@@ -568,7 +569,7 @@ async def patch_account(
         return crm_store.account_record(account)
 
 
-@router.post("/accounts/{account_id}/contacts", status_code=201)
+@router.post("/accounts/{account_id}/contacts", status_code=201, responses=answers(404))
 async def add_account_contact(
     account_id: PathId, body: MemberIn, services: ServicesDep
 ) -> dict[str, Any]:
@@ -582,7 +583,7 @@ async def add_account_contact(
         return crm_store.link_record(await _get(session, AccountContact, body.contact, "link"))
 
 
-@router.get("/accounts/{account_id}/contacts")
+@router.get("/accounts/{account_id}/contacts", responses=answers(404))
 async def list_account_contacts(
     account_id: PathId, services: ServicesDep, limit: Limit = 50, offset: Offset = 0
 ) -> dict[str, Any]:
@@ -595,7 +596,7 @@ async def list_account_contacts(
         return _page([crm_store.link_record(link) for link in links], total, limit, offset)
 
 
-@router.patch("/accounts/{account_id}/contacts/{contact_id}")
+@router.patch("/accounts/{account_id}/contacts/{contact_id}", responses=answers(404))
 async def patch_account_contact(
     account_id: PathId, contact_id: PathId, body: MemberPatch, services: ServicesDep
 ) -> dict[str, Any]:

@@ -8,6 +8,7 @@ from typing import Any
 from fastapi import APIRouter, HTTPException, Query, Response
 
 from api.deps import ServicesDep
+from api.errors import answers
 from worker.mailbox import list_messages, message_body
 
 router = APIRouter(prefix="/dev", tags=["development"])
@@ -23,7 +24,14 @@ async def outbox(
     return [{**m, "body": f"/api/v1/dev/outbox/{m['id']}"} for m in messages]
 
 
-@router.get("/outbox/{message_id}")
+@router.get(
+    "/outbox/{message_id}",
+    response_class=Response,
+    responses={
+        200: {"content": {"text/html": {}, "text/plain": {}}, "description": "the body"},
+        **answers(404),
+    },
+)
 async def outbox_message(message_id: str, services: ServicesDep) -> Response:
     """One message's body as it would be shown: its HTML part, else its text."""
     found = await asyncio.to_thread(message_body, services.settings, message_id)

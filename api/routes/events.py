@@ -9,6 +9,7 @@ from fastapi import APIRouter, HTTPException
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 from api.deps import ServicesDep
+from api.errors import answers, invalid
 from store import contacts as contact_store
 from store.contacts import InvalidChange
 from workflows.limits import MAX_EVENT_DATA_DEPTH, MAX_EVENT_DATA_KEYS
@@ -50,7 +51,7 @@ class EventIn(BaseModel):
         return self
 
 
-@router.post("", status_code=202)
+@router.post("", status_code=202, responses=answers(404))
 async def record_event(body: EventIn, services: ServicesDep) -> dict[str, Any]:
     try:
         async with services.db.write() as session:
@@ -66,6 +67,6 @@ async def record_event(body: EventIn, services: ServicesDep) -> dict[str, Any]:
             await session.flush()
             event_id, contact_id = event.id, contact.id
     except InvalidChange as err:
-        raise HTTPException(status_code=422, detail=str(err)) from None
+        raise invalid(str(err)) from None
     services.dispatcher.kick()
     return {"id": event_id, "contact": contact_id, "event": body.event}

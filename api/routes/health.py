@@ -9,11 +9,16 @@ from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
 from api.deps import ServicesDep
+from api.errors import Health
 
 router = APIRouter(tags=["health"])
 
 
-@router.get("/healthz")
+@router.get(
+    "/healthz",
+    response_model=Health,
+    responses={503: {"model": Health, "description": "the database or Temporal does not answer"}},
+)
 async def healthz(services: ServicesDep) -> JSONResponse:
     database = await services.db.ping()
     try:

@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.deps import ServicesDep
 from api.diagram import Flow, to_mermaid, to_svg
+from api.errors import answers
 from store import automations as automation_store
 from store import reports as report_store
 from store.models import Automation as AutomationRow
@@ -27,7 +28,7 @@ async def _automation(session: AsyncSession, automation_id: str) -> AutomationRo
     return row
 
 
-@router.get("/{automation_id}/versions")
+@router.get("/{automation_id}/versions", responses=answers(404))
 async def list_versions(automation_id: str, services: ServicesDep) -> list[dict[str, Any]]:
     """Every version ever saved, oldest first (versions are immutable)."""
     async with services.db.read() as session:
@@ -35,7 +36,7 @@ async def list_versions(automation_id: str, services: ServicesDep) -> list[dict[
         return await report_store.list_versions(session, automation_id)
 
 
-@router.get("/{automation_id}/versions/{version}")
+@router.get("/{automation_id}/versions/{version}", responses=answers(404))
 async def read_version(
     automation_id: str, version: Annotated[int, Path(ge=1, le=2**31 - 1)], services: ServicesDep
 ) -> dict[str, Any]:
@@ -50,7 +51,7 @@ async def read_version(
         return {"version": row.version, "created_at": row.created_at, "document": row.document}
 
 
-@router.get("/{automation_id}/contacts")
+@router.get("/{automation_id}/contacts", responses=answers(404))
 async def automation_contacts(
     automation_id: str,
     services: ServicesDep,
@@ -76,7 +77,7 @@ async def _report(services: Any, automation_id: str) -> tuple[dict[str, Any], re
     return document, report
 
 
-@router.get("/{automation_id}/report")
+@router.get("/{automation_id}/report", responses=answers(404))
 async def automation_report(automation_id: str, services: ServicesDep) -> report_store.Report:
     """Per step: entered, completed, skipped by reason, failed, waiting now; goals; splits."""
     _, report = await _report(services, automation_id)
@@ -89,7 +90,14 @@ RENDERERS = {
 }
 
 
-@router.get("/{automation_id}/diagram")
+@router.get(
+    "/{automation_id}/diagram",
+    response_class=Response,
+    responses={
+        200: {"content": {"text/plain": {}, "image/svg+xml": {}}, "description": "the diagram"},
+        **answers(404),
+    },
+)
 async def automation_diagram(
     automation_id: str, services: ServicesDep, format: Literal["mermaid", "svg"] = "mermaid"
 ) -> Response:

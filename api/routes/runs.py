@@ -11,13 +11,14 @@ from temporalio.client import WorkflowQueryFailedError
 from temporalio.service import RPCError
 
 from api.deps import ServicesDep
+from api.errors import answers
 from store import runs as run_store
 from workflows.contracts import QUERY_STATE, RunState
 
 router = APIRouter(prefix="/runs", tags=["runs"])
 
 
-@router.get("/{workflow_id}")
+@router.get("/{workflow_id}", responses=answers(404))
 async def read_run(workflow_id: str, services: ServicesDep) -> dict[str, Any]:
     async with services.db.read() as session:
         run = await run_store.get_run(session, workflow_id)

@@ -9,6 +9,7 @@ from fastapi import APIRouter, HTTPException
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from api.deps import Services, ServicesDep
+from api.errors import answers, invalid
 from store import contacts as contact_store
 from store import site as site_store
 from store.contacts import InvalidChange
@@ -51,13 +52,13 @@ async def record_visit(
     return found, messages
 
 
-@router.post("/visits")
+@router.post("/visits", responses=answers(404))
 async def visit(body: VisitIn, services: ServicesDep) -> dict[str, Any]:
     """`{"contact": id}` or `{"email"}`, and the `url` visited → the messages to show there."""
     try:
         recorded = await record_visit(services, body.url, contact_id=body.contact, email=body.email)
     except InvalidChange as err:
-        raise HTTPException(status_code=422, detail=str(err)) from None
+        raise invalid(str(err), "email") from None
     if recorded is None:
         raise HTTPException(status_code=404, detail="contact not found")
     contact_id, messages = recorded

@@ -18,12 +18,15 @@ from fastapi.responses import HTMLResponse, RedirectResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from api.deps import Services, ServicesDep
+from api.errors import answers, invalid
 from api.routes.site import Url, record_visit
 from store import contacts as contact_store
 from store.contacts import InvalidChange
 from workflows.tracking import Kind, Token, sign, verify
 
 router = APIRouter(tags=["tracking"])
+# Opened by anyone: an unknown or forged token is a 404; a database down, a 503.
+BY_TOKEN = answers(404, 503)
 
 VISITOR_COOKIE = "cairn_contact"
 VISITOR_COOKIE_SECONDS = 365 * 24 * 3600
@@ -57,7 +60,11 @@ async def _record(services: Services, token: Token, event: str, data: dict[str, 
     services.dispatcher.kick()
 
 
-@router.get("/t/o/{token}")
+@router.get(
+    "/t/o/{token}",
+    response_class=Response,
+    responses={200: {"content": {"image/gif": {}}, "description": "a 1×1 GIF"}, **BY_TOKEN},
+)
 async def email_opened(token: str, services: ServicesDep) -> Response:
     """The open pixel: records `email_opened`, answers a 1×1 transparent GIF."""
     opened = _token(services, token, "open")
@@ -65,7 +72,12 @@ async def email_opened(token: str, services: ServicesDep) -> Response:
     return Response(PIXEL, media_type="image/gif", headers=NO_STORE)
 
 
-@router.get("/t/c/{token}")
+@router.get(
+    "/t/c/{token}",
+    status_code=302,
+    response_class=RedirectResponse,
+    responses={302: {"description": "to the link the token signs"}, **BY_TOKEN},
+)
 async def email_clicked(token: str, services: ServicesDep) -> Response:
     """The click redirect: records `email_clicked` with the link, then 302 to the signed target.
 
@@ -97,7 +109,7 @@ def _page(title: str, body: str) -> HTMLResponse:
     )
 
 
-@router.get("/unsubscribe/{token}")
+@router.get("/unsubscribe/{token}", response_class=HTMLResponse, responses=BY_TOKEN)
 async def unsubscribe_page(token: str, services: ServicesDep) -> HTMLResponse:
     """A confirmation page. Unsubscribing itself is the POST: link scanners in mail systems
     fetch every GET link, and must not unsubscribe anyone by doing so (RFC 8058 §4)."""
@@ -111,7 +123,7 @@ async def unsubscribe_page(token: str, services: ServicesDep) -> HTMLResponse:
     )
 
 
-@router.post("/unsubscribe/{token}")
+@router.post("/unsubscribe/{token}", response_class=HTMLResponse, responses=BY_TOKEN)
 async def unsubscribe(token: str, services: ServicesDep) -> HTMLResponse:
     """One-click (RFC 8058: the mail client POSTs `List-Unsubscribe=One-Click`) and the page's
     button: every active list of the contact becomes unsubscribed."""
@@ -139,6 +151,15 @@ class PublicVisitIn(BaseModel):
     email: Annotated[str | None, Field(max_length=320)] = None
 
 
+class ShownMessage(BaseModel):
+    id: int
+    html: str
+
+
+class ShownMessages(BaseModel):
+    messages: list[ShownMessage]
+
+
 def _cors(request: Request, response: Response, services: Services) -> Response:
     """Let the website read the answer: its origin, credentials (the cookie) allowed."""
     origin = request.headers.get("origin")
@@ -152,12 +173,19 @@ def _cors(request: Request, response: Response, services: Services) -> Response:
     return response
 
 
-@router.options("/t/visit")
+@router.options("/t/visit", status_code=204, response_class=Response)
 async def visit_preflight(request: Request, services: ServicesDep) -> Response:
     return _cors(request, Response(status_code=204), services)
 
 
-@router.post("/t/visit")
+@router.post(
+    "/t/visit",
+    response_model=ShownMessages,
+    responses={
+        **answers(413, 422, 503),
+        200: {"description": "the site messages to show the visitor"},
+    },
+)
 async def public_visit(
     request: Request,
     services: ServicesDep,
@@ -187,7 +215,7 @@ async def public_visit(
             )
             messages = recorded[1] if recorded else []
     except InvalidChange as err:
-        raise HTTPException(status_code=422, detail=str(err)) from None
+        raise invalid(str(err), "email") from None
     shown = [{"id": m["id"], "html": m["html"]} for m in messages]
     return _cors(
         request, Response(json.dumps({"messages": shown}), media_type="application/json"), services
@@ -234,7 +262,11 @@ SITE_JS = r"""/* Cairn site tracking: records the visit, shows the contact's sit
 """
 
 
-@router.get("/site.js")
+@router.get(
+    "/site.js",
+    response_class=Response,
+    responses={200: {"content": {"application/javascript": {}}, "description": "site.js"}},
+)
 async def site_js() -> Response:
     """The script a website embeds (see README, "Site messages")."""
     return Response(
