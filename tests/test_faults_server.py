@@ -54,12 +54,7 @@ async def _tagged_at(stack: Stack, tag: str) -> dict[int, datetime]:
 
 
 async def _tagged(stack: Stack, tag: str) -> set[int]:
-    async with stack.db.read() as session:
-        return set(
-            (
-                await session.scalars(select(ContactTag.contact_id).where(ContactTag.tag == tag))
-            ).all()
-        )
+    return set(await _tagged_at(stack, tag))
 
 
 async def _status(stack: Stack, workflow_ids: list[str]) -> dict[str, str]:
@@ -72,8 +67,8 @@ async def _status(stack: Stack, workflow_ids: list[str]) -> dict[str, str]:
     return dict(rows)
 
 
-async def _restart(settings: Settings, log: Any) -> Child:
-    """The dev server again: same port, same state file."""
+async def _start_server(settings: Settings, log: Any) -> Child:
+    """The dev server, healthy; every start on the same port with the same state file."""
     server, _ = await start_temporal_dev_server(settings, out=log)
     return server
 
@@ -90,8 +85,7 @@ async def test_runs_resume_after_the_temporal_server_restarts(
     server_log = (tmp_path / "temporal.log").open("a")
     servers: list[Child] = []
     try:
-        server, _ = await start_temporal_dev_server(temporal, out=server_log)
-        servers.append(server)
+        servers.append(await _start_server(temporal, server_log))
         client = await connect(temporal)
         async with (
             own_stack(client, mailbox, tmp_path) as stack,
@@ -166,7 +160,7 @@ async def _scenario(
     # Nothing ran without a server (if this fails, the contacts reached their waits so late
     # that the short timer fired before the outage: the scenario did not happen).
     assert await _tagged(stack, "short-through") == set()
-    servers.append(await _restart(temporal, server_log))
+    servers.append(await _start_server(temporal, server_log))
     restarted, restarted_at = time.monotonic(), datetime.now(UTC)
     print(f"server restarted after {restarted - stopped:.1f} s")
 
@@ -188,7 +182,7 @@ async def _scenario(
     servers[-1].kill()
     await servers[-1].wait()
     await asyncio.sleep(3)
-    servers.append(await _restart(temporal, server_log))
+    servers.append(await _start_server(temporal, server_log))
     print(
         f"server killed (SIGKILL) and restarted {time.monotonic() - started:.1f} s after the enrollments"
     )
