@@ -33,9 +33,8 @@ from tests.test_engine import finished
 from worker.outbox import LEASE
 
 # The API's own bound on waiting for a lock is 5 s (api/app.py); with the queue of this
-# process's writers ahead of it, an answer comes within twice that. The lock outlasts both.
+# process's writers ahead of it, an answer comes within twice that.
 ANSWER_WITHIN = 12.0
-LOCK_SECONDS = 15.0
 
 
 @dataclass
@@ -207,7 +206,6 @@ async def test_a_locked_sqlite_database_answers_503_and_loses_no_write(
             # Held until an activity's write outwaits SQLite's busy timeout and fails: the runs
             # then finish through retries, not by merely waiting.
             await eventually(partial(_an_activity_failed_on_lock, caplog), within=90, interval=0.5)
-            await asyncio.sleep(LOCK_SECONDS - (time.monotonic() - locked_at))
             print(f"lock released after {time.monotonic() - locked_at:.1f} s")
 
         await resumed
@@ -224,28 +222,6 @@ async def test_a_locked_sqlite_database_answers_503_and_loses_no_write(
         record = await stack.record(contact["id"])
         assert tag in record["tags"] and record["scores"][score] == 2.0, record
     print(f"{len(_failed_on_lock(caplog))} activity attempts failed on the lock, then retried")
-
-
-@pytest.mark.skipif(not POSTGRES_URL, reason="CAIRN_TEST_POSTGRES_URL not set")
-async def test_a_locked_postgres_table_answers_503(pg_stack: Stack, tmp_path: Path) -> None:
-    contact = await pg_stack.contact()
-    engine = create_async_engine(pg_stack.settings.database_url)
-    try:
-        async with api_process(pg_stack, tmp_path / "api.log") as served:
-            api = served.http
-            async with engine.connect() as locker, locker.begin():
-                await locker.execute(text("LOCK TABLE contacts IN ACCESS EXCLUSIVE MODE"))
-                await asyncio.gather(
-                    _answers_busy(api, "POST", "/api/v1/contacts", json={"email": "n@example.com"}),
-                    _answers_busy(api, "GET", f"/api/v1/contacts/{contact['id']}"),
-                    _answers_busy(
-                        api, "POST", "/api/v1/events", json={"contact": contact["id"], "event": "e"}
-                    ),
-                )
-            read = await api.get(f"/api/v1/contacts/{contact['id']}")
-            assert read.status_code == 200, read.text
-    finally:
-        await engine.dispose()
 
 
 class TcpProxy:
@@ -293,30 +269,47 @@ class TcpProxy:
 
 
 @pytest.mark.skipif(not POSTGRES_URL, reason="CAIRN_TEST_POSTGRES_URL not set")
-async def test_an_unreachable_postgres_answers_503(pg_stack: Stack, tmp_path: Path) -> None:
+async def test_a_locked_then_unreachable_postgres_answers_503(
+    pg_stack: Stack, tmp_path: Path
+) -> None:
     contact = await pg_stack.contact()
     url = make_url(pg_stack.settings.database_url)
     proxy = TcpProxy(url.port or 5432)
     await proxy.start()
     through_proxy = url.set(host="127.0.0.1", port=proxy.port).render_as_string(hide_password=False)
+    locker_engine = create_async_engine(pg_stack.settings.database_url)
+    read_contact = f"/api/v1/contacts/{contact['id']}"
+
+    async def served_again() -> None:
+        response = await api.get(read_contact)
+        assert response.status_code == 200, response.text
+
     try:
         async with api_process(pg_stack, tmp_path / "api.log", through_proxy) as served:
             api = served.http
-            assert (await api.get(f"/api/v1/contacts/{contact['id']}")).status_code == 200
+            await served_again()
+            # Locked: a table under ACCESS EXCLUSIVE blocks reads and writes alike.
+            async with locker_engine.connect() as locker, locker.begin():
+                await locker.execute(text("LOCK TABLE contacts IN ACCESS EXCLUSIVE MODE"))
+                await asyncio.gather(
+                    _answers_busy(api, "POST", "/api/v1/contacts", json={"email": "n@example.com"}),
+                    _answers_busy(api, "GET", read_contact),
+                    _answers_busy(
+                        api, "POST", "/api/v1/events", json={"contact": contact["id"], "event": "e"}
+                    ),
+                )
+            await served_again()
+            # Unreachable: connections refused, open ones dropped.
             await proxy.cut()
             await asyncio.gather(
-                _answers_busy(api, "GET", f"/api/v1/contacts/{contact['id']}"),
+                _answers_busy(api, "GET", read_contact),
                 _answers_busy(api, "POST", "/api/v1/contacts", json={"email": "u@example.com"}),
             )
             await proxy.start()  # back: the next requests are served again
-
-            async def served_again() -> None:
-                response = await api.get(f"/api/v1/contacts/{contact['id']}")
-                assert response.status_code == 200, response.text
-
             await eventually(served_again, within=30, interval=0.5)
     finally:
         await proxy.cut()
+        await locker_engine.dispose()
 
 
 # --- killed mid-request ----------------------------------------------------------------------
@@ -402,27 +395,30 @@ async def test_an_api_killed_mid_request_records_no_event_it_does_not_deliver(
     recorded = await _recorded(stack, event, contacts)
     accepted = [c for c, answer in answers.items() if answer == 202]
     errors = Counter(a for a in answers.values() if isinstance(a, str))
-    assert set(answers.values()) <= {202, *errors}, answers  # no 500 or other answer
+    # No 500: 202, or 503 (the database busy for longer than the API waits) and not recorded.
+    assert set(answers.values()) <= {202, 503, *errors}, answers
     assert all(recorded[c] == 1 for c in accepted), "a 202 for an event not recorded"
+    assert not any(recorded[c] for c, answer in answers.items() if answer == 503)
     assert all(n <= 1 for n in recorded.values()), recorded
 
-    # Every recorded event wakes its contact's run (the outbox row is in the event's
-    # transaction); a contact whose event was not recorded stays in the wait.
-    async def woken_as_recorded() -> None:
-        for contact_id, handle in handles.items():
-            woken = (await stack.run(handle.id))["status"] != "running"
-            assert woken == bool(recorded[contact_id]), (contact_id, recorded[contact_id])
-
-    await eventually(woken_as_recorded, within=DELIVERED_WITHIN, interval=0.5)
-    woken = [h for h in handles.values() if (await stack.run(h.id))["status"] != "running"]
-    print(
-        f"kill after {kill_after} recorded: {len(answers)} events posted, {len(accepted)} "
-        f"answered 202, {sum(errors.values())} connection errors {dict(errors)}, "
-        f"{sum(recorded.values())} recorded, {len(woken)} woken"
-    )
-
-    # Restarted, the API takes the events that were lost with the process, and they wake too.
+    # Restarted at once; meanwhile every recorded event wakes its contact's run (the outbox row
+    # is in the event's transaction), and a contact whose event was not recorded stays waiting.
     async with api_process(stack, tmp_path / "api.log") as served:
+
+        async def woken_as_recorded() -> None:
+            for contact_id, handle in handles.items():
+                woken = (await stack.run(handle.id))["status"] != "running"
+                assert woken == bool(recorded[contact_id]), (contact_id, recorded[contact_id])
+
+        await eventually(woken_as_recorded, within=DELIVERED_WITHIN, interval=0.5)
+        woken = [h for h in handles.values() if (await stack.run(h.id))["status"] != "running"]
+        print(
+            f"kill after {kill_after} recorded: {len(answers)} events posted, {len(accepted)} "
+            f"answered 202, {sum(errors.values())} connection errors {dict(errors)}, "
+            f"{sum(recorded.values())} recorded, {len(woken)} signalled (woken)"
+        )
+
+        # The restarted API takes the events that were lost with the process; they wake too.
         for contact_id in (c for c in contacts if not recorded[c]):
             response = await served.http.post(
                 "/api/v1/events", json={"contact": contact_id, "event": event}
