@@ -7,7 +7,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, HTTPException, Path, Response
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.ext.asyncio import AsyncSession
-from temporalio.service import RPCError
+from temporalio.service import RPCError, RPCStatusCode
 
 from api.deps import ServicesDep
 from api.errors import answers, invalid
@@ -216,5 +216,8 @@ async def _end(services: Any, workflow_id: str, reason: str) -> None:
         await services.client.get_workflow_handle(workflow_id).signal(
             SIGNAL_END_RUN, EndRun(reason=reason)
         )
-    except RPCError:
-        pass  # finished meanwhile
+    except RPCError as err:
+        # Finished meanwhile: nothing to end. Anything else (Temporal unreachable) must not
+        # pass for done: it becomes a 503, and the request can be repeated.
+        if err.status != RPCStatusCode.NOT_FOUND:
+            raise
