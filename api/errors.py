@@ -17,7 +17,7 @@ log = logging.getLogger("cairn.api")
 
 
 def install_error_handlers(app: FastAPI) -> None:
-    declare_body_answers(app)
+    declare_common_answers(app)
 
     @app.exception_handler(OperationalError)
     @app.exception_handler(DBAPIError)
@@ -108,10 +108,10 @@ def answers(*statuses: int) -> dict[int | str, dict[str, Any]]:
     return {status: ERROR_ANSWERS[status] for status in statuses}
 
 
-def declare_body_answers(app: FastAPI) -> None:
-    """Every operation that takes a body can also answer 400 (unreadable), 413 (too large) and
-    a 422 whose detail is one message (refused whole by api/limits.py): declared once here, for
-    every such operation, rather than on each route."""
+def declare_common_answers(app: FastAPI) -> None:
+    """What api/limits.py answers before any route: a 422 with one message for any request (a
+    NUL in the query, a body too deep…), and for an operation that takes a body, 400 (it could
+    not be read) and 413 (too large). Declared once here, for every such operation."""
     generate = app.openapi
 
     def openapi() -> dict[str, Any]:
@@ -125,13 +125,12 @@ def declare_body_answers(app: FastAPI) -> None:
             components.setdefault(model.__name__, model_schema)
         for path in schema.get("paths", {}).values():
             for operation in path.values():
-                if "requestBody" not in operation:
-                    continue
                 responses = operation["responses"]
-                for status in ("400", "413"):
-                    responses.setdefault(status, ERROR_ANSWERS[int(status)])
-                if responses.get("422", {}).get("content") == DEFAULT_422:
+                if responses.get("422", {}).get("content") in (None, DEFAULT_422):
                     responses["422"] = ERROR_ANSWERS[422]
+                if "requestBody" in operation:
+                    for status in ("400", "413"):
+                        responses.setdefault(status, ERROR_ANSWERS[int(status)])
         return schema
 
     app.openapi = openapi  # type: ignore[method-assign]

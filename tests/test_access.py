@@ -106,6 +106,13 @@ async def test_the_walk_finds_only_protected_or_declared_public_routes(app: Fast
     }
     assert mounts == OWN_AUTH_MOUNTS
     assert len(protected(app)) >= 50  # the walk sees the real routing table
+    # The OpenAPI schema says so too: the token is the security scheme of every API operation.
+    paths = app.openapi()["paths"]
+    for method, path in protected(app):
+        operation = paths[path][method.lower()]
+        assert operation["security"] == [{"APIKeyHeader": []}], (method, path)
+        assert "401" in operation["responses"], (method, path)
+    assert all("security" not in paths[p].get(m.lower(), {}) for m, p in public if p in paths)
 
 
 async def test_every_api_route_refuses_a_missing_or_wrong_token_before_reading_the_body(
