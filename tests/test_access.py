@@ -347,3 +347,16 @@ async def test_the_connection_goes_to_the_address_that_was_checked() -> None:
         (received,) = receiver.received
         assert received.header("Host") == f"hooks.invalid:{port}"
         assert received.path == "/in"
+
+
+async def test_the_codec_mount_checks_its_own_credentials(anonymous: httpx.AsyncClient) -> None:
+    """Declared apart from the public routes above: it needs the token or the UI's key."""
+    body = {"payloads": []}
+    for path in ("/codec/encode", "/codec/decode"):
+        assert (await anonymous.post(path, json=body)).status_code == 401
+        wrong = await anonymous.post(path, json=body, headers={"Api-Token": ONE_OFF})
+        assert wrong.status_code == 401
+    guessed = await anonymous.post("/codec/ui/not-the-key/decode", json=body)
+    assert guessed.status_code == 401
+    allowed = await anonymous.post("/codec/decode", json=body, headers={"Api-Token": API_TOKEN})
+    assert allowed.status_code != 401
