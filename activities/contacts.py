@@ -206,15 +206,19 @@ async def write_once(
     """The frame of every step that writes Cairn's database: one transaction holding the write
     (at most once per step visit, DESIGN §5), the runs index's step and the goals it may have
     met; then the outbox is delivered at once."""
-    async with deps.db.write() as session:
-        contact = await contact_store.get_contact(session, context.contact_id)
-        if contact is None:
-            return StepOutcome(outcome="skipped", reason="contact_deleted")
-        outcome = await run_store.once_per_visit(
-            session, context.visit_key, lambda: write(session, contact)
-        )
-        await run_store.set_current_step(session, context.workflow_id, context.step_id)
-        goals_met = await goals_after_write(session, context)
+    try:
+        async with deps.db.write() as session:
+            contact = await contact_store.get_contact(session, context.contact_id)
+            if contact is None:
+                return StepOutcome(outcome="skipped", reason="contact_deleted")
+            outcome = await run_store.once_per_visit(
+                session, context.visit_key, lambda: write(session, contact)
+            )
+            await run_store.set_current_step(session, context.workflow_id, context.step_id)
+            goals_met = await goals_after_write(session, context)
+    except contact_store.InvalidChange as err:
+        # Rolled back whole; no retry can make it valid (e.g. another contact's email).
+        raise ApplicationError(str(err), non_retryable=True) from None
     deps.kick()
     return StepOutcome.model_validate({**outcome, "goals_met": goals_met})
 

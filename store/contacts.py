@@ -34,6 +34,10 @@ class InvalidChange(ValueError):
     """A change that cannot be applied as asked (bad email, unknown operation...)."""
 
 
+class EmailTaken(InvalidChange):
+    """The email asked for is another contact's (emails are unique)."""
+
+
 def normalize_email(email: str) -> str:
     normalized = email.strip().lower()
     if len(normalized) > 320 or not EMAIL_PATTERN.match(normalized):
@@ -103,6 +107,10 @@ async def update_fields(
             old, new = custom.get(name), value
         if old == new:
             continue
+        if name == "email" and new is not None:
+            other = await find_by_email(session, new)
+            if other is not None and other.id != contact.id:
+                raise EmailTaken(f"another contact has the email {new!r}")
         if name == "email" or name in STANDARD_FIELDS:
             setattr(contact, name, new)
         elif new is None:

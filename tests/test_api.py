@@ -233,3 +233,21 @@ async def test_bulk_enrollment_by_ids_and_by_condition(any_stack: Stack) -> None
             assert "bulk" in (await any_stack.record(contact["id"]))["tags"]
 
     await eventually(all_tagged)
+
+
+async def test_taking_another_contacts_email_is_a_409(any_stack: Stack) -> None:
+    """Through any path (the email field, a custom field named email, PATCH): a conflict with
+    what is stored is a 409 that loses nothing, never a 5xx."""
+    http = any_stack.http
+    ada, bob = (await any_stack.contact(), await any_stack.contact())
+    attempts = [
+        ("POST", "/api/v1/contacts", {"email": ada["email"], "fields": {"email": bob["email"]}}),
+        ("PATCH", f"/api/v1/contacts/{ada['id']}", {"email": bob["email"]}),
+        ("PATCH", f"/api/v1/contacts/{ada['id']}", {"fields": {"email": bob["email"]}}),
+    ]
+    for method, path, body in attempts:
+        answer = await http.request(method, path, json=body)
+        assert answer.status_code == 409, (method, path, answer.text)
+        assert "email" in answer.json()["detail"]
+    assert (await any_stack.record(ada["id"]))["email"] == ada["email"]
+    assert (await any_stack.record(bob["id"]))["email"] == bob["email"]

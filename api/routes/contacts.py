@@ -13,7 +13,7 @@ from api.deps import ServicesDep
 from api.errors import answers, invalid
 from store import contacts as contact_store
 from store import runs as run_store
-from store.contacts import InvalidChange
+from store.contacts import EmailTaken, InvalidChange
 from store.models import Contact
 from store.runs import EntryRefused
 from worker.enrollment import enroll
@@ -65,6 +65,8 @@ ContactId = Annotated[int, Path(ge=1, le=2**62)]
 
 
 def _invalid(err: InvalidChange) -> HTTPException:
+    if isinstance(err, EmailTaken):
+        return HTTPException(status_code=409, detail=str(err))
     return HTTPException(
         status_code=422, detail=[{"loc": ["body"], "msg": str(err), "type": "value_error"}]
     )
@@ -77,7 +79,7 @@ async def _contact(session: AsyncSession, contact_id: int) -> Contact:
     return contact
 
 
-@router.post("", status_code=201, responses={200: {"description": "updated"}, **answers(422)})
+@router.post("", status_code=201, responses={200: {"description": "updated"}, **answers(409, 422)})
 async def upsert_contact(
     body: ContactIn, services: ServicesDep, response: Response
 ) -> dict[str, Any]:
@@ -112,10 +114,6 @@ async def patch_contact(
     try:
         async with services.db.write() as session:
             contact = await _contact(session, contact_id)
-            if "email" in changes:
-                other = await contact_store.find_by_email(session, changes["email"])
-                if other is not None and other.id != contact_id:
-                    raise HTTPException(status_code=409, detail="another contact has this email")
             await contact_store.update_fields(session, contact, {**changes, **body.fields})
             record = await contact_store.contact_record(session, contact)
     except InvalidChange as err:
