@@ -11,6 +11,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from activities.schedules import matches
 from tests.conftest import Stack, eventually
+from tests.test_engine import finished
 from worker.schedules import schedule_id
 from workflows.date_enrollment import DateMatchesOutput
 
@@ -179,7 +180,7 @@ async def test_goal_achieved_in_one_automation_enrolls_in_another(stack: Stack) 
     await eventually(parked)
     response = await stack.http.post(f"/api/v1/contacts/{contact['id']}/tags", json={"tag": tag})
     assert response.status_code in (200, 201), response.text
-    await handle.result()
+    await finished(stack, handle.id)
 
     async def thanked() -> None:
         record = await stack.record(contact["id"])
