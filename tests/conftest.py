@@ -167,19 +167,20 @@ async def eventually(
             await asyncio.sleep(interval)
 
 
-async def _stack(
-    env: WorkflowEnvironment, mailbox: Mailbox, tmp: Path, flavour: str, **overrides: Any
-) -> AsyncIterator[Stack]:
-    """`overrides`: more settings (e.g. `encryption_key`, which gets the stack its own client)."""
+async def stack_settings(
+    tmp: Path, mailbox: Mailbox, flavour: str, queue_prefix: str, **overrides: Any
+) -> Settings:
+    """A test stack's settings: a fresh database of the flavour, a task queue of its own (so no
+    other test's worker takes its runs), the test mailbox, a quick outbox poll."""
     if flavour == "postgres":
         assert POSTGRES_URL
         url = await fresh_postgres_database(POSTGRES_URL)
     else:
         url = f"sqlite+aiosqlite:///{tmp / 'cairn.db'}"
-    settings = Settings(
+    return Settings(
         data_dir=tmp,
         database_url=url,
-        task_queue=f"cairn-test-{flavour}-{uuid.uuid4().hex[:6]}",
+        task_queue=f"{queue_prefix}-{uuid.uuid4().hex[:8]}",
         api_token=API_TOKEN,
         smtp_host="127.0.0.1",
         smtp_port=mailbox.port,
@@ -187,6 +188,14 @@ async def _stack(
         _env_file=None,  # type: ignore[call-arg]
         **overrides,
     )
+
+
+async def _stack(
+    env: WorkflowEnvironment, mailbox: Mailbox, tmp: Path, flavour: str, **overrides: Any
+) -> AsyncIterator[Stack]:
+    """`overrides`: more settings (e.g. `encryption_key`, which gets the stack its own client)."""
+    settings = await stack_settings(tmp, mailbox, flavour, f"cairn-test-{flavour}", **overrides)
+    url = settings.database_url
     # The environment's client with Cairn's converter for these settings (its interceptors,
     # which stamp time skipping on each run, kept).
     client = Client(**{**env.client.config(), "data_converter": data_converter(settings)})

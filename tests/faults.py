@@ -8,7 +8,6 @@ import asyncio
 import os
 import signal
 import sys
-import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -25,7 +24,7 @@ from tests.conftest import (
     Mailbox,
     Stack,
     drop_postgres_database,
-    fresh_postgres_database,
+    stack_settings,
 )
 from worker.settings import Settings
 
@@ -78,21 +77,8 @@ async def own_stack(
 ) -> AsyncIterator[Stack]:
     """A fresh database with Cairn's API (over ASGI) and its outbox dispatcher on a queue of
     its own; the worker is left to the test (a subprocess it can kill)."""
-    if flavour == "postgres":
-        assert POSTGRES_URL
-        url = await fresh_postgres_database(POSTGRES_URL)
-    else:
-        url = f"sqlite+aiosqlite:///{tmp / 'cairn.db'}"
-    settings = Settings(
-        data_dir=tmp,
-        database_url=url,
-        task_queue=f"cairn-fault-{uuid.uuid4().hex[:8]}",
-        api_token=API_TOKEN,
-        smtp_host="127.0.0.1",
-        smtp_port=mailbox.port,
-        outbox_poll_seconds=0.5,
-        _env_file=None,  # type: ignore[call-arg]
-    )
+    settings = await stack_settings(tmp, mailbox, flavour, "cairn-fault")
+    url = settings.database_url
     db = await open_database(url)
     app = create_app(settings, client=client, db=db)
     try:
