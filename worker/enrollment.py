@@ -137,7 +137,13 @@ async def enroll_many(
         delivered = [r.id for r, ok in zip(starts, started, strict=True) if ok]
         if delivered:
             async with db.write() as session:
-                await session.execute(delete(OutboxEntry).where(OutboxEntry.id.in_(delivered)))
+                # Start rows only: a dispatcher may have deleted one already and SQLite may
+                # have given its id to a new change since (see worker/outbox.py).
+                await session.execute(
+                    delete(OutboxEntry).where(
+                        OutboxEntry.id.in_(delivered), OutboxEntry.kind == "start_run"
+                    )
+                )
         result.enrolled.extend(r.data["workflow_id"] for r in starts)
 
     # Batches are pipelined: the next batch is reserved while this one's workflows start.

@@ -130,8 +130,13 @@ class OutboxDispatcher:
                     return []
         async with self.db.write() as session:
             if self._delivered:
+                # Still ours only: SQLite reuses the id of a deleted last row, so a row deleted
+                # meanwhile (an enrollment removes its own start rows) may have come back under
+                # the same id as a new, undelivered change (a lost wake-up, seen in CI).
                 await session.execute(
-                    delete(OutboxEntry).where(OutboxEntry.id.in_(self._delivered))
+                    delete(OutboxEntry).where(
+                        OutboxEntry.id.in_(self._delivered), OutboxEntry.claimed_by == self.name
+                    )
                 )
                 self._delivered = []
             rows = list(
