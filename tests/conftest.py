@@ -12,6 +12,7 @@ import socket
 import sys
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from email import message_from_bytes
 from email.message import Message
@@ -167,6 +168,25 @@ async def eventually(
             await asyncio.sleep(interval)
 
 
+@asynccontextmanager
+async def api_client(
+    settings: Settings, client: Client, db: Database, *, request_timeout: float = 5.0
+) -> AsyncIterator[httpx.AsyncClient]:
+    """Cairn's API app over ASGI with its lifespan (the outbox dispatcher) running, called
+    with the token."""
+    app = create_app(settings, client=client, db=db)
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app),
+            base_url="http://cairn.test",
+            headers={"Api-Token": API_TOKEN},
+            timeout=request_timeout,
+        ) as http,
+    ):
+        yield http
+
+
 async def stack_settings(
     tmp: Path, mailbox: Mailbox, flavour: str, queue_prefix: str, **overrides: Any
 ) -> Settings:
@@ -200,16 +220,7 @@ async def _stack(
     # which stamp time skipping on each run, kept).
     client = Client(**{**env.client.config(), "data_converter": data_converter(settings)})
     db = await open_database(url)
-    app = create_app(settings, client=client, db=db)
-    async with (
-        running_worker(settings, client, db),
-        app.router.lifespan_context(app),
-        httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=app),
-            base_url="http://cairn.test",
-            headers={"Api-Token": API_TOKEN},
-        ) as http,
-    ):
+    async with running_worker(settings, client, db), api_client(settings, client, db) as http:
         yield Stack(settings, db, client, env, http, mailbox, flavour)
     await db.dispose()
     if flavour == "postgres" and POSTGRES_URL:

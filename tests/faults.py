@@ -13,16 +13,14 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-import httpx
 from temporalio.client import Client
 
-from api.app import create_app
 from store.db import open_database
 from tests.conftest import (
-    API_TOKEN,
     POSTGRES_URL,
     Mailbox,
     Stack,
+    api_client,
     drop_postgres_database,
     stack_settings,
 )
@@ -80,17 +78,8 @@ async def own_stack(
     settings = await stack_settings(tmp, mailbox, flavour, "cairn-fault")
     url = settings.database_url
     db = await open_database(url)
-    app = create_app(settings, client=client, db=db)
     try:
-        async with (
-            app.router.lifespan_context(app),
-            httpx.AsyncClient(
-                transport=httpx.ASGITransport(app=app),
-                base_url="http://cairn.test",
-                headers={"Api-Token": API_TOKEN},
-                timeout=60,
-            ) as http,
-        ):
+        async with api_client(settings, client, db, request_timeout=60) as http:
             # No WorkflowEnvironment: this stack's Temporal may be a server the test owns.
             yield Stack(settings, db, client, None, http, mailbox, flavour)  # type: ignore[arg-type]
     finally:

@@ -17,14 +17,13 @@ import httpx
 import pytest
 from sqlalchemy import insert
 
-from api.app import create_app
 from store.db import open_database
 from store.models import Base
 from tests.conftest import (
-    API_TOKEN,
     DATABASES,
     POSTGRES_URL,
     Stack,
+    api_client,
     drop_postgres_database,
     eventually,
     fresh_postgres_database,
@@ -316,15 +315,7 @@ async def lone_api(
     else:
         url = f"sqlite+aiosqlite:///{tmp_path / 'report.db'}"
     db = await open_database(url)
-    app = create_app(stack.settings, client=stack.client, db=db)
-    async with (
-        app.router.lifespan_context(app),
-        httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=app),
-            base_url="http://cairn.test",
-            headers={"Api-Token": API_TOKEN},
-        ) as http,
-    ):
+    async with api_client(stack.settings, stack.client, db) as http:
         yield http, db
     await db.dispose()
     if request.param == "postgres" and POSTGRES_URL:
