@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import (
@@ -229,6 +229,11 @@ class SplitAssignment(Base):
     contact_id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer(), "sqlite"))
     path: Mapped[int] = mapped_column(Integer)
     assigned_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+# How long a claimed outbox row is left to its claimer: after that, it is anyone's to deliver
+# (the claimer is presumed dead).
+OUTBOX_LEASE = timedelta(seconds=30)
 
 
 class OutboxEntry(Base):

@@ -23,14 +23,14 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import select, text
+from sqlalchemy import func, select, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import create_async_engine
+from temporalio.service import RPCError, RPCStatusCode
 
-from store.models import Event
+from store.models import OUTBOX_LEASE, Event, OutboxEntry, Run
 from tests.conftest import API_TOKEN, POSTGRES_URL, Stack, eventually, free_port
 from tests.test_engine import finished
-from worker.outbox import LEASE
 
 # The API's own bound on waiting for a lock is 5 s (api/app.py); with the queue of this
 # process's writers ahead of it, an answer comes within twice that.
@@ -317,7 +317,7 @@ async def test_a_locked_then_unreachable_postgres_answers_503(
 KILLED_CONTACTS = 30
 SPREAD_SECONDS = 3.0  # the POSTs start at random moments over this span
 # A row claimed by the killed API's dispatcher is delivered by another once its lease expires.
-DELIVERED_WITHIN = LEASE.total_seconds() + 30
+DELIVERED_WITHIN = OUTBOX_LEASE.total_seconds() + 30
 
 
 def _held_until(event: str) -> dict[str, Any]:
@@ -431,3 +431,73 @@ async def test_an_api_killed_mid_request_records_no_event_it_does_not_deliver(
                 ("woken", "done"),
             ], run
     assert await _recorded(stack, event, contacts) == Counter(contacts)
+
+
+BULK_CONTACTS = 150
+
+
+async def test_an_api_killed_mid_bulk_enrollment_leaves_no_reserved_run_unstarted(
+    stack: Stack, tmp_path: Path
+) -> None:
+    """The bulk route reserves runs and leases their queued starts to itself; killed before
+    it has started them all, the lease expires and a dispatcher starts the rest, once each."""
+    automation_id = await stack.automation(
+        {"start": "pause", "steps": {"pause": {"type": "wait", "for": {"days": 30}}}}
+    )
+    contacts = [(await stack.contact())["id"] for _ in range(BULK_CONTACTS)]
+
+    async def reserved() -> list[str]:
+        async with stack.db.read() as session:
+            rows = await session.scalars(
+                select(Run.workflow_id).where(Run.automation_id == automation_id)
+            )
+            return list(rows.all())
+
+    async with api_process(stack, tmp_path / "api.log") as served:
+        enrolling = asyncio.ensure_future(
+            served.http.post(
+                f"/api/v1/automations/{automation_id}/enroll", json={"contacts": contacts}
+            )
+        )
+
+        async def some_reserved() -> None:
+            assert await reserved()
+
+        await eventually(some_reserved, within=60, interval=0.005)
+        served.process.kill()  # SIGKILL: with the starts of the reserved runs in flight
+        await served.process.wait()
+        with pytest.raises(httpx.TransportError):
+            await enrolling
+
+    workflow_ids = await reserved()
+    assert len(workflow_ids) == BULK_CONTACTS  # one transaction reserved them all
+    started_at_kill = await _started(stack, workflow_ids)
+
+    async def all_started() -> None:
+        assert await _started(stack, workflow_ids) == len(workflow_ids)
+
+    await eventually(all_started, within=DELIVERED_WITHIN, interval=1)
+    print(f"{started_at_kill} of {len(workflow_ids)} runs started when the API was killed")
+
+    async def start_rows_gone() -> None:
+        async with stack.db.read() as session:
+            left = await session.scalar(
+                select(func.count())
+                .select_from(OutboxEntry)
+                .where(OutboxEntry.kind == "start_run", OutboxEntry.contact_id.in_(contacts))
+            )
+        assert left == 0
+
+    await eventually(start_rows_gone, within=30, interval=0.5)
+
+
+async def _started(stack: Stack, workflow_ids: list[str]) -> int:
+    """How many of these workflows Temporal knows (each is started at most once: its id)."""
+    known = 0
+    for workflow_id in workflow_ids:
+        try:
+            await stack.client.get_workflow_handle(workflow_id).describe()
+            known += 1
+        except RPCError as err:
+            assert err.status == RPCStatusCode.NOT_FOUND, err
+    return known

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import delete, or_, select, update
@@ -21,7 +20,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from store import automations as automation_store
 from store.conditions import evaluate_all
 from store.db import Database
-from store.models import OutboxEntry, utcnow
+from store.models import OUTBOX_LEASE, OutboxEntry, utcnow
 from store.runs import running_runs_of
 from worker.enrollment import enroll, start_run
 from worker.triggers import trigger_matches
@@ -29,7 +28,6 @@ from workflows.contracts import SIGNAL_CONTACT_CHANGED, ContactChanged
 
 log = logging.getLogger("cairn.outbox")
 
-LEASE = timedelta(seconds=30)
 BATCH = 200
 
 
@@ -150,7 +148,7 @@ class OutboxDispatcher:
                 await session.execute(
                     update(OutboxEntry)
                     .where(OutboxEntry.id.in_([r.id for r in rows]))
-                    .values(claimed_until=now + LEASE, claimed_by=self.name)
+                    .values(claimed_until=now + OUTBOX_LEASE, claimed_by=self.name)
                 )
         return rows
 
