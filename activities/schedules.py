@@ -13,7 +13,7 @@ from temporalio import activity
 
 from activities.deps import Deps
 from store import automations as automation_store
-from store.conditions import evaluate_all
+from store.conditions import matching_contacts
 from store.models import Contact, utcnow
 from worker.enrollment import enroll_many
 from workflows.date_enrollment import DateMatchesInput, DateMatchesOutput
@@ -123,10 +123,5 @@ class ScheduleActivities:
     async def _filtered(self, trigger: dict[str, Any], ids: list[int]) -> list[int]:
         if not trigger.get("filter") or not ids:
             return ids
-        now = utcnow()
         async with self.deps.db.read() as session:
-            return [
-                cid
-                for cid in ids
-                if (await evaluate_all(session, cid, [trigger["filter"]], now))[0]
-            ]
+            return await matching_contacts(session, trigger["filter"], utcnow(), among=ids)

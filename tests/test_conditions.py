@@ -7,7 +7,8 @@ from typing import Any
 
 import pytest
 
-from store.conditions import compare, evaluate_all
+from store import conditions
+from store.conditions import compare, evaluate_all, matching_contacts
 from tests.conftest import Stack
 
 NOW = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
@@ -41,7 +42,8 @@ def test_field_operators(actual: Any, op: str, expected: Any, result: bool) -> N
     assert compare(actual, op, expected, NOW) is result
 
 
-async def test_every_leaf_reads_the_database(any_stack: Stack) -> None:
+async def _ada(any_stack: Stack) -> tuple[int, datetime]:
+    """A contact with a fact of every kind; her id, and the time her facts were recorded."""
     http = any_stack.http
     contact = await any_stack.contact(first_name="Ada", fields={"plan": "pro", "seats": 3})
     cid = contact["id"]
@@ -84,36 +86,67 @@ async def test_every_leaf_reads_the_database(any_stack: Stack) -> None:
         },
     )
 
-    cases: list[tuple[dict[str, Any], bool]] = [
-        ({"field": "first_name", "op": "is", "value": "ada"}, True),
-        ({"field": "seats", "op": "gte", "value": 3}, True),
-        ({"tag": "vip"}, True),
-        ({"tag": "vip", "has": False}, False),
-        ({"list": "news", "status": "unsubscribed"}, True),
-        ({"list": "news"}, False),
-        ({"score": "missing", "op": "is", "value": 0}, True),
-        ({"event": "purchase"}, True),
-        ({"event": "purchase", "data": {"sku": "s1"}}, True),
-        ({"event": "purchase", "data": {"meta": {"ch": "web"}}}, True),
-        ({"event": "purchase", "data": {"sku": "nope"}}, False),
-        ({"event": "purchase", "count": {"op": "gte", "value": 3}}, True),
-        ({"event": "purchase", "count": {"op": "gt", "value": 3}}, False),
-        ({"event": "old", "within": {"days": 1}}, False),
-        ({"event": "old", "within": {"days": 30}}, True),
-        ({"page_visited": "https://shop.example/cart/*"}, True),
-        ({"page_visited": "https://shop.example/checkout*"}, False),
-        ({"email": "clicked", "step": "welcome"}, True),
-        ({"email": "not_opened"}, True),
-        ({"email": "opened"}, False),
-        ({"conversion": "signup"}, False),
-        ({"in_automation": "nope"}, False),
-        ({"goal_achieved": {"automation": "a", "goal": "g"}}, False),
-        ({"all": [{"tag": "vip"}, {"any": [{"tag": "x"}, {"not": {"tag": "y"}}]}]}, True),
-        ({"all": [{"tag": "vip"}, {"tag": "x"}]}, False),
-    ]
+    return cid, now
+
+
+CASES: list[tuple[dict[str, Any], bool]] = [
+    ({"field": "first_name", "op": "is", "value": "ada"}, True),
+    ({"field": "seats", "op": "gte", "value": 3}, True),
+    ({"tag": "vip"}, True),
+    ({"tag": "vip", "has": False}, False),
+    ({"list": "news", "status": "unsubscribed"}, True),
+    ({"list": "news"}, False),
+    ({"score": "missing", "op": "is", "value": 0}, True),
+    ({"event": "purchase"}, True),
+    ({"event": "purchase", "data": {"sku": "s1"}}, True),
+    ({"event": "purchase", "data": {"meta": {"ch": "web"}}}, True),
+    ({"event": "purchase", "data": {"sku": "nope"}}, False),
+    ({"event": "purchase", "count": {"op": "gte", "value": 3}}, True),
+    ({"event": "purchase", "count": {"op": "gt", "value": 3}}, False),
+    ({"event": "old", "within": {"days": 1}}, False),
+    ({"event": "old", "within": {"days": 30}}, True),
+    ({"page_visited": "https://shop.example/cart/*"}, True),
+    ({"page_visited": "https://shop.example/checkout*"}, False),
+    ({"email": "clicked", "step": "welcome"}, True),
+    ({"email": "not_opened"}, True),
+    ({"email": "opened"}, False),
+    ({"conversion": "signup"}, False),
+    ({"in_automation": "nope"}, False),
+    ({"goal_achieved": {"automation": "a", "goal": "g"}}, False),
+    ({"all": [{"tag": "vip"}, {"any": [{"tag": "x"}, {"not": {"tag": "y"}}]}]}, True),
+    ({"all": [{"tag": "vip"}, {"tag": "x"}]}, False),
+]
+
+
+async def test_every_leaf_reads_the_database(any_stack: Stack) -> None:
+    cid, now = await _ada(any_stack)
     async with any_stack.db.read() as session:
         results = await evaluate_all(
-            session, cid, [c for c, _ in cases], now + timedelta(seconds=5)
+            session, cid, [c for c, _ in CASES], now + timedelta(seconds=5)
         )
-        assert results == [expected for _, expected in cases]
+        assert results == [expected for _, expected in CASES]
         assert await evaluate_all(session, 10**12, [{"tag": "vip"}], now) == [False]
+
+
+async def test_a_segment_is_the_contacts_each_of_which_meets_it(
+    any_stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Bulk evaluation (facts read per chunk of contacts) agrees with evaluating one by one,
+    across chunk boundaries, for every leaf."""
+    monkeypatch.setattr(conditions, "CHUNK", 2)
+    plain = (await any_stack.contact())["id"]
+    ada, now = await _ada(any_stack)
+    bo = (await any_stack.contact(first_name="Bo"))["id"]
+    await any_stack.http.post(f"/api/v1/contacts/{bo}/tags", json={"tag": "vip"})
+    await any_stack.http.post("/api/v1/events", json={"contact": bo, "event": "purchase"})
+    ids = [bo, plain, ada]
+    later = now + timedelta(seconds=5)
+    async with any_stack.db.read() as session:
+        for condition, _ in CASES:
+            one_by_one = [
+                c for c in sorted(ids) if (await evaluate_all(session, c, [condition], later))[0]
+            ]
+            assert await matching_contacts(session, condition, later, among=ids) == one_by_one
+            everyone = await matching_contacts(session, condition, later)
+            assert [c for c in everyone if c in ids] == one_by_one, condition
+        assert await matching_contacts(session, {"tag": "vip"}, later, among=[10**12]) == []
