@@ -6,6 +6,7 @@ Free ports and a fresh data directory, so it never touches a `make run` that is 
 from __future__ import annotations
 
 import asyncio
+import os
 import socket
 import sys
 from dataclasses import dataclass
@@ -101,12 +102,25 @@ class BenchStack:
         await self.db.dispose()
         self.sink.controller.stop()
 
+    def cpu_seconds(self) -> dict[str, float]:
+        """CPU time (user + system) each process of the stack has used so far."""
+        processes = {"worker": self.worker.pid, "api": self.api.pid, "temporal": self.temporal.pid}
+        return {name: _cpu_seconds(pid) for name, pid in processes.items()}
+
     def worker_rss_mb(self) -> float:
         status = Path(f"/proc/{self.worker.pid}/status").read_text()
         kib = next(
             int(line.split()[1]) for line in status.splitlines() if line.startswith("VmRSS:")
         )
         return kib / 1024
+
+
+def _cpu_seconds(pid: int | None) -> float:
+    if pid is None:
+        return 0.0
+    # /proc/<pid>/stat fields 14 and 15 (utime, stime) in clock ticks; the name may hold spaces.
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _line_seen(child: Child, text: str) -> Any:

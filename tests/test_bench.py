@@ -33,5 +33,8 @@ async def test_bench_smoke_run_writes_every_result(tmp_path: Path) -> None:
         assert isinstance(report[key], int | float), key
     assert report["raw"]["throughput"]["emails_received"] >= 3
     assert report["machine"]["cores"] and report["machine"]["temporal_server"]
+    assert report["machine"]["cpu_probe_ms"]["before"] > 0
+    cpu = report["raw"]["goal_latency"]["cpu_ms_per_event"]
+    assert set(cpu) == {"worker", "api", "temporal"} and cpu["worker"] > 0, cpu
     table = printed.decode()
     assert "throughput ratio" in table and "goal latency p99" in table
