@@ -1,7 +1,12 @@
 """The yardstick: the SPEC §8 reference flow written by hand as a plain Temporal workflow.
 
-It calls the very activities AutomationRun calls, in the same order, with the same options,
-so the difference between the two is what the interpreter itself costs.
+It calls the very activities AutomationRun calls for this flow, in the same order, with the
+same inputs and options (summaries included), so the difference between the two is what the
+interpreter itself costs. The sequence is AutomationRun's, read from its history: load the
+automation (which checks the goals met at entry), the tag (checking the goal after its
+write, as every local step does), the email, the 1-second wait, the if/else evaluation, the
+score and the update (whose write meets the goal, recorded in the same transaction), and the
+run's finish with its step records for the reports.
 """
 
 from __future__ import annotations
@@ -17,9 +22,13 @@ with workflow.unsafe.imports_passed_through():
     from workflows.contracts import (
         EvaluateInput,
         EvaluateOutput,
-        GoalInput,
+        FinishRunInput,
+        LoadAutomationInput,
+        LoadAutomationOutput,
+        SavedSteps,
         StepContext,
         StepOutcome,
+        StepRecord,
     )
 
 REFERENCE_FLOW: dict[str, Any] = {
@@ -60,49 +69,118 @@ class BaselineInput(BaseModel):
     contact_id: int
 
 
+GOAL = REFERENCE_FLOW["steps"]["goal"]["condition"]
+
+
 @workflow.defn(name="BaselineReferenceFlow")
 class BaselineReferenceFlow:
     @workflow.run
     async def run(self, input: BaselineInput) -> None:
-        visit = 0
+        workflow_id = workflow.info().workflow_id
+        records: list[StepRecord] = []
 
-        def context(step_id: str) -> StepContext:
-            nonlocal visit
-            visit += 1
+        def record(step: str, step_type: str, reason: str | None = None) -> None:
+            records.append(
+                StepRecord(
+                    seq=len(records),
+                    step=step,
+                    type=step_type,
+                    outcome="done",
+                    reason=reason,
+                    at=workflow.now(),
+                )
+            )
+
+        def context(step_id: str, *, goal: bool = True) -> StepContext:
             return StepContext(
-                workflow_id=workflow.info().workflow_id,
+                workflow_id=workflow_id,
                 automation_id=input.automation_id,
                 version=input.version,
                 contact_id=input.contact_id,
                 step_id=step_id,
-                visit=visit,
+                visit=len(records) + 1,
+                goal_conditions=[GOAL] if goal else [],
+                goal_ids=["goal"] if goal else [],
+                now=workflow.now() if goal else None,
             )
 
-        async def contact_step(step_id: str) -> None:
-            await workflow.execute_local_activity(
-                "apply_contact_step", context(step_id), result_type=StepOutcome, **LOCAL
-            )
-
-        async def evaluate(condition: dict[str, Any]) -> bool:
-            result = await workflow.execute_local_activity(
-                "evaluate_conditions",
-                EvaluateInput(
-                    contact_id=input.contact_id, conditions=[condition], now=workflow.now()
-                ),
-                result_type=EvaluateOutput,
+        async def contact_step(step_id: str, step_type: str, summary: str) -> StepOutcome:
+            outcome = await workflow.execute_local_activity(
+                "apply_contact_step",
+                context(step_id),
+                result_type=StepOutcome,
+                summary=summary,
                 **LOCAL,
             )
-            return result.results[0]
+            record(step_id, step_type)
+            return outcome
 
-        await contact_step("tag")
-        await workflow.execute_activity(
-            "send_email", context("mail"), result_type=StepOutcome, **REMOTE
+        await workflow.execute_local_activity(
+            "load_automation",
+            LoadAutomationInput(
+                automation_id=input.automation_id,
+                version=input.version,
+                contact_id=input.contact_id,
+                now=workflow.now(),
+                workflow_id=workflow_id,
+            ),
+            result_type=LoadAutomationOutput,
+            summary=f"load automation {input.automation_id} v{input.version}",
+            **LOCAL,
         )
-        await workflow.sleep(timedelta(seconds=1))
-        await evaluate({"tag": "bench"})
-        await contact_step("score")
-        await contact_step("update")
-        if await evaluate({"field": "bench_seen", "op": "is", "value": "yes"}):
-            await workflow.execute_local_activity(
-                "record_goal", GoalInput(context=context("goal")), **LOCAL
-            )
+        await contact_step("tag", "add_tag", 'add_tag "bench" (step tag)')
+        await workflow.execute_activity(
+            "send_email",
+            context("mail", goal=False),
+            result_type=StepOutcome,
+            summary='send_email "Hi %FIRSTNAME%" (step mail)',
+            **REMOTE,
+        )
+        record("mail", "send_email")
+        until = workflow.now() + timedelta(seconds=1)
+        await workflow.sleep(
+            timedelta(seconds=1),
+            summary=f"wait 1 second (step pause): until {until:%Y-%m-%d %H:%M} UTC (1 second)",
+        )
+        record("pause", "wait")
+        checked = await workflow.execute_local_activity(
+            "evaluate_conditions",
+            EvaluateInput(
+                contact_id=input.contact_id,
+                conditions=[REFERENCE_FLOW["steps"]["check"]["condition"]],
+                now=workflow.now(),
+                workflow_id=workflow_id,
+                automation_id=input.automation_id,
+            ),
+            result_type=EvaluateOutput,
+            summary="evaluate 1 condition(s)",
+            **LOCAL,
+        )
+        record("check", "if_else", "yes" if checked.results[0] else "no")
+        await contact_step(
+            "score", "adjust_contact_score", 'adjust_contact_score "bench" add 1 (step score)'
+        )
+        updated = await contact_step(
+            "update", "update_contact", "update_contact bench_seen (step update)"
+        )
+        if updated.goals_met == [True]:  # recorded by the update's own transaction
+            record("goal", "goal", "goal_achieved")
+        record("end", "end")
+        await workflow.execute_local_activity(
+            "finish_run",
+            FinishRunInput(
+                workflow_id=workflow_id,
+                status="completed",
+                reason="end_step",
+                step_id="end",
+                steps=SavedSteps(
+                    workflow_id=workflow_id,
+                    automation_id=input.automation_id,
+                    version=input.version,
+                    contact_id=input.contact_id,
+                    records=records,
+                ),
+            ),
+            summary="finish run: completed",
+            **LOCAL,
+        )

@@ -34,6 +34,7 @@ from workflows.contracts import WORKFLOW_TYPE
 
 RESULTS = Path(__file__).parent / "results.json"
 CONCURRENCY = 64
+BLOCKS = 4  # throughput: each side's contacts run in this many blocks, interleaved
 
 
 @dataclass
@@ -84,12 +85,11 @@ async def throughput(stack: BenchStack, contacts: int, *, baseline: bool = True)
     """Contacts/s through the reference flow, the engine's and the hand-written workflow's.
 
     Both sides first run a small unmeasured round (imports, caches, the first workflows'
-    cold start), then alternate engine, baseline, baseline, engine (ABBA) in halves, so that
-    whatever drifts during the run (the history database growing, the machine's other load)
-    falls on both sides alike.
+    cold start), then take turns in blocks (see `_thue_morse`). Before, with ABBA in halves,
+    the ratio of one run to the next still ranged 0.85–0.97 on the same machine.
     """
     automation_id = await create_automation(stack, REFERENCE_FLOW)
-    warmup, half = max(1, contacts // 20), contacts // 2
+    warmup, size = max(1, contacts // 20), contacts // BLOCKS
     engine_ids = await create_contacts(stack, warmup + contacts, f"tp-{automation_id}")
     base_ids = await create_contacts(stack, warmup + contacts, f"bl-{automation_id}")
 
@@ -117,23 +117,25 @@ async def throughput(stack: BenchStack, contacts: int, *, baseline: bool = True)
         await wait_closed(handles)
         return handles
 
-    rounds = [(engine_round, engine_ids[warmup:][:half])]
+    sides = [(engine_round, engine_ids[warmup:])]
     if baseline:
-        rounds += [
-            (baseline_round, base_ids[warmup:][:half]),
-            (baseline_round, base_ids[warmup:][half:]),
-        ]
-    rounds.append((engine_round, engine_ids[warmup:][half:]))
+        sides.append((baseline_round, base_ids[warmup:]))
+    rounds = [
+        (side, ids[block * size : (block + 1) * size if block < BLOCKS - 1 else None])
+        for block, (side, ids) in _thue_morse(sides, BLOCKS)
+    ]
 
     await engine_round(engine_ids[:warmup])
     if baseline:
         await baseline_round(base_ids[:warmup])
     seconds: dict[Any, float] = {engine_round: 0.0, baseline_round: 0.0}
     handles: dict[Any, list[WorkflowHandle[Any, Any]]] = {engine_round: [], baseline_round: []}
+    cpu: dict[Any, Counter[str]] = {engine_round: Counter(), baseline_round: Counter()}
     for side, ids in rounds:
-        started = time.perf_counter()
+        started, cpu_before = time.perf_counter(), stack.cpu_seconds()
         handles[side] += await side(ids)
         seconds[side] += time.perf_counter() - started
+        cpu[side].update({k: v - cpu_before[k] for k, v in stack.cpu_seconds().items()})
     engine_handles, base_handles = handles[engine_round], handles[baseline_round]
     figures: dict[str, Any] = {
         "contacts": contacts,
@@ -141,6 +143,8 @@ async def throughput(stack: BenchStack, contacts: int, *, baseline: bool = True)
         "engine_seconds": seconds[engine_round],
         "engine_contacts_per_s": contacts / seconds[engine_round],
         "engine_events_per_contact": await events_per_workflow(engine_handles[:50]),
+        # CPU time is steadier than wall time on a shared machine: where the ratio comes from.
+        "engine_cpu_ms_per_contact": per_contact_ms(cpu[engine_round], contacts),
         "emails_received": stack.sink.received,
     }
     if baseline:
@@ -148,10 +152,31 @@ async def throughput(stack: BenchStack, contacts: int, *, baseline: bool = True)
             baseline_seconds=seconds[baseline_round],
             baseline_contacts_per_s=contacts / seconds[baseline_round],
             baseline_events_per_contact=await events_per_workflow(base_handles[:50]),
+            baseline_cpu_ms_per_contact=per_contact_ms(cpu[baseline_round], contacts),
             engine_events_by_type=await events_by_type(engine_handles[0]),
             baseline_events_by_type=await events_by_type(base_handles[0]),
         )
     return figures
+
+
+def _thue_morse(sides: list[Any], blocks: int) -> list[tuple[int, Any]]:
+    """Each side's blocks in the Thue–Morse order (A B B A B A A B for two sides): unlike
+    alternating A B A B, it cancels a drift that grows linearly or quadratically during the
+    run (the history database growing, the machine's other load), which falls on both sides
+    alike. With one side: its blocks in order."""
+    if len(sides) == 1:
+        return [(block, sides[0]) for block in range(blocks)]
+    order = [bin(n).count("1") % 2 for n in range(2 * blocks)]
+    taken = [0, 0]
+    result = []
+    for which in order:
+        result.append((taken[which], sides[which]))
+        taken[which] += 1
+    return result
+
+
+def per_contact_ms(cpu: Counter[str], contacts: int) -> dict[str, float]:
+    return {name: round(seconds * 1000 / contacts, 1) for name, seconds in cpu.items()}
 
 
 async def events_per_workflow(handles: list[WorkflowHandle[Any, Any]]) -> float:
@@ -454,6 +479,24 @@ def render(table: list[Row]) -> str:
     return "\n".join(lines)
 
 
+def cpu_summary(report: dict[str, Any]) -> str:
+    probe, raw = report["machine"]["cpu_probe_ms"], report["raw"]
+    tp = raw["throughput"]
+
+    def each(figures: dict[str, float]) -> str:
+        return ", ".join(f"{name} {ms:.1f}" for name, ms in figures.items())
+
+    lines = [
+        f"CPU probe: {probe['before']:.0f} ms before, {probe['after']:.0f} ms after (lower is "
+        "faster; runs on different days compare only when it agrees)",
+        f"CPU ms per contact, engine: {each(tp['engine_cpu_ms_per_contact'])}",
+    ]
+    if "baseline_cpu_ms_per_contact" in tp:
+        lines.append(f"CPU ms per contact, hand-written: {each(tp['baseline_cpu_ms_per_contact'])}")
+    lines.append(f"CPU ms per goal event: {each(raw['goal_latency']['cpu_ms_per_event'])}")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="make bench", description=__doc__)
     parser.add_argument("--contacts", type=int, default=500, help="throughput: contacts per flow")
@@ -472,15 +515,7 @@ def main(argv: list[str] | None = None) -> int:
     report = asyncio.run(run(args))
     table = rows(report)
     print(render(table))
-    probe, cpu = (
-        report["machine"]["cpu_probe_ms"],
-        report["raw"]["goal_latency"]["cpu_ms_per_event"],
-    )
-    print(
-        f"\nCPU probe {probe['before']:.0f} ms before, {probe['after']:.0f} ms after (lower is "
-        "faster; compare runs only when it agrees); CPU per goal event: "
-        + ", ".join(f"{name} {ms:.1f} ms" for name, ms in cpu.items())
-    )
+    print(f"\n{cpu_summary(report)}")
     output.write_text(
         json.dumps({**report, "table": [vars(r) for r in table]}, indent=2, default=str)
     )
