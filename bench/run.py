@@ -155,6 +155,9 @@ async def throughput(stack: BenchStack, contacts: int, *, baseline: bool = True)
             baseline_cpu_ms_per_contact=per_contact_ms(cpu[baseline_round], contacts),
             engine_events_by_type=await events_by_type(engine_handles[0]),
             baseline_events_by_type=await events_by_type(base_handles[0]),
+            # The baseline is a fair yardstick only while it calls what the engine calls.
+            engine_activities=await activity_sequence(engine_handles[0]),
+            baseline_activities=await activity_sequence(base_handles[0]),
         )
     return figures
 
@@ -189,6 +192,18 @@ async def events_by_type(handle: WorkflowHandle[Any, Any]) -> dict[str, int]:
     return dict(
         Counter(EventType.Name(e.event_type).removeprefix("EVENT_TYPE_") for e in history.events)
     )
+
+
+async def activity_sequence(handle: WorkflowHandle[Any, Any]) -> list[str]:
+    """The activities a workflow called, in order: local ones from their markers."""
+    called = []
+    for event in (await handle.fetch_history()).events:
+        if event.event_type == EventType.EVENT_TYPE_MARKER_RECORDED:
+            details = event.marker_recorded_event_attributes.details
+            called.append(json.loads(details["data"].payloads[0].data)["activity_type"])
+        elif event.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED:
+            called.append(event.activity_task_scheduled_event_attributes.activity_type.name)
+    return called
 
 
 # --- 3: goal latency --------------------------------------------------------------------

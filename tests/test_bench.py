@@ -31,7 +31,11 @@ async def test_bench_smoke_run_writes_every_result(tmp_path: Path) -> None:
     report = json.loads(output.read_text())
     for key in REQUIRED:
         assert isinstance(report[key], int | float), key
-    assert report["raw"]["throughput"]["emails_received"] >= 3
+    throughput = report["raw"]["throughput"]
+    assert throughput["emails_received"] >= 3
+    # The yardstick calls what the engine calls, in the same order (bench/baseline.py).
+    assert throughput["baseline_activities"] == throughput["engine_activities"]
+    assert throughput["engine_activities"][0] == "load_automation", throughput
     assert report["machine"]["cores"] and report["machine"]["temporal_server"]
     assert report["machine"]["cpu_probe_ms"]["before"] > 0
     cpu = report["raw"]["goal_latency"]["cpu_ms_per_event"]
