@@ -2,7 +2,8 @@
 
 Conditions arrive as validated JSON (the document model checked their shape when the
 automation was saved). Each kind of fact a call needs (fields, tags, lists, scores, events)
-is read once per call, and only if a condition asks for it.
+is read once per call, and only if a condition asks for it; for a segment
+(`matching_contacts`), once per chunk of contacts.
 """
 
 from __future__ import annotations

@@ -107,9 +107,9 @@ async def enroll_many(
     commit and the starts, a dispatcher starts the workflows once their lease to this
     enrollment expires, so no reserved run is left without one. Leased rather than free, so
     that dispatchers polling meanwhile do not start the same workflows a second time (measured:
-    a quarter of the bulk route's rate went to such duplicate starts). The starts stream
-    concurrently: each is a network round-trip, and doing them one by one would bound the rate
-    by latency rather than by what Temporal can take.
+    with those duplicate starts the bulk route ran at 0.76 of raw starts, without 0.97). The
+    starts stream concurrently: each is a network round-trip, and doing them one by one would
+    bound the rate by latency rather than by what Temporal can take.
 
     With Temporal unreachable the runs are still enrolled: reserved, their starts left queued
     for a dispatcher once Temporal is back. Failing the call instead would invite a retry that
@@ -138,11 +138,11 @@ async def enroll_many(
         return True
 
     async def start_batch(starts: list[OutboxEntry]) -> None:
+        if not starts:
+            return
         started = await asyncio.gather(*(start(row) for row in starts))
         delivered = [r.id for r, ok in zip(starts, started, strict=True) if ok]
         queued = [r.id for r, ok in zip(starts, started, strict=True) if not ok]
-        if not starts:
-            return
         async with db.write() as session:
             # Still ours only: once the lease expired a dispatcher may have delivered and
             # deleted a row, and SQLite may have given its id to a new change since.
