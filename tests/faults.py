@@ -1,4 +1,4 @@
-"""Helpers of the fault tests: a `cairn worker` subprocess to kill, and a Cairn stack of a test's
+"""Helpers of the fault tests: `cairn` subprocesses (a worker, an API) to kill, and a Cairn stack of a test's
 own (its database, API and outbox dispatcher, no in-process worker), so nothing else in the
 session (another stack's dispatcher, another test's runs) touches what the test measures."""
 
@@ -28,26 +28,18 @@ from worker.settings import Settings
 
 
 @asynccontextmanager
-async def worker_process(
-    settings: Settings, temporal_address: str, log: Path
+async def cairn_process(
+    command: str, env: dict[str, str], log: Path
 ) -> AsyncIterator[asyncio.subprocess.Process]:
-    """`cairn worker` as its own process, configured from `settings`; stopped on exit."""
-    env = {
-        **os.environ,
-        "CAIRN_TEMPORAL_ADDRESS": temporal_address,
-        "CAIRN_DATABASE_URL": settings.database_url,
-        "CAIRN_TASK_QUEUE": settings.task_queue,
-        "CAIRN_SMTP_HOST": settings.smtp_host,
-        "CAIRN_SMTP_PORT": str(settings.smtp_port),
-        "CAIRN_OUTBOX_POLL_SECONDS": str(settings.outbox_poll_seconds),
-    }
+    """`cairn <command>` as its own process, this environment plus `env`, its output in `log`;
+    stopped on exit (SIGTERM, then SIGKILL after 20 s) unless the test killed it already."""
     with log.open("ab") as output:
         process = await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",
             "worker.cli",
-            "worker",
-            env=env,
+            command,
+            env={**os.environ, **env},
             cwd=log.parent,  # no stray .env file is read
             stdout=output,
             stderr=output,
@@ -62,6 +54,23 @@ async def worker_process(
             except TimeoutError:
                 process.kill()
                 await process.wait()
+
+
+@asynccontextmanager
+async def worker_process(
+    settings: Settings, temporal_address: str, log: Path
+) -> AsyncIterator[asyncio.subprocess.Process]:
+    """`cairn worker` as its own process, configured from `settings`; stopped on exit."""
+    env = {
+        "CAIRN_TEMPORAL_ADDRESS": temporal_address,
+        "CAIRN_DATABASE_URL": settings.database_url,
+        "CAIRN_TASK_QUEUE": settings.task_queue,
+        "CAIRN_SMTP_HOST": settings.smtp_host,
+        "CAIRN_SMTP_PORT": str(settings.smtp_port),
+        "CAIRN_OUTBOX_POLL_SECONDS": str(settings.outbox_poll_seconds),
+    }
+    async with cairn_process("worker", env, log) as process:
+        yield process
 
 
 async def count(stack: Stack, query: Any) -> int:

@@ -8,9 +8,7 @@ import asyncio
 import logging
 import os
 import random
-import signal
 import sqlite3
-import sys
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator
@@ -30,6 +28,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from store.models import OUTBOX_LEASE, Event, OutboxEntry, Run
 from tests.conftest import API_TOKEN, POSTGRES_URL, Stack, eventually, free_port
+from tests.faults import cairn_process
 from tests.test_engine import finished
 
 # The API's own bound on waiting for a lock is 5 s (api/app.py); with the queue of this
@@ -51,7 +50,6 @@ async def api_process(
     worker runs in this test process), once it answers; stopped (or killed) at the end."""
     port = free_port()
     env = {
-        **os.environ,
         "CAIRN_TEMPORAL_ADDRESS": stack.env.client.service_client.config.target_host,
         "CAIRN_DATABASE_URL": database_url or stack.settings.database_url,
         "CAIRN_TASK_QUEUE": stack.settings.task_queue,
@@ -61,24 +59,15 @@ async def api_process(
         "CAIRN_OUTBOX_POLL_SECONDS": "0.5",
         "CAIRN_DATA_DIR": str(log.parent),
     }
-    with log.open("ab") as output:
-        process = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "worker.cli",
-            "api",
-            env=env,
-            cwd=log.parent,  # no stray .env file is read
-            stdout=output,
-            stderr=output,
-        )
-    client = httpx.AsyncClient(
-        base_url=f"http://127.0.0.1:{port}",
-        headers={"Api-Token": API_TOKEN},
-        timeout=httpx.Timeout(30.0),
-        limits=httpx.Limits(max_connections=100),
-    )
-    try:
+    async with (
+        cairn_process("api", env, log) as process,
+        httpx.AsyncClient(
+            base_url=f"http://127.0.0.1:{port}",
+            headers={"Api-Token": API_TOKEN},
+            timeout=httpx.Timeout(30.0),
+            limits=httpx.Limits(max_connections=100),
+        ) as client,
+    ):
 
         async def up() -> None:
             assert process.returncode is None, f"cairn api exited; see {log}"
@@ -90,15 +79,6 @@ async def api_process(
 
         await eventually(up, within=60, interval=0.2)
         yield ApiProcess(client, process)
-    finally:
-        await client.aclose()
-        if process.returncode is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                await asyncio.wait_for(process.wait(), timeout=20)
-            except TimeoutError:
-                process.kill()
-                await process.wait()
 
 
 @contextmanager
