@@ -215,16 +215,27 @@ async def _stack(
 ) -> AsyncIterator[Stack]:
     """`overrides`: more settings (e.g. `encryption_key`, which gets the stack its own client)."""
     settings = await stack_settings(tmp, mailbox, flavour, f"cairn-test-{flavour}", **overrides)
-    url = settings.database_url
+    async with stack_of(settings, env, mailbox, flavour) as stack:
+        yield stack
+    if flavour == "postgres" and POSTGRES_URL:
+        await drop_postgres_database(POSTGRES_URL, settings.database_url)
+
+
+@asynccontextmanager
+async def stack_of(
+    settings: Settings, env: WorkflowEnvironment, mailbox: Mailbox, flavour: str = "sqlite"
+) -> AsyncIterator[Stack]:
+    """Worker, dispatcher and API for `settings` until the block exits (the database is kept:
+    another stack may take over from this one)."""
     # The environment's client with Cairn's converter for these settings (its interceptors,
     # which stamp time skipping on each run, kept).
     client = Client(**{**env.client.config(), "data_converter": data_converter(settings)})
-    db = await open_database(url)
-    async with running_worker(settings, client, db), api_client(settings, client, db) as http:
-        yield Stack(settings, db, client, env, http, mailbox, flavour)
-    await db.dispose()
-    if flavour == "postgres" and POSTGRES_URL:
-        await drop_postgres_database(POSTGRES_URL, url)
+    db = await open_database(settings.database_url)
+    try:
+        async with running_worker(settings, client, db), api_client(settings, client, db) as http:
+            yield Stack(settings, db, client, env, http, mailbox, flavour)
+    finally:
+        await db.dispose()
 
 
 @pytest.fixture(scope="session")

@@ -21,12 +21,12 @@ from pydantic import ValidationError
 from temporalio.client import Client, WorkflowHistory
 from temporalio.testing import WorkflowEnvironment
 
-from tests.conftest import API_TOKEN, Mailbox, Stack, _stack, eventually
+from tests.conftest import API_TOKEN, Mailbox, Stack, _stack, eventually, stack_of, stack_settings
 from tests.fakes import FakeServer, Reply, configured, fake_server, outcomes
 from tests.served import served_api
 from tests.test_engine import finished
 from tests.test_launcher import local_settings
-from worker.codec import ENCODING, ui_codec_endpoint, ui_codec_key
+from worker.codec import ENCODING, key_id, ui_codec_endpoint, ui_codec_key
 from worker.launcher import start_temporal_dev_server
 from worker.settings import Settings
 from worker.temporal_server import SEARCH_ATTRIBUTES, dev_server_args
@@ -501,3 +501,87 @@ async def test_the_embedded_temporal_ui_is_served_the_codec_endpoint(tmp_path: P
     finally:
         assert await server.stop() == 0
     assert served["Codec"]["Endpoint"] == ui_codec_endpoint(settings)
+
+
+# --- key rotation -----------------------------------------------------------------------------
+
+HELD_FOR_EVENT: dict[str, Any] = {
+    "start": "hold",
+    "steps": {
+        "hold": {
+            "type": "wait",
+            "condition": {"event": "go"},
+            "timeout": {"days": 1},
+            "next": "done",
+        },
+        "done": {"type": "add_tag", "tag": "rotated"},
+    },
+}
+
+
+async def test_runs_sealed_with_an_old_key_finish_after_a_rotation(
+    env: WorkflowEnvironment, mailbox: Mailbox, tmp_path: Path
+) -> None:
+    """Runs wait under one key; the worker and API restart with a new key and the old one in
+    CAIRN_ENCRYPTION_OLD_KEYS: the runs replay their history, wake, finish, and what they
+    write from then on is sealed with the new key."""
+    new_key = base64.b64encode(os.urandom(32)).decode()
+    before = await stack_settings(tmp_path, mailbox, "sqlite", "cairn-rotation", encryption_key=KEY)
+    after = Settings(
+        **{**before.model_dump(), "encryption_key": new_key, "encryption_old_keys": KEY},
+        _env_file=None,  # type: ignore[call-arg]
+    )
+    async with stack_of(before, env, mailbox) as stack:
+        automation_id = await stack.automation(HELD_FOR_EVENT)
+        contact = await stack.contact(first_name="Philippa")
+        with env.with_time_skipping_disabled():  # it must really sit in the wait
+            handle = await stack.enroll(contact["id"], automation_id)
+
+        async def held() -> None:
+            assert (await stack.run(handle.id))["current_step"] == "hold"
+
+        await eventually(held, within=30)
+
+    async with stack_of(after, env, mailbox) as stack:
+        response = await stack.http.post(
+            "/api/v1/events", json={"contact": contact["id"], "event": "go"}
+        )
+        assert response.status_code == 202, response.text
+        run = await finished(stack, handle.id)
+        assert [(s["step"], s["outcome"]) for s in run["steps"]] == [
+            ("hold", "done"),
+            ("done", "done"),
+        ], run
+        assert "rotated" in (await stack.record(contact["id"]))["tags"]
+
+        history = json.loads(
+            (await stack.client.get_workflow_handle(handle.id).fetch_history()).to_json()
+        )
+        sealed_with = [metadata(p, "encryption-key-id").decode() for _, p in payloads_in(history)]
+        old_id, new_id = key_id(base64.b64decode(KEY)), key_id(base64.b64decode(new_key))
+        # The start and the wait under the old key, the wake-up and everything after under the new.
+        assert old_id in sealed_with and new_id in sealed_with, sealed_with
+        assert sealed_with.index(new_id) > max(i for i, k in enumerate(sealed_with) if k == old_id)
+
+        # The codec endpoint the Temporal UI uses reads both.
+        decoded = await stack.http.post(
+            "/codec/decode", json={"payloads": [p for _, p in payloads_in(history)]}
+        )
+        assert decoded.status_code == 200, decoded.text
+        assert all(metadata(p, "encoding") != ENCODING for p in decoded.json()["payloads"]), (
+            decoded.text
+        )
+
+
+def test_old_keys_need_a_current_key_and_must_be_keys() -> None:
+    old = base64.b64encode(os.urandom(32)).decode()
+    with pytest.raises(ValidationError, match="beside a current CAIRN_ENCRYPTION_KEY"):
+        Settings(encryption_old_keys=old, _env_file=None)  # type: ignore[call-arg]
+    with pytest.raises(ValidationError, match="CAIRN_ENCRYPTION_OLD_KEYS is not valid base64"):
+        Settings(encryption_key=KEY, encryption_old_keys=f"{old},not a key!", _env_file=None)  # type: ignore[call-arg]
+    assert (
+        Settings(
+            encryption_key=KEY, encryption_old_keys=f" {old} ,", _env_file=None
+        ).encryption_old_keys
+        == old
+    )  # type: ignore[call-arg]

@@ -46,18 +46,18 @@ class PayloadDecryptionError(ValueError):
     """An encrypted payload this codec cannot open (another key, or altered)."""
 
 
-def parse_encryption_key(value: str) -> bytes:
+def parse_encryption_key(value: str, setting: str = "CAIRN_ENCRYPTION_KEY") -> bytes:
     """The 32 bytes of a base64 key (standard or URL-safe alphabet), or a clear error."""
     text = value.strip()
     try:
         key = base64.b64decode(text.replace("-", "+").replace("_", "/"), validate=True)
     except (binascii.Error, ValueError):
         raise EncryptionKeyError(
-            "CAIRN_ENCRYPTION_KEY is not valid base64; make one with `openssl rand -base64 32`"
+            f"{setting} is not valid base64; make one with `openssl rand -base64 32`"
         ) from None
     if len(key) != 32:
         raise EncryptionKeyError(
-            f"CAIRN_ENCRYPTION_KEY must be 32 bytes in base64 (AES-256), got {len(key)} bytes; "
+            f"{setting} must be 32 bytes in base64 (AES-256), got {len(key)} bytes; "
             "make one with `openssl rand -base64 32`"
         )
     return key
@@ -71,10 +71,11 @@ def key_id(key: bytes) -> str:
 class EncryptionCodec(PayloadCodec):
     """AES-GCM over each whole serialized payload (its metadata too: the type names)."""
 
-    def __init__(self, key: bytes) -> None:
+    def __init__(self, key: bytes, old_keys: Sequence[bytes] = ()) -> None:
         self._key_id = key_id(key)
-        # Payloads name the key that sealed them; rotating means adding the old key here.
-        self._ciphers = {self._key_id: AESGCM(key)}
+        # Payloads name the key that sealed them: after a rotation, runs sealed with an old
+        # key still read, and what they write from then on is sealed with the new one.
+        self._ciphers = {key_id(k): AESGCM(k) for k in (*old_keys, key)}
 
     async def encode(self, payloads: Sequence[Payload]) -> list[Payload]:
         cipher = self._ciphers[self._key_id]
@@ -101,8 +102,9 @@ class EncryptionCodec(PayloadCodec):
         cipher = self._ciphers.get(sealed_with)
         if cipher is None:
             raise PayloadDecryptionError(
-                f"payload encrypted with key {sealed_with!r}, this process has key "
-                f"{self._key_id!r}: set CAIRN_ENCRYPTION_KEY to the key that wrote it"
+                f"payload encrypted with key {sealed_with!r}, this process has "
+                f"{sorted(self._ciphers)!r}: add the key that wrote it to "
+                "CAIRN_ENCRYPTION_OLD_KEYS (or make it CAIRN_ENCRYPTION_KEY again)"
             )
         if len(payload.data) < NONCE_BYTES + TAG_BYTES:
             raise PayloadDecryptionError("encrypted payload too short: it was truncated")
@@ -115,15 +117,24 @@ class EncryptionCodec(PayloadCodec):
             ) from None
 
 
+def encryption_codec(settings: Settings) -> EncryptionCodec | None:
+    """The codec for `settings`' keys; None when encryption is off."""
+    if not settings.encryption_key:
+        return None
+    old_keys = [parse_encryption_key(k) for k in settings.encryption_old_keys.split(",") if k]
+    return EncryptionCodec(parse_encryption_key(settings.encryption_key), old_keys)
+
+
 def data_converter(settings: Settings) -> DataConverter:
     """Cairn's data converter: pydantic JSON, encrypted when a key is configured.
 
     Every Temporal client Cairn connects uses it (worker, API, CLI, launcher, bench, tests)."""
-    if not settings.encryption_key:
+    codec = encryption_codec(settings)
+    if codec is None:
         return pydantic_data_converter
     return dataclasses.replace(
         pydantic_data_converter,
-        payload_codec=EncryptionCodec(parse_encryption_key(settings.encryption_key)),
+        payload_codec=codec,
         # Failure messages and stack traces can quote contact data: into the payload with them.
         failure_converter_class=DefaultFailureConverterWithEncodedAttributes,
     )

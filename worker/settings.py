@@ -6,7 +6,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -65,6 +65,9 @@ class Settings(BaseSettings):
     # Base64 of 32 random bytes (`openssl rand -base64 32`); set: Temporal payloads are encrypted
     # (worker/codec.py). Empty: they are stored in clear.
     encryption_key: str = ""
+    # Keys that sealed payloads before a rotation (comma-separated, same format): they still
+    # decrypt, never encrypt. Keep one here until no run sealed with it is left in Temporal.
+    encryption_old_keys: str = ""
 
     # Outbox dispatcher: how often it looks for rows nobody kicked it about (DESIGN §2).
     outbox_poll_seconds: float = Field(default=1.0, gt=0)
@@ -85,6 +88,18 @@ class Settings(BaseSettings):
 
             parse_encryption_key(value)
         return value.strip()
+
+    @field_validator("encryption_old_keys")
+    @classmethod
+    def _usable_old_keys(cls, value: str, info: ValidationInfo) -> str:
+        from worker.codec import parse_encryption_key
+
+        keys = [k.strip() for k in value.split(",") if k.strip()]
+        if keys and not info.data.get("encryption_key"):
+            raise ValueError("old keys only decrypt beside a current CAIRN_ENCRYPTION_KEY")
+        for key in keys:
+            parse_encryption_key(key, setting="CAIRN_ENCRYPTION_OLD_KEYS")
+        return ",".join(keys)
 
     @property
     def resolved_database_url(self) -> str:

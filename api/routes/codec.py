@@ -30,7 +30,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict
 from starlette.middleware.cors import CORSMiddleware
 from temporalio.api.common.v1 import Payload
 
-from worker.codec import EncryptionCodec, PayloadDecryptionError, parse_encryption_key, ui_codec_key
+from worker.codec import EncryptionCodec, PayloadDecryptionError, encryption_codec, ui_codec_key
 from worker.settings import Settings
 
 Transform = Callable[[list[Payload]], Awaitable[list[Payload]]]
@@ -82,11 +82,7 @@ def ui_origins(settings: Settings) -> list[str]:
 
 def codec_app(settings: Settings) -> FastAPI:
     """The `/codec` sub-application; mount it on the API."""
-    codec = (
-        EncryptionCodec(parse_encryption_key(settings.encryption_key))
-        if settings.encryption_key
-        else None
-    )
+    codec = encryption_codec(settings)
     app = FastAPI(title="Cairn codec server", docs_url=None, redoc_url=None, openapi_url=None)
     app.add_middleware(
         CORSMiddleware,
