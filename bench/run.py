@@ -85,8 +85,8 @@ async def throughput(stack: BenchStack, contacts: int, *, baseline: bool = True)
     """Contacts/s through the reference flow, the engine's and the hand-written workflow's.
 
     Both sides first run a small unmeasured round (imports, caches, the first workflows'
-    cold start), then take turns in blocks (see `_thue_morse`). Before, with ABBA in halves,
-    the ratio of one run to the next still ranged 0.85–0.97 on the same machine.
+    cold start), then take turns in blocks in Thue–Morse order (`_thue_morse`), so that what
+    drifts during the run falls on both sides alike.
     """
     automation_id = await create_automation(stack, REFERENCE_FLOW)
     warmup, size = max(1, contacts // 20), contacts // BLOCKS
