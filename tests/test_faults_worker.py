@@ -17,6 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import pytest
 from sqlalchemy import func, select
 from temporalio.api.enums.v1 import PendingActivityState
 from temporalio.testing import WorkflowEnvironment
@@ -34,7 +35,7 @@ from store.models import (
     Score,
     Task,
 )
-from tests.conftest import Mailbox, Stack, eventually
+from tests.conftest import DATABASES, Mailbox, Stack, eventually
 from tests.faults import count, own_stack, worker_process
 from tests.test_crm_api import sales_pipeline
 from workflows.contracts import RunState
@@ -105,11 +106,13 @@ async def _emails_in_flight(stack: Stack, workflow_ids: list[str]) -> list[str]:
     return [w for w, flag in zip(workflow_ids, flags, strict=True) if flag]
 
 
+@pytest.mark.parametrize("flavour", DATABASES)
 async def test_a_worker_killed_mid_flow_loses_and_duplicates_no_write(
     env: WorkflowEnvironment,
     mailbox: Mailbox,
     tmp_path: Path,
     record_property: Callable[[str, object], None],
+    flavour: str,
 ) -> None:
     seed = int(os.environ.get("CAIRN_FAULT_SEED") or random.SystemRandom().randrange(10**9))
     rng = random.Random(seed)
@@ -117,7 +120,7 @@ async def test_a_worker_killed_mid_flow_loses_and_duplicates_no_write(
     print(f"\nworker SIGKILL test: seed {seed}, kill at {kill_at:.0%} of the writes")
     record_property("seed", seed)
 
-    async with own_stack(env.client, mailbox, tmp_path) as stack:
+    async with own_stack(env.client, mailbox, tmp_path, flavour) as stack:
         automation_id = await stack.automation(_automation(await sales_pipeline(stack)))
         contacts = [await stack.contact(first_name=f"C{n}") for n in range(CONTACTS)]
         log = tmp_path / "worker.log"
