@@ -380,17 +380,15 @@ def _needs(c: Condition, needs: _Needs | None = None) -> _Needs:
     needs.tags |= "tag" in c
     needs.lists |= "list" in c
     needs.scores |= "score" in c
-    name = (
-        c["event"]
-        if "event" in c
-        else _email_event(c["email"])
-        if "email" in c
-        else "page_visited"
-        if "page_visited" in c
-        else None
-    )
-    if name is not None:
-        needs.events[_events_key(name, c.get("within"))] = (name, c.get("within"))
+    if "event" in c:
+        name = c["event"]
+    elif "email" in c:
+        name = _email_event(c["email"])
+    elif "page_visited" in c:
+        name = "page_visited"
+    else:
+        return needs
+    needs.events[_events_key(name, c.get("within"))] = (name, c.get("within"))
     return needs
 
 

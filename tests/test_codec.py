@@ -25,6 +25,7 @@ from tests.conftest import API_TOKEN, Mailbox, Stack, _stack, eventually, stack_
 from tests.fakes import FakeServer, Reply, configured, fake_server, outcomes
 from tests.served import served_api
 from tests.test_engine import finished
+from tests.test_faults_api import held_until
 from tests.test_launcher import local_settings
 from worker.codec import ENCODING, key_id, ui_codec_endpoint, ui_codec_key
 from worker.launcher import start_temporal_dev_server
@@ -505,19 +506,6 @@ async def test_the_embedded_temporal_ui_is_served_the_codec_endpoint(tmp_path: P
 
 # --- key rotation -----------------------------------------------------------------------------
 
-HELD_FOR_EVENT: dict[str, Any] = {
-    "start": "hold",
-    "steps": {
-        "hold": {
-            "type": "wait",
-            "condition": {"event": "go"},
-            "timeout": {"days": 1},
-            "next": "done",
-        },
-        "done": {"type": "add_tag", "tag": "rotated"},
-    },
-}
-
 
 async def test_runs_sealed_with_an_old_key_finish_after_a_rotation(
     env: WorkflowEnvironment, mailbox: Mailbox, tmp_path: Path
@@ -532,7 +520,7 @@ async def test_runs_sealed_with_an_old_key_finish_after_a_rotation(
         _env_file=None,  # type: ignore[call-arg]
     )
     async with stack_of(before, env, mailbox) as stack:
-        automation_id = await stack.automation(HELD_FOR_EVENT)
+        automation_id = await stack.automation(held_until("go"))
         contact = await stack.contact(first_name="Philippa")
         with env.with_time_skipping_disabled():  # it must really sit in the wait
             handle = await stack.enroll(contact["id"], automation_id)
@@ -550,9 +538,9 @@ async def test_runs_sealed_with_an_old_key_finish_after_a_rotation(
         run = await finished(stack, handle.id)
         assert [(s["step"], s["outcome"]) for s in run["steps"]] == [
             ("hold", "done"),
-            ("done", "done"),
+            ("woken", "done"),
         ], run
-        assert "rotated" in (await stack.record(contact["id"]))["tags"]
+        assert "go" in (await stack.record(contact["id"]))["tags"]
 
         history = json.loads(
             (await stack.client.get_workflow_handle(handle.id).fetch_history()).to_json()
@@ -579,9 +567,5 @@ def test_old_keys_need_a_current_key_and_must_be_keys() -> None:
         Settings(encryption_old_keys=old, _env_file=None)  # type: ignore[call-arg]
     with pytest.raises(ValidationError, match="CAIRN_ENCRYPTION_OLD_KEYS is not valid base64"):
         Settings(encryption_key=KEY, encryption_old_keys=f"{old},not a key!", _env_file=None)  # type: ignore[call-arg]
-    assert (
-        Settings(
-            encryption_key=KEY, encryption_old_keys=f" {old} ,", _env_file=None
-        ).encryption_old_keys
-        == old
-    )  # type: ignore[call-arg]
+    rotated = Settings(encryption_key=KEY, encryption_old_keys=f" {old} ,", _env_file=None)  # type: ignore[call-arg]
+    assert rotated.encryption_old_keys == old

@@ -300,7 +300,7 @@ SPREAD_SECONDS = 3.0  # the POSTs start at random moments over this span
 DELIVERED_WITHIN = OUTBOX_LEASE.total_seconds() + 30
 
 
-def _held_until(event: str) -> dict[str, Any]:
+def held_until(event: str) -> dict[str, Any]:
     """Contacts wait (a day at most) for `event`, then are tagged: passing it = woken by it."""
     return {
         "start": "hold",
@@ -344,7 +344,7 @@ async def test_an_api_killed_mid_request_records_no_event_it_does_not_deliver(
     rng = random.Random(seed)
     print(f"\nseed {seed} (CAIRN_FAULT_SEED={seed} replays the kill threshold and request delays)")
     event = stack.unique("go")
-    automation_id = await stack.automation(_held_until(event))
+    automation_id = await stack.automation(held_until(event))
     contacts = [(await stack.contact())["id"] for _ in range(KILLED_CONTACTS)]
     with stack.env.with_time_skipping_disabled():  # they must really sit in the wait
         handles = dict(
