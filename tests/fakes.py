@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections import deque
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -31,6 +32,7 @@ class Received:
     query: str
     headers: list[tuple[str, str]]
     body: bytes
+    at: float = 0.0  # when it arrived, time.monotonic(): gaps between requests are checkable
 
     def header(self, name: str) -> str | None:
         return next((v for k, v in self.headers if k.lower() == name.lower()), None)
@@ -51,6 +53,10 @@ class Reply:
     status: int = 200
     body: bytes = b""
     headers: dict[str, str] = field(default_factory=dict)
+    delay: float = 0.0  # seconds to hold the answer (a slow provider: the caller's timeout)
+    # Record the request, then close the connection unanswered: the provider did the work but
+    # the caller never learnt it (a crash between the provider's create and storing its id).
+    hang_up: bool = False
 
 
 class FakeServer:
@@ -76,8 +82,12 @@ class FakeServer:
         status: int = 200,
         body: bytes | str | dict[str, Any] | list[Any] = b"",
         headers: dict[str, str] | None = None,
+        *,
+        delay: float = 0.0,
+        hang_up: bool = False,
     ) -> FakeServer:
-        """Queue one answer; a dict or list body is sent as JSON."""
+        """Queue one answer; a dict or list body is sent as JSON. `delay` holds it that many
+        seconds; `hang_up` closes the connection instead of answering."""
         headers = dict(headers or {})
         if isinstance(body, dict | list):
             body = json.dumps(body).encode()
@@ -85,7 +95,7 @@ class FakeServer:
         elif isinstance(body, str):
             body = body.encode()
         with self._lock:
-            self.replies.append(Reply(status, body, headers))
+            self.replies.append(Reply(status, body, headers, delay, hang_up))
         return self
 
     def reset(self) -> None:
@@ -119,15 +129,23 @@ class FakeServer:
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length) if length else b""
                 path, _, query = self.path.partition("?")
-                reply = fake._next(
-                    Received(self.command, path, query, list(self.headers.items()), body)
+                received = Received(
+                    self.command, path, query, list(self.headers.items()), body, time.monotonic()
                 )
-                self.send_response(reply.status)
-                for name, value in reply.headers.items():
-                    self.send_header(name, value)
-                self.send_header("Content-Length", str(len(reply.body)))
-                self.end_headers()
-                self.wfile.write(reply.body)
+                reply = fake._next(received)
+                if reply.hang_up:
+                    self.close_connection = True
+                    return
+                time.sleep(reply.delay)
+                try:
+                    self.send_response(reply.status)
+                    for name, value in reply.headers.items():
+                        self.send_header(name, value)
+                    self.send_header("Content-Length", str(len(reply.body)))
+                    self.end_headers()
+                    self.wfile.write(reply.body)
+                except (BrokenPipeError, ConnectionResetError):
+                    self.close_connection = True  # the caller stopped waiting (a held answer)
 
             do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _answer
 

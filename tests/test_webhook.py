@@ -208,12 +208,15 @@ async def test_a_flaky_webhook_is_retried_and_delivered_once(
 async def test_429_waits_for_retry_after_then_delivers(
     stack: Stack, receiver: FakeServer, private_allowed: None
 ) -> None:
-    receiver.reply(429, "slow down", {"Retry-After": "1"}).reply(204)
+    # 4 s: longer than the policy's first backoff (1 s), so only the header explains the gap.
+    receiver.reply(429, "slow down", {"Retry-After": "4"}).reply(204)
 
-    run, _ = await run_steps(stack, hook(f"{receiver.url}/limited"))
+    with stack.env.with_time_skipping_disabled():  # the pause must be real to be measured
+        run, _ = await run_steps(stack, hook(f"{receiver.url}/limited"))
 
     assert outcomes(run)["hook"] == ("done", None)
-    assert len(receiver.received) == 2
+    first, second = receiver.received
+    assert second.at - first.at >= 4.0
 
 
 def test_retry_after_reads_seconds_and_dates() -> None:
