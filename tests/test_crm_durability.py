@@ -1,5 +1,6 @@
-"""A worker killed (SIGKILL) in the middle of runs of CRM steps, then restarted: every deal,
-task, note and score change happens exactly once per step visit (SPEC §3, DESIGN §5)."""
+"""CRM writes happen exactly once per step visit (SPEC §3, DESIGN §5): when the activity
+fails right after its transaction committed (each write step, deterministically), and when a
+worker is killed (SIGKILL) in the middle of runs of CRM steps, then restarted."""
 
 from __future__ import annotations
 
@@ -8,12 +9,16 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import func, select
+import pytest
+from sqlalchemy import event, func, select
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.orm import Session
 
-from store.models import Deal, DealContact, DealNote, DealScore, Score, Task
+from store.models import ActionLog, Deal, DealContact, DealNote, DealScore, Score, Task
 from tests.conftest import Stack, eventually
 from tests.faults import count, worker_process
-from tests.test_crm_api import sales_pipeline
+from tests.test_crm_api import _get, sales_pipeline
+from tests.test_engine import finished
 from worker.enrollment import Enrolled, enroll
 from workflows.contracts import RunState
 
@@ -119,3 +124,89 @@ async def test_a_killed_worker_duplicates_no_crm_write(stack: Stack, tmp_path: P
         assert deal_score is not None and deal_score.value == ROUNDS
         assert contact_score is not None and contact_score.value == ROUNDS
         assert deal.fields == {"touches": ROUNDS}
+
+
+# Each CRM step that adds something, on its own after a deal to act on where it needs one.
+ADDING_STEPS: dict[str, dict[str, Any]] = {
+    "add_deal": {"type": "add_deal", "title": "Once", "value": 100, "currency": "USD"},
+    "add_task": {"type": "add_task", "title": "Call once", "due_in": {"days": 1}, "on": "deal"},
+    "add_deal_note": {"type": "add_deal_note", "note": "Noted once"},
+    "adjust_deal_score": {"type": "adjust_deal_score", "score": "heat", "op": "add", "value": 5},
+    "add_to_account": {"type": "add_to_account", "account": "%COMPANY%", "job_title": "CTO"},
+}
+
+
+@pytest.mark.parametrize("step_type", list(ADDING_STEPS))
+async def test_a_crm_write_retried_after_its_commit_happens_once(
+    any_stack: Stack, step_type: str
+) -> None:
+    """The database fails right after committing the step's write (as if the connection
+    dropped before the answer): the activity fails, Temporal retries it, and the action log
+    returns the recorded outcome instead of writing again (tests/test_engine.py does the
+    same for a contact score)."""
+    stack = any_stack
+    pipeline = await sales_pipeline(stack)
+    deal = {**ADDING_STEPS["add_deal"], "pipeline": pipeline, "stage": "Lead", "next": "step"}
+    step = {**ADDING_STEPS[step_type], "next": None}
+    if step_type == "add_deal":
+        step.update(pipeline=pipeline, stage="Lead")
+        document: dict[str, Any] = {"start": "step", "steps": {"step": step}}
+    elif step_type == "add_to_account":
+        document = {"start": "step", "steps": {"step": step}}
+    else:
+        document = {"start": "deal", "steps": {"deal": deal, "step": step}}
+    automation_id = await stack.automation(document)
+    company = stack.unique("Once Inc")
+    contact = await stack.contact(fields={"company": company})
+    writes = len(document["steps"])  # the step under test writes last
+    seen: list[str] = []
+    failures: list[str] = []
+
+    def note_the_step_write(session: Session, _context: Any, _instances: Any) -> None:
+        for row in session.new:
+            if isinstance(row, ActionLog) and row.key.startswith(f"cairn:{automation_id}:"):
+                seen.append(row.key)
+                if len(seen) == writes:
+                    session.info["step_write"] = True
+
+    def fail_once_after_commit(session: Session) -> None:
+        if session.info.pop("step_write", False) and not failures:
+            failures.append("after commit")
+            raise OperationalError("COMMIT", {}, Exception("connection lost after commit"))
+
+    event.listen(Session, "before_flush", note_the_step_write)
+    event.listen(Session, "after_commit", fail_once_after_commit)
+    try:
+        handle = await stack.enroll(contact["id"], automation_id)
+        run = await finished(stack, handle.id)
+    finally:
+        event.remove(Session, "before_flush", note_the_step_write)
+        event.remove(Session, "after_commit", fail_once_after_commit)
+    assert failures == ["after commit"]
+    assert len(seen) == writes, seen  # the retry found its key: no second action-log row
+    assert [(s["step"], s["outcome"], s["reason"]) for s in run["steps"]][-1] == (
+        "step",
+        "done",
+        None,
+    ), run
+
+    record = await stack.record(contact["id"])
+    (only_deal,) = record["deals"] if step_type != "add_to_account" else [None]
+    if step_type == "add_deal":
+        assert only_deal["title"] == "Once"
+    elif step_type == "add_task":
+        assert [(t["title"], t["deal"]) for t in record["tasks"]] == [
+            ("Call once", only_deal["id"])
+        ]
+    elif step_type == "add_deal_note":
+        notes = await _get(stack, f"/deals/{only_deal['id']}/notes")
+        assert [n["note"] for n in notes["items"]] == ["Noted once"]
+    elif step_type == "adjust_deal_score":
+        assert only_deal["scores"] == {"heat": 5.0}
+    else:
+        assert record["deals"] == []
+        assert (record["account"]["name"], record["account"]["job_title"]) == (company, "CTO")
+        accounts = await _get(stack, "/accounts?limit=500")
+        assert [a["name"] for a in accounts["items"]].count(company) == 1
+        # The step's "done" (asserted above) is the recorded outcome: a second write would
+        # have found the contact in the account and been skipped with "already_in_account".
