@@ -412,8 +412,8 @@ class GoalStep(LinearStep):
     def conditions(self) -> list[tuple[str, Condition]]:
         return [("condition", self.condition)]
 
-    def pauses(self) -> bool:
-        return self.unmet == "wait"
+    # No `pauses()`: even with `unmet: "wait"` a goal holds a contact only until it is
+    # achieved, which happens once per run; the next pass goes straight through.
 
 
 class StartAutomationStep(LinearStep):

@@ -361,13 +361,16 @@ def test_loop_without_goto_or_wait_is_a_warning() -> None:
     assert "a → b → a" in problems[0].message
 
 
-def test_goal_waiting_breaks_a_loop() -> None:
+def test_a_waiting_goal_does_not_break_a_loop() -> None:
+    # The goal holds a contact only until it is achieved (once per run): every later pass
+    # goes straight through, so the loop spins until goto_limit, as the engine does.
     steps = {
         "a": {"type": "goal", "condition": {"tag": "x"}, "unmet": "wait", "next": "b"},
         "b": {"type": "goto", "target": "a"},
     }
     _, problems = validate_automation(_doc(steps))
-    assert problems == []
+    assert [(p.path, p.severity) for p in problems] == [("steps.b.target", "warning")]
+    assert "goto loop with no wait" in problems[0].message
 
 
 def test_other_automations_are_checked_when_known() -> None:
