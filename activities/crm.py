@@ -233,7 +233,13 @@ async def _add_to_account(visit: Visit) -> Outcome:
     account = await crm_store.find_account(session, name)
     created = account is None
     if account is None:
-        account = await crm_store.create_account(session, name)
+        try:
+            account = await crm_store.create_account(session, name)
+        except Conflict:
+            # Another transaction created it (maybe spelt in another case) since we looked.
+            account, created = await crm_store.find_account(session, name), False
+            if account is None:
+                raise
     changed = await crm_store.link_contact(session, account, visit.contact.id, job_title or None)
     if not changed:
         return skipped("already_in_account")

@@ -95,7 +95,7 @@ class _Evaluator:
         self.session = session
         self.facts = facts
         self.now = now if now.tzinfo else now.replace(tzinfo=UTC)
-        # The current deal's values per pipeline restriction, read once per evaluation.
+        # The deal's values per pipeline restriction, read once per evaluation.
         self.deals: dict[str | None, dict[str, Any] | None] = {}
 
     async def _tags(self) -> set[str]:
@@ -169,7 +169,8 @@ class _Evaluator:
         raise ValueError(f"unknown condition: {sorted(c)}")
 
     async def _deal(self, c: Condition) -> bool:
-        """Compare a field of the current deal (SPEC §2.1 rule); no such deal meets nothing."""
+        """Compare a field of the current deal, else of the contact's latest updated deal (a won
+        or lost one: see `condition_deal`); a contact without a deal meets nothing."""
         pipeline = c.get("pipeline")
         if pipeline not in self.deals:
             self.deals[pipeline] = await deal_values(self.session, self.facts.contact_id, pipeline)

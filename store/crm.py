@@ -9,12 +9,13 @@ outbox row per contact of the deal, in the same transaction (DESIGN §2): `deal_
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import func, or_, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from store.contacts import InvalidChange, emit, normalize_email
@@ -66,6 +67,20 @@ def _fits(value: str, column: Any, what: str) -> str:
     if len(value) > limit:
         raise InvalidChange(f"{what} may be at most {limit} characters; this one has {len(value)}")
     return value
+
+
+async def _write_named(
+    session: AsyncSession, what: str, name: str, change: Callable[[], None]
+) -> None:
+    """Make `change` (adding or renaming a pipeline or account) and flush it in a savepoint:
+    another transaction may have taken the name, in any case, since we looked, and the unique
+    index on lower(name) has the last word. That clash is a `Conflict`; the transaction goes on."""
+    try:
+        async with session.begin_nested():  # flushes what was pending first
+            change()
+            await session.flush()
+    except IntegrityError:
+        raise Conflict(f'{what} named "{name}" already exists') from None
 
 
 def _check_value(value: int) -> int:
@@ -173,8 +188,7 @@ async def create_pipeline(session: AsyncSession, name: str, stages: Sequence[str
     if await find_pipeline(session, name) is not None:
         raise Conflict(f'a pipeline named "{name.strip()}" already exists')
     pipeline = Pipeline(name=name.strip())
-    session.add(pipeline)
-    await session.flush()
+    await _write_named(session, "a pipeline", pipeline.name, lambda: session.add(pipeline))
     session.add_all(
         Stage(pipeline_id=pipeline.id, name=stage, position=index)
         for index, stage in enumerate(names)
@@ -192,7 +206,10 @@ async def update_pipeline(
         other = await find_pipeline(session, name)
         if other is not None and other.id != pipeline.id:
             raise Conflict(f'a pipeline named "{name.strip()}" already exists')
-        pipeline.name = name.strip()
+        new_name = name.strip()
+        await _write_named(
+            session, "a pipeline", new_name, lambda: setattr(pipeline, "name", new_name)
+        )
     if stages is None:
         return
     names = _check_stage_names(stages)
@@ -430,6 +447,24 @@ async def current_deal(
     return await session.scalar(query.order_by(Deal.created_at.desc(), Deal.id.desc()).limit(1))
 
 
+async def condition_deal(
+    session: AsyncSession, contact_id: int, pipeline_id: int | None = None
+) -> Deal | None:
+    """The deal a `deal` condition reads: the current deal, else the contact's most recently
+    updated deal of any status (so "status is won" can hold once the deal is won or lost)."""
+    deal = await current_deal(session, contact_id, pipeline_id)
+    if deal is not None:
+        return deal
+    query = (
+        select(Deal)
+        .join(DealContact, DealContact.deal_id == Deal.id)
+        .where(DealContact.contact_id == contact_id)
+    )
+    if pipeline_id is not None:
+        query = query.where(Deal.pipeline_id == pipeline_id)
+    return await session.scalar(query.order_by(Deal.updated_at.desc(), Deal.id.desc()).limit(1))
+
+
 async def list_deals(
     session: AsyncSession,
     *,
@@ -509,15 +544,15 @@ async def deal_records(session: AsyncSession, deals: Sequence[Deal]) -> list[dic
 async def deal_values(
     session: AsyncSession, contact_id: int, pipeline: str | None = None
 ) -> dict[str, Any] | None:
-    """What a `deal` condition compares: the current deal's standard fields (value in minor
-    units), custom fields and scores; None without a current deal (or unknown pipeline)."""
+    """What a `deal` condition compares: the standard fields (value in minor units), custom
+    fields and scores of `condition_deal`; None without any deal (or an unknown pipeline)."""
     pipeline_id = None
     if pipeline is not None:
         found = await find_pipeline(session, pipeline)
         if found is None:
             return None
         pipeline_id = found.id
-    deal = await current_deal(session, contact_id, pipeline_id)
+    deal = await condition_deal(session, contact_id, pipeline_id)
     if deal is None:
         return None
     (record,) = await deal_records(session, [deal])
@@ -628,8 +663,7 @@ async def create_account(
         raise Conflict(f'an account named "{name.strip()}" already exists')
     name = _fits(name.strip(), Account.name, "an account's name")
     account = Account(name=name, url=url, fields=_merge_fields({}, fields or {}))
-    session.add(account)
-    await session.flush()
+    await _write_named(session, "an account", name, lambda: session.add(account))
     return account
 
 
@@ -640,7 +674,8 @@ async def update_account(session: AsyncSession, account: Account, changes: dict[
         other = await find_account(session, changes["name"])
         if other is not None and other.id != account.id:
             raise Conflict(f'an account named "{changes["name"].strip()}" already exists')
-        account.name = _fits(changes["name"].strip(), Account.name, "an account's name")
+        name = _fits(changes["name"].strip(), Account.name, "an account's name")
+        await _write_named(session, "an account", name, lambda: setattr(account, "name", name))
         changed = True
     if "url" in changes and changes["url"] != account.url:
         url = changes["url"]
@@ -831,7 +866,8 @@ async def reference_warnings(
     session: AsyncSession, document: dict[str, Any]
 ) -> list[dict[str, Any]]:
     """Warnings (never errors: they may be created later) for pipelines, stages and users the
-    automation names that do not exist now; a step naming one fails when it runs."""
+    automation names that do not exist now, and user names several users share; a step naming
+    one fails when it runs."""
     pipelines = {_key(p.name): p.id for p in (await session.scalars(select(Pipeline))).all()}
     stages: dict[int, set[str]] = {}
     for stage in (await session.scalars(select(Stage))).all():
@@ -855,6 +891,12 @@ async def reference_warnings(
                     warn(ref, f'pipeline "{ref.pipeline}" has no stage "{ref.name}"')
             elif not any(_key(ref.name) in names for names in stages.values()):
                 warn(ref, f'no pipeline has a stage "{ref.name}"')
-        elif ref.kind == "user" and not await find_users(session, ref.name):
-            warn(ref, f'user "{ref.name}" does not exist yet (users are named by email or name)')
+        elif ref.kind == "user":
+            users = await find_users(session, ref.name)
+            if not users:
+                warn(
+                    ref, f'user "{ref.name}" does not exist yet (users are named by email or name)'
+                )
+            elif len(users) > 1:
+                warn(ref, f'several users are named "{ref.name}": name the user by email')
     return warnings

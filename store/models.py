@@ -17,6 +17,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    func,
     text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -289,6 +290,8 @@ class User(Base):
 
 class Pipeline(Base):
     __tablename__ = "pipelines"
+    # Names are unique whatever their case, in the database too (concurrent creations).
+    __table_args__ = (Index("uq_pipelines_lower_name", func.lower(text("name")), unique=True),)
 
     id: Mapped[int] = mapped_column(Id, primary_key=True)
     name: Mapped[str] = mapped_column(String(200), unique=True)
@@ -384,6 +387,8 @@ class Account(Base):
     """A company; contacts belong to at most one."""
 
     __tablename__ = "accounts"
+    # Names are unique whatever their case, in the database too (concurrent add_to_account).
+    __table_args__ = (Index("uq_accounts_lower_name", func.lower(text("name")), unique=True),)
 
     id: Mapped[int] = mapped_column(Id, primary_key=True)
     name: Mapped[str] = mapped_column(String(200), unique=True)

@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime
 from typing import Any
 
+import pytest
+from sqlalchemy import func, select, text
+from sqlalchemy.exc import IntegrityError
+
 from store.conditions import evaluate_all
 from store.crm import format_money
-from tests.conftest import Stack
+from store.models import Account, Pipeline
+from tests.conftest import POSTGRES_URL, Stack, eventually
+from tests.test_engine import finished
 
 API = "/api/v1"
 
@@ -364,3 +371,215 @@ async def test_crm_routes_need_the_token_and_refuse_bad_input_clearly(any_stack:
             response.text,
         )
         assert "detail" in response.json()
+
+
+async def test_deal_condition_reads_a_won_or_lost_deal_when_none_is_open(any_stack: Stack) -> None:
+    """Without an open deal (in the leaf's pipeline), the condition reads the contact's most
+    recently updated deal of any status: "status is won" can hold."""
+    stack = any_stack
+    sales, support = await sales_pipeline(stack), await sales_pipeline(stack, "New", "Done")
+    cid = (await stack.contact())["id"]
+    base = {"currency": "USD", "contacts": [cid], "pipeline": sales}
+    first = await _post(stack, "/deals", {**base, "title": "First", "value": 100})
+    second = await _post(stack, "/deals", {**base, "title": "Second", "value": 200})
+    ticket = await _post(stack, "/deals", {**base, "title": "Ticket", "pipeline": support})
+
+    def status(value: str, pipeline: str | None = sales) -> dict[str, Any]:
+        leaf = {"deal": {"field": "status", "op": "is", "value": value}}
+        return {**leaf, "pipeline": pipeline} if pipeline else leaf
+
+    async def holds(*conditions: dict[str, Any]) -> list[bool]:
+        async with stack.db.read() as session:
+            return await evaluate_all(session, cid, list(conditions), datetime.now(UTC))
+
+    assert await holds(status("open"), status("won")) == [True, False]
+    await _patch(stack, f"/deals/{second['id']}", {"status": "lost"})
+    # First is still open: the current deal, whatever the lost one's update.
+    assert await holds(status("open"), status("lost")) == [True, False]
+    await _patch(stack, f"/deals/{first['id']}", {"status": "won"})
+    title_first = {"deal": {"field": "title", "op": "is", "value": "First"}, "pipeline": sales}
+    assert await holds(status("won"), status("open"), title_first) == [True, False, True]
+    # Another pipeline's open deal is the current one when no pipeline is named.
+    assert await holds(status("open", None), status("won", None)) == [True, False]
+    await _patch(stack, f"/deals/{ticket['id']}", {"status": "won"})
+    assert await holds(status("won", None), status("won", support)) == [True, True]
+    # Of two closed deals, the one updated last.
+    await _patch(stack, f"/deals/{second['id']}", {"title": "Second, revisited"})
+    assert await holds(status("lost"), status("won")) == [True, False]
+    # A reopened deal is the current deal again.
+    await _patch(stack, f"/deals/{first['id']}", {"status": "open"})
+    assert await holds(status("open"), title_first) == [True, True]
+
+
+async def test_saving_warns_of_a_user_name_several_users_share(any_stack: Stack) -> None:
+    stack = any_stack
+    pipeline = await sales_pipeline(stack)
+    shared = stack.unique("Alex")
+    first = await sales_user(stack, name=shared)
+    await sales_user(stack, name=shared.upper())
+    document = {
+        "name": stack.unique("shared-owner"),
+        "start": "deal",
+        "steps": {
+            "deal": {
+                "type": "add_deal",
+                "title": "D",
+                "value": 1,
+                "currency": "USD",
+                "pipeline": pipeline,
+                "stage": "Lead",
+                "owner": shared,
+                "next": "task",
+            },
+            "task": {
+                "type": "add_task",
+                "title": "t",
+                "due_in": {"days": 1},
+                "assignee": first["email"],  # an email names one user
+            },
+        },
+    }
+    saved = await _post(stack, "/automations", document)
+    assert [(w["step"], w["path"]) for w in saved["warnings"]] == [("deal", "steps.deal.owner")]
+    assert "several users" in saved["warnings"][0]["message"]
+    assert shared in saved["warnings"][0]["message"]
+
+
+async def test_names_are_unique_whatever_their_case_in_the_database(any_stack: Stack) -> None:
+    """The unique indexes on lower(name) (migration 0006) refuse what the code's own check
+    could miss when two transactions race."""
+    stack = any_stack
+    account_name, pipeline_name = stack.unique("Acme"), await sales_pipeline(stack)
+    await _post(stack, "/accounts", {"name": account_name})
+    for row in (Account(name=account_name.upper()), Pipeline(name=pipeline_name.lower())):
+        with pytest.raises(IntegrityError):
+            async with stack.db.write() as session:
+                session.add(row)
+    async with stack.db.read() as session:
+        assert (
+            await session.scalar(
+                select(func.count()).where(func.lower(Account.name) == account_name.lower())
+            )
+            == 1
+        )
+
+
+@pytest.mark.skipif(not POSTGRES_URL, reason="CAIRN_TEST_POSTGRES_URL not set")
+async def test_concurrent_creations_of_one_name_make_one_account_and_one_pipeline(
+    pg_stack: Stack,
+) -> None:
+    """On PostgreSQL, writers do not queue (SQLite's one writer at a time makes this race
+    impossible there): another transaction holds "acme" uncommitted while an add_to_account
+    step creates "ACME" and the API creates a pipeline of a held name. Both wait on the unique
+    index; once the holder commits, the step joins the account it finds, the API answers 409."""
+    stack = pg_stack
+    account_name, pipeline_name = stack.unique("acme"), stack.unique("pipe")
+    automation_id = await stack.automation(
+        {"start": "join", "steps": {"join": {"type": "add_to_account", "account": "%COMPANY%"}}}
+    )
+    contact = await stack.contact(fields={"company": account_name.upper()})
+    waiting = select(func.count()).select_from(text("pg_locks")).where(text("NOT granted"))
+    async with stack.db.write() as holder:
+        holder.add_all([Account(name=account_name), Pipeline(name=pipeline_name)])
+        await holder.flush()
+        handle = await stack.enroll(contact["id"], automation_id)
+        created = asyncio.create_task(
+            stack.http.post(
+                f"{API}/pipelines", json={"name": pipeline_name.upper(), "stages": ["A"]}
+            )
+        )
+
+        async def both_wait() -> None:
+            async with stack.db.read() as session:
+                assert await session.scalar(waiting) == 2
+
+        await eventually(both_wait)
+    response = await created
+    assert response.status_code == 409, response.text
+    assert pipeline_name.upper() in response.json()["detail"]
+    run = await finished(stack, handle.id)
+    assert [(s["step"], s["outcome"]) for s in run["steps"]] == [("join", "done")]
+    record = await stack.record(contact["id"])
+    assert record["account"]["name"] == account_name  # the holder's spelling: its account
+    async with stack.db.read() as session:
+        for model, name in ((Account, account_name), (Pipeline, pipeline_name)):
+            assert (
+                await session.scalar(select(func.count()).where(func.lower(model.name) == name))
+                == 1
+            )
+
+
+async def test_read_paths_list_and_rename(any_stack: Stack) -> None:
+    stack = any_stack
+    # Users: the newest are last in the list (by id), with their records.
+    before = (await _get(stack, "/users?limit=1"))["total"]
+    ann, bob = await sales_user(stack, name="Ann"), await sales_user(stack, name="Bob")
+    users = await _get(stack, f"/users?limit=2&offset={before}")
+    assert users == {"items": [ann, bob], "total": before + 2, "limit": 2, "offset": before}
+    assert (await _get(stack, f"/users?limit=1&offset={before + 1}"))["items"] == [bob]
+
+    # Pipelines: listed with their stages, read by id.
+    before = (await _get(stack, "/pipelines?limit=1"))["total"]
+    name = await sales_pipeline(stack, "Lead", "Won")
+    (pipeline,) = (await _get(stack, f"/pipelines?limit=5&offset={before}"))["items"]
+    assert (pipeline["name"], [s["name"] for s in pipeline["stages"]]) == (name, ["Lead", "Won"])
+    assert await _get(stack, f"/pipelines/{pipeline['id']}") == pipeline
+    await _get(stack, "/pipelines/999999999", status=404)
+
+    # A deal and a task by id, as they were created.
+    contact = await stack.contact()
+    deal = await _post(
+        stack,
+        "/deals",
+        {
+            "title": "Read me",
+            "value": 4200,
+            "currency": "EUR",
+            "pipeline": name,
+            "stage": "Won",
+            "owner": ann["email"],
+            "contacts": [contact["id"]],
+        },
+    )
+    read = await _get(stack, f"/deals/{deal['id']}")
+    assert read == deal
+    assert (read["title"], read["formatted_value"], read["stage"], read["owner"]) == (
+        "Read me",
+        "€42.00",
+        "Won",
+        ann,
+    )
+    task = await _post(
+        stack,
+        "/tasks",
+        {"title": "Ring", "type": "call", "deal": deal["id"], "assignee": bob["id"]},
+    )
+    assert await _get(stack, f"/tasks/{task['id']}") == task
+    assert (task["title"], task["type"], task["deal"], task["assignee"]) == (
+        "Ring",
+        "call",
+        deal["id"],
+        bob,
+    )
+    await _get(stack, "/tasks/999999999", status=404)
+
+    # Accounts: listed (newest last), read by id, renamed, and a rename onto a taken name.
+    first = await _post(stack, "/accounts", {"name": stack.unique("Acme")})
+    second = await _post(stack, "/accounts", {"name": stack.unique("Bolt"), "fields": {"n": 1}})
+    total = (await _get(stack, "/accounts?limit=1"))["total"]
+    listed = await _get(stack, f"/accounts?limit=5&offset={total - 2}")
+    assert listed["items"] == [first, second] and listed["total"] == total
+    assert await _get(stack, f"/accounts/{second['id']}") == second
+    await _get(stack, "/accounts/999999999", status=404)
+    new_name = stack.unique("Acme Renamed")
+    renamed = await _patch(stack, f"/accounts/{first['id']}", {"name": f"  {new_name} "})
+    assert (renamed["id"], renamed["name"], renamed["url"]) == (first["id"], new_name, None)
+    assert await _get(stack, f"/accounts/{first['id']}") == renamed
+    clash = await _patch(
+        stack, f"/accounts/{first['id']}", {"name": second["name"].upper()}, status=409
+    )
+    assert second["name"].upper() in clash["detail"]
+    # Renaming to its own name in another case is no clash.
+    recased = await _patch(stack, f"/accounts/{first['id']}", {"name": new_name.lower()})
+    assert recased["name"] == new_name.lower()
+    assert (await _get(stack, f"/accounts/{second['id']}"))["name"] == second["name"]
