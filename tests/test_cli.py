@@ -3,16 +3,24 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import sys
+import uuid
 from collections.abc import AsyncIterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
+from temporalio.api.operatorservice.v1 import ListSearchAttributesRequest
+from temporalio.api.workflowservice.v1 import DescribeNamespaceRequest
+from temporalio.testing import WorkflowEnvironment
 
 from tests.conftest import API_TOKEN, Stack, eventually
 from tests.served import served_api
 from worker.cli import main
 from worker.operate import render_report
+from worker.temporal_server import SEARCH_ATTRIBUTES
 
 
 @pytest.fixture(scope="module")
@@ -200,3 +208,55 @@ async def test_import_with_no_good_row_fails(
     assert "--map 'oops': expected CSV_COLUMN=FIELD" in capsys.readouterr().err
     assert await cairn(api_url, "contacts", "import", str(tmp_path / "missing.csv")) == 1
     assert "cannot read" in capsys.readouterr().err
+
+
+async def _cairn_setup(target: str, namespace: str, cwd: Path) -> tuple[int, str]:
+    """`cairn setup` as its own process, as a deployment runs it."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "worker.cli",
+        "setup",
+        "--wait",
+        "10",
+        "--retention-days",
+        "3",
+        env={
+            **os.environ,
+            "CAIRN_TEMPORAL_ADDRESS": target,
+            "CAIRN_TEMPORAL_NAMESPACE": namespace,
+        },
+        cwd=cwd,  # no stray .env file is read
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    output, _ = await asyncio.wait_for(process.communicate(), timeout=120)
+    return process.returncode or 0, output.decode()
+
+
+async def test_setup_creates_the_namespace_then_its_search_attributes_idempotently(
+    env: WorkflowEnvironment, tmp_path: Path
+) -> None:
+    target = env.client.service_client.config.target_host
+    namespace = f"cairn-setup-{uuid.uuid4().hex[:8]}"
+    code, output = await _cairn_setup(target, namespace, tmp_path)
+    assert code == 0, output
+    where = f"namespace {namespace!r} at {target}"
+    assert f"created {where} (retention 3 days)" in output
+    names = ", ".join(sorted(key.name for key in SEARCH_ATTRIBUTES))
+    assert f"registered search attributes {names} in {where}" in output
+
+    code, output = await _cairn_setup(target, namespace, tmp_path)
+    assert code == 0, output
+    assert f"{where} already exists" in output
+    assert f"search attributes already registered in {where}" in output
+
+    described = await env.client.workflow_service.describe_namespace(
+        DescribeNamespaceRequest(namespace=namespace)
+    )
+    retention = described.config.workflow_execution_retention_ttl
+    assert retention.ToTimedelta() == timedelta(days=3)
+    listed = await env.client.operator_service.list_search_attributes(
+        ListSearchAttributesRequest(namespace=namespace)
+    )
+    assert {key.name for key in SEARCH_ATTRIBUTES} <= set(listed.custom_attributes)

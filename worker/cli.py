@@ -10,6 +10,7 @@ import signal
 import sys
 import time
 from collections.abc import Callable, Coroutine, Sequence
+from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -21,6 +22,10 @@ from worker.settings import Settings, get_settings
 if TYPE_CHECKING:
     import httpx
     from temporalio.client import Client
+
+# Temporal keeps a finished run's history this long in a namespace `cairn setup` creates: long
+# enough to look into last week's runs in the UI, short enough not to pile up.
+DEFAULT_RETENTION_DAYS = 7
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -60,13 +65,24 @@ def _parser() -> argparse.ArgumentParser:
     mailbox.add_argument("--port", type=int, help="port to listen on (default CAIRN_SMTP_PORT)")
     mailbox.set_defaults(command=_mailbox)
 
-    setup = commands.add_parser("setup", help="register Cairn's search attributes on a cluster")
+    setup = commands.add_parser(
+        "setup",
+        help="prepare a cluster: create the namespace if missing, register the search attributes",
+    )
     setup.add_argument(
         "--wait",
         type=float,
         default=60.0,
         metavar="SECONDS",
         help="how long to retry connecting to Temporal (it may still be starting)",
+    )
+    setup.add_argument(
+        "--retention-days",
+        type=float,
+        default=DEFAULT_RETENTION_DAYS,
+        metavar="DAYS",
+        help="how long a new namespace keeps finished runs' histories "
+        f"(default {DEFAULT_RETENTION_DAYS}; an existing namespace is left as it is)",
     )
     setup.set_defaults(command=_setup)
     _operator_commands(commands)
@@ -212,12 +228,22 @@ def _mailbox(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _setup(settings: Settings, args: argparse.Namespace) -> int:
-    from worker.temporal_server import register_search_attributes
+    from worker.temporal_server import ensure_namespace, register_search_attributes
+
+    if args.retention_days <= 0:
+        print("cairn: --retention-days must be positive", file=sys.stderr)
+        return 2
 
     async def setup() -> int:
         client = await _connect_with_retry(settings, args.wait)
-        added = await register_search_attributes(client, settings.temporal_namespace)
-        where = f"namespace {settings.temporal_namespace!r} at {settings.temporal_address}"
+        namespace = settings.temporal_namespace
+        where = f"namespace {namespace!r} at {settings.temporal_address}"
+        retention = timedelta(days=args.retention_days)
+        if await ensure_namespace(client, namespace, retention):
+            print(f"created {where} (retention {args.retention_days:g} days)")
+        else:
+            print(f"{where} already exists")
+        added = await register_search_attributes(client, namespace)
         if added:
             print(f"registered search attributes {', '.join(added)} in {where}")
         else:

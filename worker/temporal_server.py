@@ -1,10 +1,13 @@
 """The Temporal side of process wiring: Cairn's search attributes, the dev server's command line,
-and registering the attributes on a real cluster (`cairn setup`)."""
+and preparing a real cluster (`cairn setup`: the namespace, then the attributes in it)."""
 
 from __future__ import annotations
 
+import asyncio
 import shutil
 import sys
+import time
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -14,6 +17,7 @@ from temporalio.api.operatorservice.v1 import (
     AddSearchAttributesRequest,
     ListSearchAttributesRequest,
 )
+from temporalio.api.workflowservice.v1 import DescribeNamespaceRequest, RegisterNamespaceRequest
 from temporalio.client import Client
 from temporalio.common import SearchAttributeIndexedValueType, SearchAttributeKey
 from temporalio.service import RPCError, RPCStatusCode
@@ -118,28 +122,79 @@ def dev_server_args(settings: Settings, *, sqlite_pragmas: bool = True) -> list[
     return args
 
 
-async def register_search_attributes(client: Client, namespace: str) -> list[str]:
+async def ensure_namespace(
+    client: Client, namespace: str, retention: timedelta, *, wait: float = 30.0
+) -> bool:
+    """Register `namespace` with `retention` unless it exists; True when this call created it.
+
+    Idempotent: a namespace that exists (made by an earlier or a concurrent `cairn setup`, or
+    by the cluster's operators) is left as it is, retention included. A new namespace reaches
+    every frontend's cache after a few seconds: this returns once it can be described, within
+    `wait` seconds."""
+    if await _namespace_exists(client, namespace):
+        return False
+    try:
+        await client.workflow_service.register_namespace(
+            RegisterNamespaceRequest(
+                namespace=namespace,
+                description="Cairn's automation runs",
+                workflow_execution_retention_period=retention,
+            )
+        )
+        created = True
+    except RPCError as err:
+        if err.status != RPCStatusCode.ALREADY_EXISTS:
+            raise
+        created = False
+    deadline = time.monotonic() + wait
+    while not await _namespace_exists(client, namespace):
+        if time.monotonic() >= deadline:
+            raise RuntimeError(f"namespace {namespace!r} was registered but is not visible yet")
+        await asyncio.sleep(1)
+    return created
+
+
+async def _namespace_exists(client: Client, namespace: str) -> bool:
+    try:
+        await client.workflow_service.describe_namespace(
+            DescribeNamespaceRequest(namespace=namespace)
+        )
+    except RPCError as err:
+        if err.status != RPCStatusCode.NOT_FOUND:
+            raise
+        return False
+    return True
+
+
+async def register_search_attributes(
+    client: Client, namespace: str, *, wait: float = 30.0
+) -> list[str]:
     """Add Cairn's search attributes to `namespace` on a cluster; return the names it added.
 
     Idempotent: attributes already there (including by a concurrent `cairn setup`) are left alone.
-    An attribute registered with another type is an error no retry can fix, so it raises.
+    An attribute registered with another type is an error no retry can fix, so it raises. A
+    namespace created moments ago may still be unknown to the cluster's search attribute
+    manager: that is retried for `wait` seconds.
     """
     added: list[str] = []
-    # The server adds all or none: if a concurrent setup added one of ours first, list again.
-    for _ in range(3):
-        missing = await _missing_search_attributes(client, namespace)
-        if not missing:
-            break
+    deadline = time.monotonic() + wait
+    while True:
         try:
+            missing = await _missing_search_attributes(client, namespace)
+            if not missing:
+                return sorted(added)
             await client.operator_service.add_search_attributes(
                 AddSearchAttributesRequest(search_attributes=missing, namespace=namespace)
             )
         except RPCError as err:
-            if err.status != RPCStatusCode.ALREADY_EXISTS:
+            # ALREADY_EXISTS: the server adds all or none, and a concurrent setup added one of
+            # ours first; list again.
+            transient = (RPCStatusCode.NOT_FOUND, RPCStatusCode.ALREADY_EXISTS)
+            if err.status not in transient or time.monotonic() >= deadline:
                 raise
+            await asyncio.sleep(1)
         else:
             added += missing
-    return sorted(added)
 
 
 async def _missing_search_attributes(
