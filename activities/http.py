@@ -7,6 +7,7 @@ step's `on_error`).
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
 
@@ -14,8 +15,8 @@ import httpx
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-# Connect within 5 s; no single read, write or pool wait longer than 30 s. Callers that must
-# bound a whole exchange (redirects included) also wrap it in `asyncio.timeout(TOTAL_SECONDS)`.
+# Connect within 5 s; no single read, write or pool wait longer than 30 s; and, by `deadline()`,
+# no whole exchange (a slow trickle of bytes, redirects included) longer than TOTAL_SECONDS.
 TIMEOUT = httpx.Timeout(30.0, connect=5.0)
 TOTAL_SECONDS = 30.0
 # A provider asking for a longer pause is still retried, but not later than this.
@@ -39,6 +40,17 @@ def retry_after(response: httpx.Response, now: datetime | None = None) -> timede
             when = when.replace(tzinfo=UTC)
         delay = max(when - (now or datetime.now(UTC)), timedelta(0))
     return min(delay, MAX_RETRY_AFTER)
+
+
+def deadline() -> asyncio.Timeout:
+    """The bound on one whole exchange with a provider: `async with deadline(): ...` raises
+    TimeoutError after TOTAL_SECONDS (read when the exchange starts, so a test may shorten it)."""
+    return asyncio.timeout(TOTAL_SECONDS)
+
+
+def timed_out(what: str, *, kind: str) -> ApplicationError:
+    """The retryable failure of an exchange `deadline()` cut short."""
+    return retry_later(f"{what}: no answer within {TOTAL_SECONDS:g} s", kind=kind)
 
 
 def retry_later(message: str, *, delay: timedelta | None = None, kind: str) -> ApplicationError:

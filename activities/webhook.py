@@ -29,12 +29,13 @@ from temporalio import activity
 from activities.deps import Deps
 from activities.http import (
     TIMEOUT,
-    TOTAL_SECONDS,
+    deadline,
     excerpt,
     give_up,
     network_failure,
     retry_after,
     retry_later,
+    timed_out,
 )
 from store import contacts as contact_store
 from store import step_states
@@ -140,11 +141,13 @@ async def deliver(
 ) -> httpx.Response:
     """Send `delivery`, following up to MAX_REDIRECTS redirects, each destination checked first.
 
-    A redirect re-sends the same method, body and signature (the receiver moved, the delivery did
-    not change); the step's own headers (credentials, typically) only go to the original origin.
+    A redirect (301, 302, 307, 308) re-sends the same method, body and signature (the receiver
+    moved, the delivery did not change); a 303 See Other is followed with a GET without body, as
+    HTTP says. The step's own headers (credentials, typically) only go to the original origin.
     """
     url = httpx.URL(delivery.url)
     origin = (url.scheme, url.host, url.port)
+    method = delivery.method
     for _ in range(MAX_REDIRECTS + 1):
         address = await checked_address(url, allow_private=allow_private, resolver=resolver)
         headers = (
@@ -152,10 +155,12 @@ async def deliver(
         )
         headers.update(delivery.headers)
         headers["Host"] = url.netloc.decode("ascii")
+        if method == "GET":
+            headers.pop("Content-Type", None)
         request = client.build_request(
-            delivery.method,
+            method,
             url.copy_with(host=address),
-            content=delivery.body if delivery.method != "GET" else None,
+            content=delivery.body if method != "GET" else None,
             headers=headers,
             # TLS still verifies the certificate against the name, not the pinned address.
             extensions={"sni_hostname": url.host},
@@ -165,6 +170,8 @@ async def deliver(
         if response.status_code not in REDIRECT_STATUSES or not location:
             return response
         url = url.join(location)
+        if response.status_code == 303:
+            method = "GET"
     raise give_up(
         f"more than {MAX_REDIRECTS} redirects from {delivery.url}", kind="WebhookRedirects"
     )
@@ -305,7 +312,7 @@ class WebhookActivities:
         data = webhook_data(contact, list(tags), context, activity.info().scheduled_time)
         delivery = build_delivery(step, data, context, self.deps.settings.secret_key, time.time())
         try:
-            async with asyncio.timeout(TOTAL_SECONDS), httpx.AsyncClient(timeout=TIMEOUT) as client:
+            async with deadline(), httpx.AsyncClient(timeout=TIMEOUT) as client:
                 response = await deliver(
                     client,
                     delivery,
@@ -315,10 +322,7 @@ class WebhookActivities:
         except RefusedDestination as err:
             raise give_up(f"webhook to {step.url} {err}", kind="WebhookRefused") from None
         except TimeoutError:
-            raise retry_later(
-                f"webhook to {step.url}: no answer within {TOTAL_SECONDS:g} s",
-                kind="WebhookTimeout",
-            ) from None
+            raise timed_out(f"webhook to {step.url}", kind="WebhookTimeout") from None
         except httpx.HTTPError as err:
             raise network_failure(err, f"webhook to {step.url}", kind="WebhookNetwork") from None
         return await self._outcome(context, step.url, response)
@@ -344,5 +348,8 @@ class WebhookActivities:
                     context.step_id,
                     {GONE_KEY: {"url": url, "at": datetime.now(UTC).isoformat()}},
                 )
-            raise give_up(f"{what} (Gone): later visits of this step skip it", kind="WebhookGone")
+            # The step's record in the run says so too: `url_gone` first, with the URL.
+            raise give_up(
+                f"url_gone: {what} (Gone); later visits of this step skip it", kind="WebhookGone"
+            )
         raise give_up(f"{what}: {excerpt(response)}", kind="WebhookRejected")

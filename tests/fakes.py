@@ -21,6 +21,7 @@ from urllib.parse import parse_qsl
 
 from tests.conftest import Stack
 from tests.test_engine import finished
+from workflows.contracts import StepOutcome
 
 
 @dataclass
@@ -208,3 +209,22 @@ async def run_contact(
 def outcomes(run: dict[str, Any]) -> dict[str, tuple[str, str | None]]:
     """Step id → (outcome, reason) of a finished run."""
     return {s["step"]: (s["outcome"], s["reason"]) for s in run["steps"]}
+
+
+async def activity_results(stack: Stack, workflow_id: str) -> dict[str, StepOutcome]:
+    """Activity type → what its completed task returned, decoded: what the Temporal UI shows."""
+    history = await stack.client.get_workflow_handle(workflow_id).fetch_history()
+    scheduled = {
+        e.event_id: e.activity_task_scheduled_event_attributes.activity_type.name
+        for e in history.events
+        if e.HasField("activity_task_scheduled_event_attributes")
+    }
+    results = {}
+    for event in history.events:
+        if event.HasField("activity_task_completed_event_attributes"):
+            done = event.activity_task_completed_event_attributes
+            (outcome,) = await stack.client.data_converter.decode(
+                done.result.payloads, [StepOutcome]
+            )
+            results[scheduled[done.scheduled_event_id]] = outcome
+    return results

@@ -8,15 +8,17 @@ import hmac
 import ipaddress
 import json
 import re
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
+import httpcore
 import httpx
 import pytest
 
+from activities import http
 from activities.http import retry_after
 from activities.webhook import (
     Delivery,
@@ -187,18 +189,7 @@ async def test_a_flaky_webhook_is_retried_and_delivered_once(
     assert len({r.body for r in receiver.received}) == 1
     assert len({r.header("Idempotency-Key") for r in receiver.received}) == 1
     # What the Temporal UI shows: the activity completed on its third attempt.
-    history = await stack.client.get_workflow_handle(run["workflow_id"]).fetch_history()
-    started = [
-        e.activity_task_started_event_attributes
-        for e in history.events
-        if e.HasField("activity_task_started_event_attributes")
-    ]
-    scheduled = {
-        e.event_id: e.activity_task_scheduled_event_attributes.activity_type.name
-        for e in history.events
-        if e.HasField("activity_task_scheduled_event_attributes")
-    }
-    (webhook,) = [s for s in started if scheduled[s.scheduled_event_id] == "webhook"]
+    (webhook,) = await started_activities(stack, run["workflow_id"], "webhook")
     assert webhook.attempt == 3
     assert (
         webhook.last_failure.message == f"webhook to {receiver.url}/flaky answered 502: still down"
@@ -217,6 +208,47 @@ async def test_429_waits_for_retry_after_then_delivers(
     assert outcomes(run)["hook"] == ("done", None)
     first, second = receiver.received
     assert second.at - first.at >= 4.0
+
+
+async def test_408_is_retried(stack: Stack, receiver: FakeServer, private_allowed: None) -> None:
+    receiver.reply(408, "request timeout").reply(200, "ok")
+
+    run, _ = await run_steps(stack, hook(f"{receiver.url}/busy"))
+
+    assert outcomes(run) == {"hook": ("done", None), "after": ("done", None)}
+    assert [r.path for r in receiver.received] == ["/busy", "/busy"]
+
+
+async def test_a_receiver_slower_than_the_deadline_is_retried_as_a_timeout(
+    stack: Stack, receiver: FakeServer, private_allowed: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(http, "TOTAL_SECONDS", 1.0)  # 30 s in production
+    receiver.reply(200, "late", delay=2.5).reply(200, "ok")
+
+    run, _ = await run_steps(stack, hook(f"{receiver.url}/slow"))
+
+    assert outcomes(run) == {"hook": ("done", None), "after": ("done", None)}
+    assert len(receiver.received) == 2
+    (webhook,) = await started_activities(stack, run["workflow_id"], "webhook")
+    assert webhook.attempt == 2
+    assert webhook.last_failure.message == f"webhook to {receiver.url}/slow: no answer within 1 s"
+    assert webhook.last_failure.application_failure_info.type == "WebhookTimeout"
+
+
+async def started_activities(stack: Stack, workflow_id: str, activity_type: str) -> list[Any]:
+    """The ActivityTaskStarted events of one activity type: attempt and last failure."""
+    history = await stack.client.get_workflow_handle(workflow_id).fetch_history()
+    scheduled = {
+        e.event_id: e.activity_task_scheduled_event_attributes.activity_type.name
+        for e in history.events
+        if e.HasField("activity_task_scheduled_event_attributes")
+    }
+    return [
+        e.activity_task_started_event_attributes
+        for e in history.events
+        if e.HasField("activity_task_started_event_attributes")
+        and scheduled[e.activity_task_started_event_attributes.scheduled_event_id] == activity_type
+    ]
 
 
 def test_retry_after_reads_seconds_and_dates() -> None:
@@ -273,8 +305,12 @@ async def gone_for_later_visits(stack: Stack, receiver: FakeServer) -> None:
     first, _ = await run_contact(stack, automation_id)
     second, _ = await run_contact(stack, automation_id)
 
-    outcome, reason = outcomes(first)["hook"]
-    assert outcome == "failed" and "answered 410 (Gone)" in (reason or "")
+    # The run's own record (GET /api/v1/runs/{id}, from the `state` query) names it and the URL.
+    assert outcomes(first)["hook"] == (
+        "failed",
+        f"url_gone: webhook to {receiver.url}/old answered 410 (Gone); "
+        "later visits of this step skip it",
+    )
     assert outcomes(second)["hook"] == ("skipped", "url_gone")
     assert outcomes(second)["after"] == ("done", None)
     assert len(receiver.received) == 1
@@ -288,11 +324,12 @@ async def gone_for_later_visits(stack: Stack, receiver: FakeServer) -> None:
     assert receiver.received[-1].path == "/new"
 
 
+@pytest.mark.parametrize("status", [307, 308])
 async def test_redirects_are_followed_with_the_same_signed_delivery(
-    stack: Stack, receiver: FakeServer, private_allowed: None
+    stack: Stack, receiver: FakeServer, private_allowed: None, status: int
 ) -> None:
     with fake_server() as moved:
-        receiver.reply(308, "", {"Location": f"{moved.url}/v2/in"})
+        receiver.reply(status, "", {"Location": f"{moved.url}/v2/in"})
 
         run, _ = await run_steps(stack, hook(f"{receiver.url}/in", headers={"X-Api-Key": "k"}))
 
@@ -304,6 +341,23 @@ async def test_redirects_are_followed_with_the_same_signed_delivery(
         assert second.header("X-Cairn-Signature") == first.header("X-Cairn-Signature")
         assert first.header("X-Api-Key") == "k"
         assert second.header("X-Api-Key") is None  # another origin: the step's headers stay home
+
+
+async def test_a_303_is_followed_with_a_get_without_body(
+    stack: Stack, receiver: FakeServer, private_allowed: None
+) -> None:
+    with fake_server() as result:
+        receiver.reply(303, "", {"Location": f"{result.url}/receipt/1"})
+
+        run, _ = await run_steps(stack, hook(f"{receiver.url}/in", format="json"))
+
+        assert outcomes(run)["hook"] == ("done", None)
+        (first,) = receiver.received
+        (second,) = result.received
+        assert (first.method, first.header("Content-Type")) == ("POST", "application/json")
+        assert (second.method, second.path, second.body) == ("GET", "/receipt/1", b"")
+        assert second.header("Content-Type") is None
+        assert second.header("Content-Length") is None
 
 
 async def test_too_many_redirects_fail_the_step(
@@ -403,6 +457,61 @@ async def fake_dns(host: str, port: int) -> list[str]:
 async def test_the_guard_refuses(url: str, why: str) -> None:
     with pytest.raises(RefusedDestination, match=re.escape(why)):
         await checked_address(httpx.URL(url), allow_private=False, resolver=fake_dns)
+
+
+class RoutedTo(httpcore.AsyncNetworkBackend):
+    """Connections to one public address go to a local port instead, as a NAT rule would: this
+    machine has no public address for a fake receiver to listen on."""
+
+    def __init__(self, public: tuple[str, int], local: tuple[str, int]) -> None:
+        self.public, self.local = public, local
+        self.backend = httpcore.AnyIOBackend()
+
+    async def connect_tcp(  # httpcore's signature, timeout included
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,  # noqa: ASYNC109
+        local_address: str | None = None,
+        socket_options: Iterable[Any] | None = None,
+    ) -> httpcore.AsyncNetworkStream:
+        host, port = self.local if (host, port) == self.public else (host, port)
+        return await self.backend.connect_tcp(host, port, timeout, local_address, socket_options)
+
+    async def sleep(self, seconds: float) -> None:
+        await self.backend.sleep(seconds)
+
+
+@pytest.mark.parametrize(
+    ("location", "why"),
+    [
+        ("http://10.0.0.1/admin", "refused: 10.0.0.1, a private address"),
+        ("http://intranet.example/", "refused: intranet.example resolves to 10.0.0.1, a private"),
+        ("http://127.0.0.1:{port}/", "refused: 127.0.0.1, a loopback address"),
+    ],
+)
+async def test_a_redirect_to_a_private_address_is_refused(
+    receiver: FakeServer, location: str, why: str
+) -> None:
+    port = int(receiver.url.rsplit(":", 1)[1])
+    receiver.reply(302, "", {"Location": location.format(port=port)})
+    transport = httpx.AsyncHTTPTransport()
+    # public.example (93.184.215.14 in DNS) reaches the receiver on 127.0.0.1.
+    transport._pool = httpcore.AsyncConnectionPool(
+        network_backend=RoutedTo(("93.184.215.14", 80), ("127.0.0.1", port))
+    )
+    delivery = Delivery("POST", "http://public.example/in", b"x=1", {}, {})
+
+    async with httpx.AsyncClient(transport=transport) as client:
+        with pytest.raises(RefusedDestination, match=re.escape(why)):
+            await deliver(client, delivery, allow_private=False, resolver=fake_dns)
+
+    (request,) = receiver.received  # the first hop was delivered, the redirect never followed
+    assert (request.method, request.path, request.header("Host")) == (
+        "POST",
+        "/in",
+        "public.example",
+    )
 
 
 async def test_the_guard_resolves_localhost_with_the_system_resolver() -> None:
