@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
+import uuid
+from collections import Counter
 from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
-from temporalio.client import ScheduleActionExecutionStartWorkflow
+from temporalio.client import Client, ScheduleActionExecutionStartWorkflow, ScheduleDescription
 from temporalio.service import RPCError, RPCStatusCode
+from temporalio.testing import WorkflowEnvironment
 
 from activities.schedules import matches
-from tests.conftest import Stack, eventually
+from store.db import open_database
+from tests.conftest import Mailbox, Stack, api_client, eventually, stack_settings
 from tests.test_engine import finished
-from worker.schedules import schedule_id
+from worker.main import running_worker
+from worker.schedules import reconcile_schedules, schedule_id
 from workflows.date_enrollment import DateMatchesOutput
 
 
@@ -188,3 +194,91 @@ async def test_goal_achieved_in_one_automation_enrolls_in_another(stack: Stack) 
         assert [a["automation"] for a in record["automations"]] == [first, second]
 
     await eventually(thanked)
+
+
+async def test_a_starting_worker_repairs_every_schedule_from_the_database(
+    env: WorkflowEnvironment, mailbox: Mailbox, tmp_path: Path
+) -> None:
+    """What the API could not do (Temporal refused it), or what was done behind Cairn's back,
+    is put right from the database when a worker starts."""
+    settings = await stack_settings(tmp_path, mailbox, "sqlite", "cairn-repair")
+    db = await open_database(settings.database_url)
+    client = env.client
+    # Every schedule call of this API fails: its namespace does not exist.
+    unreachable = Client(**{**env.client.config(), "namespace": f"gone-{uuid.uuid4().hex[:8]}"})
+    tag = uuid.uuid4().hex[:8]
+
+    def dated(name: str) -> dict[str, Any]:
+        return {
+            "id": f"{name}-{tag}",
+            "name": f"{name} {tag}",
+            "triggers": [{"type": "date_field", "field": "renewal", "offset": -7}],
+            **_tagging("renewing"),
+        }
+
+    missed, deleted, deactivated, undated = (
+        dated(n) for n in ("missed", "deleted", "deactivated", "undated")
+    )
+    try:
+        async with (
+            api_client(settings, client, db) as http,
+            api_client(settings, unreachable, db) as broken,
+        ):
+            # Created while Temporal refused: the automation stands, the answer warns.
+            response = await broken.post("/api/v1/automations", json=missed)
+            assert response.status_code == 201, response.text
+            (warning,) = response.json()["warnings"]
+            assert "schedule could not be updated" in warning["message"]
+            for document in (deleted, deactivated, undated):
+                response = await http.post("/api/v1/automations", json=document)
+                assert response.status_code == 201, response.text
+            # Deleted by hand; deactivated and versioned without a date trigger while refused.
+            await client.get_schedule_handle(schedule_id(deleted["id"])).delete()
+            response = await broken.delete(f"/api/v1/automations/{deactivated['id']}")
+            assert response.status_code == 200, response.text
+            plain = {**undated, "triggers": [{"type": "tag_added", "tag": "renewing"}]}
+            response = await broken.put(f"/api/v1/automations/{undated['id']}", json=plain)
+            assert response.status_code == 200, response.text
+
+        async def describe(document: dict[str, Any]) -> ScheduleDescription:
+            return await client.get_schedule_handle(schedule_id(document["id"])).describe()
+
+        assert not (await describe(deactivated)).schedule.state.paused  # the API's miss
+        await describe(undated)
+        # The worker's hour differs from the one the schedules were made with: updated too.
+        worker_settings = settings.model_copy(update={"date_trigger_hour": 5})
+        async with running_worker(worker_settings, client, db):
+
+            async def repaired() -> None:
+                for document in (missed, deleted, deactivated):
+                    try:
+                        schedule = (await describe(document)).schedule
+                    except RPCError as err:
+                        raise AssertionError(f"{document['id']}: {err}") from err
+                    assert schedule.action.workflow == "DateFieldEnrollment"  # type: ignore[attr-defined]
+                    assert schedule.action.task_queue == settings.task_queue  # type: ignore[attr-defined]
+                    (daily,) = schedule.spec.calendars
+                    assert [r.start for r in daily.hour] == [5], document["id"]
+                    assert schedule.state.paused == (document is deactivated), document["id"]
+                await _schedule_gone_id(client, undated["id"])
+
+            await eventually(repaired, within=30)
+            # A second pass finds nothing to do.
+            assert await reconcile_schedules(client, worker_settings, db) == Counter(unchanged=4)
+    finally:
+        for document in (missed, deleted, deactivated, undated):
+            handle = client.get_schedule_handle(schedule_id(document["id"]))
+            try:
+                await handle.delete()
+            except RPCError:
+                pass
+        await db.dispose()
+
+
+async def _schedule_gone_id(client: Client, automation_id: str) -> None:
+    try:
+        await client.get_schedule_handle(schedule_id(automation_id)).describe()
+    except RPCError as err:
+        assert err.status == RPCStatusCode.NOT_FOUND
+    else:
+        raise AssertionError(f"{automation_id} still has a schedule")

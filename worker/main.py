@@ -1,4 +1,5 @@
-"""The worker process: AutomationRun, every activity family, and an outbox dispatcher."""
+"""The worker process: AutomationRun, every activity family, an outbox dispatcher, and the
+repair of date trigger schedules from the database."""
 
 from __future__ import annotations
 
@@ -27,6 +28,7 @@ from store.db import Database, open_database
 from worker.codec import data_converter
 from worker.observability import metrics_runtime
 from worker.outbox import OutboxDispatcher
+from worker.schedules import keep_schedules_in_sync
 from worker.settings import Settings
 from workflows.automation_run import AutomationRun
 from workflows.date_enrollment import DateFieldEnrollment
@@ -107,7 +109,8 @@ async def running_worker(
     task_queue: str | None = None,
     extra_workflows: Sequence[type] = (),
 ) -> AsyncIterator[Worker]:
-    """A started worker plus its outbox dispatcher; both stop when the block exits.
+    """A started worker plus its outbox dispatcher and the schedules' repair (a pass at start,
+    then every few minutes); all stop when the block exits.
 
     `extra_workflows` run beside AutomationRun with the same settings (the benchmark's
     hand-written baseline)."""
@@ -123,12 +126,18 @@ async def running_worker(
         workflow_runner=WORKFLOW_RUNNER,
     )
     async with worker:
-        dispatching = asyncio.create_task(dispatcher.run(), name="outbox-dispatcher")
+        background = [
+            asyncio.create_task(dispatcher.run(), name="outbox-dispatcher"),
+            asyncio.create_task(
+                keep_schedules_in_sync(client, settings, db), name="schedule-reconciler"
+            ),
+        ]
         try:
             yield worker
         finally:
-            dispatching.cancel()
-            await asyncio.gather(dispatching, return_exceptions=True)
+            for task in background:
+                task.cancel()
+            await asyncio.gather(*background, return_exceptions=True)
 
 
 async def run_worker(settings: Settings) -> None:
