@@ -16,6 +16,7 @@ from datetime import date
 from email.message import EmailMessage
 from email.utils import formataddr, formatdate, getaddresses, parseaddr
 from typing import Any
+from urllib.parse import quote, urlsplit
 
 import aiosmtplib
 from sqlalchemy import select
@@ -30,16 +31,40 @@ from store.models import Contact, Subscription
 from worker.settings import Settings
 from workflows.contracts import StepContext, StepOutcome
 from workflows.personalization import contact_values, render
-from workflows.tracking import Kind, Token, sign
+from workflows.tracking import MAX_TOKEN_LENGTH, Kind, Token, sign
 
 SMTP_TIMEOUT = 30
 # Headers up to RFC 5322's 998 characters on one line: the usual 78 would turn a long
 # List-Unsubscribe URL into encoded words, which mail clients do not read as a URL.
 WIRE_POLICY = email.policy.SMTP.clone(max_line_length=998)
-_LINK = re.compile(r"(?is)<a\b[^>]*?\bhref\s*=\s*([\"'])(.*?)\1[^>]*>(.*?)</a>")
-_HREF = re.compile(r"(?is)(<a\b[^>]*?\bhref\s*=\s*)([\"'])(.*?)\2")
+# An `<a …>` start tag (quoted values may hold ">"), then each attribute of it: a real attribute
+# tokenizer, so `data-href=` or `title="href=…"` is never taken for the link, and an unquoted
+# `href=https://…` is (browsers follow it).
+_A_TAG = r"""<a(?=[\s/>])(?:[^>"']|"[^"]*"|'[^']*')*>"""
+_A_START = re.compile(rf"(?is){_A_TAG}")
+_LINK = re.compile(rf"(?is)({_A_TAG})(.*?)</a\s*>")
+_ATTRIBUTE = re.compile(r"""(?s)([^\s/>"'=]+)(?:\s*=\s*("[^"]*"|'[^']*'|[^\s>]+))?""")
 _BODY_END = re.compile(r"(?i)</body\s*>")
 _LOOKS_LIKE_HTML = re.compile(r"<(?:[a-zA-Z][a-zA-Z0-9]*)\b[^>]*>")
+
+
+def _href_span(tag: str) -> tuple[int, int] | None:
+    """Where the `href` value of the `<a …>` start tag `tag` is, quotes included; None: none."""
+    for attribute in _ATTRIBUTE.finditer(tag, 2, len(tag) - 1):
+        if attribute.group(1).lower() == "href":
+            return attribute.span(2) if attribute.group(2) is not None else None
+    return None
+
+
+def _unquoted(value: str) -> str:
+    if value[:1] in ("'", '"') and value[-1:] == value[:1] and len(value) >= 2:
+        value = value[1:-1]
+    return html_lib.unescape(value).strip()
+
+
+def _href(tag: str) -> str | None:
+    span = _href_span(tag)
+    return None if span is None else _unquoted(tag[span[0] : span[1]])
 
 
 def html_to_text(html: str) -> str:
@@ -47,7 +72,7 @@ def html_to_text(html: str) -> str:
     text = re.sub(r"(?is)<(script|style).*?</\1>", "", html)
 
     def link(match: re.Match[str]) -> str:
-        url, label = html_lib.unescape(match.group(2)).strip(), match.group(3)
+        url, label = _href(match.group(1)) or "", match.group(2)
         shown = html_lib.unescape(re.sub(r"<[^>]+>", "", label)).strip()
         return f"{label} ({url})" if url and shown != url else label
 
@@ -58,10 +83,15 @@ def html_to_text(html: str) -> str:
     return re.sub(r"\n{3,}", "\n\n", text).strip()
 
 
-def message_id(context: StepContext) -> str:
-    """Stable per step visit: a retried send carries the same id, so duplicates can be dropped."""
-    local = re.sub(r"[^A-Za-z0-9.-]", ".", f"{context.workflow_id}.{context.visit}")
-    return f"<{local}@cairn>"
+def message_id(context: StepContext, public_url: str) -> str:
+    """Stable per step visit: a retried send carries the same id, so duplicates can be dropped.
+
+    The workflow id is percent-encoded (`.` too), so `.{visit}` ends it unambiguously and two
+    runs never share an id; the domain is CAIRN_PUBLIC_URL's host, which this installation owns.
+    """
+    workflow = quote(context.workflow_id, safe="").replace(".", "%2E")
+    domain = urlsplit(public_url).hostname or "cairn.invalid"
+    return f"<{workflow}.{context.visit}@{domain}>"
 
 
 async def skip_reason(session: AsyncSession, contact: Contact) -> str | None:
@@ -99,20 +129,28 @@ async def tag_values(session: AsyncSession, contact: Contact) -> dict[str, str]:
 
 
 class PermanentRejection(Exception):
-    """The server refused the message with a 5xx reply: sending it again cannot work."""
+    """The server refused the recipient or this message for good: sending it again cannot work."""
 
     def __init__(self, code: int, reply: str, *, recipient: bool) -> None:
         super().__init__(f"{code} {reply}")
         self.code, self.reply, self.recipient = code, reply, recipient
 
 
+def _about_us(code: int, reply: str) -> bool:
+    # 530 and enhanced status 5.7.x (authentication required, relay denied, policy): a refusal
+    # of this installation's configuration, which its operator fixes; then the mail must flow.
+    return code == 530 or reply.lstrip().startswith("5.7.")
+
+
 async def send_smtp(settings: Settings, message: EmailMessage) -> dict[str, str]:
     """Hand `message` to the configured SMTP server; returns the recipients refused (when some
     others were accepted).
 
-    Raises PermanentRejection on a 5xx reply (`recipient=True` when every recipient was refused),
-    and a retryable ApplicationError on anything transient: connection refused or lost, timeouts,
-    4xx replies, authentication trouble (an operator fixing the credentials is a retry away).
+    Raises PermanentRejection when every recipient was refused with a 5xx (`recipient=True`), or
+    the message itself was (a 5xx after DATA, say too large). Anything else raises a retryable
+    ApplicationError: connection trouble, timeouts, 4xx replies, and refusals of this sender or
+    server configuration (authentication, relaying, a 5.7.x policy, the MAIL FROM address): the
+    operator fixing them is a retry away.
     """
     sender = parseaddr(str(message["From"]))[1]
     recipients = [address for _, address in getaddresses([str(message["To"])]) if address]
@@ -126,22 +164,29 @@ async def send_smtp(settings: Settings, message: EmailMessage) -> dict[str, str]
             username=settings.smtp_username or None,
             password=settings.smtp_password or None,
             start_tls=settings.smtp_starttls,
+            cert_bundle=settings.smtp_ca_file or None,
             timeout=SMTP_TIMEOUT,
         )
     except aiosmtplib.SMTPRecipientsRefused as err:
-        permanent = [r for r in err.recipients if 500 <= r.code < 600]
-        if permanent:
+        permanent = [
+            r for r in err.recipients if 500 <= r.code < 600 and not _about_us(r.code, r.message)
+        ]
+        if len(permanent) == len(err.recipients) and permanent:
             raise PermanentRejection(
                 permanent[0].code, permanent[0].message, recipient=True
             ) from err
         raise retry_later(f"recipients refused for now: {err}", kind="SmtpRetry") from err
-    except aiosmtplib.SMTPAuthenticationError as err:
-        raise retry_later(f"SMTP authentication failed: {err}", kind="SmtpRetry") from err
-    except aiosmtplib.SMTPResponseException as err:
-        if 500 <= err.code < 600:
+    except aiosmtplib.SMTPDataError as err:
+        if 500 <= err.code < 600 and not _about_us(err.code, err.message):
             raise PermanentRejection(err.code, err.message, recipient=False) from err
         raise retry_later(
-            f"SMTP server answered {err.code} {err.message}", kind="SmtpRetry"
+            f"SMTP server answered {err.code} {err.message} to the message", kind="SmtpRetry"
+        ) from err
+    except aiosmtplib.SMTPResponseException as err:
+        # Authentication, MAIL FROM, HELO…: about this installation, never about the contact.
+        raise retry_later(
+            f"SMTP server answered {err.code} {err.message} ({type(err).__name__})",
+            kind="SmtpRetry",
         ) from err
     except (aiosmtplib.SMTPException, OSError) as err:
         where = f"{settings.smtp_host}:{settings.smtp_port}"
@@ -164,7 +209,7 @@ def new_message(
     message["From"] = _one_line(sender or settings.mail_from)
     message["To"] = _one_line(to)
     message["Date"] = formatdate(localtime=False)
-    message["Message-ID"] = message_id(context)
+    message["Message-ID"] = message_id(context, settings.public_url)
     return message
 
 
@@ -181,9 +226,11 @@ class TrackingLinks:
     automation: str
     step: str
 
-    def _url(self, path: str, kind: Kind, link: str | None = None) -> str:
-        token = sign(Token(kind, self.contact, self.automation, self.step, link), self.secret)
-        return f"{self.base_url}{path}/{token}"
+    def _token(self, kind: Kind, link: str | None = None) -> str:
+        return sign(Token(kind, self.contact, self.automation, self.step, link), self.secret)
+
+    def _url(self, path: str, kind: Kind) -> str:
+        return f"{self.base_url}{path}/{self._token(kind)}"
 
     @property
     def open_url(self) -> str:
@@ -193,22 +240,31 @@ class TrackingLinks:
     def unsubscribe_url(self) -> str:
         return self._url("/unsubscribe", "unsubscribe")
 
-    def click_url(self, target: str) -> str:
-        return self._url("/t/c", "click", target)
+    def click_url(self, target: str) -> str | None:
+        """The click redirect to `target`; None when its token would be too long to be accepted
+        back (a link of thousands of characters then stays as written: untracked, not dead)."""
+        token = self._token("click", target)
+        return None if len(token) > MAX_TOKEN_LENGTH else f"{self.base_url}/t/c/{token}"
 
     def track_clicks(self, html: str) -> str:
         """Every http(s) `href` through the click redirect, except the unsubscribe link itself."""
 
         def rewrite(match: re.Match[str]) -> str:
-            target = html_lib.unescape(match.group(3)).strip()
+            tag = match.group(0)
+            span = _href_span(tag)
+            if span is None:
+                return tag
+            target = _unquoted(tag[span[0] : span[1]])
             if not target.lower().startswith(("http://", "https://")) or target.startswith(
                 f"{self.base_url}/unsubscribe/"
             ):
-                return match.group(0)
-            quote = match.group(2)
-            return f"{match.group(1)}{quote}{html_lib.escape(self.click_url(target))}{quote}"
+                return tag
+            tracked = self.click_url(target)
+            if tracked is None:
+                return tag
+            return f'{tag[: span[0]]}"{html_lib.escape(tracked)}"{tag[span[1] :]}'
 
-        return _HREF.sub(rewrite, html)
+        return _A_START.sub(rewrite, html)
 
     def add_pixel(self, html: str) -> str:
         pixel = (

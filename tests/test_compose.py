@@ -92,3 +92,12 @@ def test_cairn_database_is_created_by_the_init_script(services: dict[str, Any]) 
     script = ROOT / init[0].split(":")[0]
     assert "CREATE DATABASE cairn" in script.read_text()
     assert environment(services["cairn-api"])["CAIRN_DATABASE_URL"].endswith("/cairn")
+
+
+def test_secrets_have_no_published_fallback() -> None:
+    """`${VAR:?…}`: compose refuses to start without them, rather than falling back to a value
+    everyone can read here (forged tracking links, an open API)."""
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    env = compose["x-cairn-env"]
+    for var in ("CAIRN_API_TOKEN", "CAIRN_SECRET_KEY"):
+        assert env[var].startswith(f"${{{var}:?"), f"{var} falls back to a default: {env[var]}"

@@ -4,20 +4,31 @@ from __future__ import annotations
 
 import asyncio
 import html as html_lib
+import ipaddress
 import re
-from datetime import date
+import ssl
+from datetime import UTC, date, datetime, timedelta
 from email.header import decode_header, make_header
 from email.message import Message
+from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import AuthResult
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 from sqlalchemy import select
 
+from activities.messaging import message_id
 from store.models import Contact, Event
 from tests.conftest import Stack, eventually, free_port
 from tests.fakes import configured, outcomes, run_steps
 from tests.test_engine import finished
 from worker.mailbox import serve_mailbox
+from workflows.contracts import StepContext
 
 TOKEN = r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+"
 
@@ -73,7 +84,8 @@ async def test_mime_structure_headers_and_tracking(stack: Stack) -> None:
     assert header(message, "From") == "Shop of Zoë <news@shop.test>"
     assert header(message, "To") == f"Zoë O'Neil <{contact['email']}>"
     assert message["Reply-To"] == "help@shop.test"
-    assert message["Message-ID"] == f"<{run['workflow_id'].replace(':', '.')}.1@cairn>"
+    encoded = quote(run["workflow_id"], safe="").replace(".", "%2E")
+    assert message["Message-ID"] == f"<{encoded}.1@localhost>"  # CAIRN_PUBLIC_URL's host
     assert message["Date"]
     assert message["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
     (unsubscribe,) = re.findall(r"^<(http://[^ >]*)>$", message["List-Unsubscribe"])
@@ -267,6 +279,7 @@ async def test_notification_email_goes_to_internal_addresses_personalized(stack:
                 "to": ["sales@shop.test", "boss@shop.test"],
                 "subject": "New lead: %FULLNAME%",
                 "body": "<p>%FIRSTNAME% (%EMAIL%) wants a demo</p>",
+                "next": "plain",
             },
             "plain": {
                 "type": "send_notification_email",
@@ -277,7 +290,7 @@ async def test_notification_email_goes_to_internal_addresses_personalized(stack:
         },
         {"first_name": "<b>Eve</b>", "last_name": "Doe"},
     )
-    assert outcomes(run)["notify"] == ("done", None)
+    assert outcomes(run) == {"notify": ("done", None), "plain": ("done", None)}
     (message,) = [m for m in stack.mailbox.to("boss@shop.test") if contact["email"] in str(m)]
     assert message["To"] == "sales@shop.test, boss@shop.test"
     assert header(message, "Subject") == "New lead: <b>Eve</b> Doe"
@@ -286,6 +299,16 @@ async def test_notification_email_goes_to_internal_addresses_personalized(stack:
     assert f"<p>&lt;b&gt;Eve&lt;/b&gt; ({contact['email']}) wants a demo</p>" in body["text/html"]
     assert "/t/o/" not in body["text/html"]
     assert body["text/plain"].strip() == f"<b>Eve</b> ({contact['email']}) wants a demo"
+    (plain,) = [
+        m
+        for m in stack.mailbox.to("sales@shop.test")
+        if str(m["Subject"]).startswith("Plain") and contact["email"] in str(m)
+    ]
+    assert plain.get_content_type() == "text/plain" and not plain.is_multipart()
+    assert plain.get_payload(decode=True).decode().strip() == (  # type: ignore[union-attr]
+        f"<b>Eve</b> <{contact['email']}>"  # plain text: nothing escaped
+    )
+    assert header(plain, "From") == stack.settings.mail_from  # CAIRN_MAIL_FROM
 
 
 async def test_dev_outbox_lists_messages_with_a_link_to_their_body(stack: Stack) -> None:
@@ -309,3 +332,273 @@ async def test_dev_outbox_lists_messages_with_a_link_to_their_body(stack: Stack)
     assert body.status_code == 200 and body.headers["content-type"].startswith("text/html")
     assert "<p>In the box</p>" in body.text
     assert (await stack.http.get("/api/v1/dev/outbox/nope")).status_code == 404
+
+
+# --- links, Message-ID, the default sender ---------------------------------------------------
+
+
+async def test_links_by_attribute_not_by_substring_and_overlong_links_left_working(
+    stack: Stack,
+) -> None:
+    long_link = "https://shop.test/long?" + "q=" + "x" * 3100  # its click token would be > 4096
+    run, contact = await run_steps(
+        stack,
+        {
+            "mail": {
+                "type": "send_email",
+                "subject": "Links",
+                "html": '<p><a data-href="https://data.test/" href="https://real.test/">real</a> '
+                '<a data-href="https://only-data.test/">no link</a> '
+                "<a href=https://bare.test/a?b=1&amp;c=2 class=x>bare</a> "
+                f'<a href="{long_link}">long</a></p>',
+            }
+        },
+    )
+    assert outcomes(run) == {"mail": ("done", None)}
+    (message,) = stack.mailbox.to(contact["email"])
+    body = parts(message)
+    html, text = body["text/html"], body["text/plain"]
+    assert 'data-href="https://data.test/"' in html  # a data attribute is not the link
+    assert 'data-href="https://only-data.test/"' in html
+    clicks = tracking_links(html)["click"]
+    assert len(clicks) == 2  # real.test and the unquoted bare.test
+    targets = []
+    for click in clicks:
+        answer = await stack.http.get(click.removeprefix("http://localhost:8000"))
+        assert answer.status_code == 302
+        targets.append(answer.headers["location"])
+    assert targets == ["https://real.test/", "https://bare.test/a?b=1&c=2"]
+    assert "https://bare.test" not in html  # only inside its signed token
+    assert "bare (https://bare.test/a?b=1&c=2)" in text  # the text part keeps the unquoted URL
+    assert "no link" in text and "only-data.test" not in text
+    # Too long to track: left as written (it works, untracked) rather than a dead 404 link.
+    assert f'<a href="{long_link}">long</a>' in html and f"long ({long_link})" in text
+
+
+def test_message_id_is_unambiguous_stable_and_of_the_public_host() -> None:
+    def context(workflow_id: str, visit: int = 2) -> StepContext:
+        return StepContext(
+            workflow_id=workflow_id,
+            automation_id="a",
+            version=1,
+            contact_id=1,
+            step_id="mail",
+            visit=visit,
+        )
+
+    public = "https://mail.example.com/cairn"
+    ids = {
+        message_id(context(w, v), public)
+        for w, v in [("cairn:a:1:2", 2), ("cairn:a_1:2", 2), ("cairn:a.1:2", 2), ("cairn:a", 12)]
+    }
+    assert len(ids) == 4  # `:`, `_` and `.` never collide, nor the visit with the id
+    assert message_id(context("cairn:a:1:2"), public) == "<cairn%3Aa%3A1%3A2.2@mail.example.com>"
+    assert message_id(context("cairn:a:1:2"), public) == message_id(context("cairn:a:1:2"), public)
+    for mid in ids:
+        assert re.fullmatch(r"<[A-Za-z0-9%_~-]+(\.[0-9]+)@mail\.example\.com>", mid), mid
+
+
+async def test_default_sender_is_cairn_mail_from(stack: Stack) -> None:
+    with configured(stack.settings, mail_from="Shop News <news@shop.test>"):
+        run, contact = await run_steps(
+            stack, {"mail": {"type": "send_email", "subject": "Hi", "html": "<p>Hi</p>"}}
+        )
+    assert outcomes(run) == {"mail": ("done", None)}
+    (message,) = stack.mailbox.to(contact["email"])
+    assert header(message, "From") == "Shop News <news@shop.test>"
+    assert message["Reply-To"] is None
+
+
+async def test_a_contact_without_email_is_skipped(stack: Stack) -> None:
+    # The API never leaves a contact without an email (required on create, cannot be removed);
+    # other writers of the database might: the sending rule still holds.
+    contact = await stack.contact()
+    async with stack.db.write() as session:
+        row = await session.get(Contact, contact["id"])
+        assert row is not None
+        row.email = None
+    automation_id = await stack.automation(
+        {"start": "mail", "steps": {"mail": {"type": "send_email", "subject": "x", "html": "x"}}}
+    )
+    handle = await stack.enroll(contact["id"], automation_id)
+    run = await finished(stack, handle.id)
+    assert outcomes(run) == {"mail": ("skipped", "no_email")}
+
+
+# --- SMTP replies: what is retried, what fails -----------------------------------------------
+
+
+class Moody:
+    """An SMTP relay answering scripted replies, attempt by attempt, then accepting."""
+
+    def __init__(self, script: list[tuple[str, str]]) -> None:
+        self.script = script  # (phase, reply): the next attempt's refusal at that phase
+        self.attempts: list[str] = []
+        self.received: list[Any] = []
+
+    def _refusal(self, phase: str) -> str | None:
+        if self.script and self.script[0][0] == phase:
+            self.attempts.append(phase)
+            return self.script.pop(0)[1]
+        return None
+
+    async def handle_MAIL(
+        self, server: Any, session: Any, envelope: Any, address: str, options: Any
+    ) -> str:
+        refusal = self._refusal("MAIL")
+        if refusal:
+            return refusal
+        envelope.mail_from = address
+        return "250 OK"
+
+    async def handle_RCPT(
+        self, server: Any, session: Any, envelope: Any, address: str, options: Any
+    ) -> str:
+        refusal = self._refusal("RCPT")
+        if refusal:
+            return refusal
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        refusal = self._refusal("DATA")
+        if refusal:
+            return refusal
+        self.received.append(envelope)
+        return "250 OK"
+
+
+async def test_configuration_refusals_and_4xx_are_retried_until_the_relay_accepts(
+    stack: Stack,
+) -> None:
+    relay = Moody(
+        [
+            ("MAIL", "530 5.7.0 Authentication required"),  # the operator's to fix: retried
+            ("RCPT", "451 4.3.0 try again later"),
+            ("DATA", "451 4.3.0 try again later"),
+            ("DATA", "554 5.7.1 relay access denied"),  # policy: about us, not the contact
+        ]
+    )
+    port = free_port()
+    controller = Controller(relay, hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        with configured(stack.settings, smtp_port=port), stack.env.with_time_skipping_disabled():
+            run, contact = await run_steps(
+                stack,
+                {
+                    "mail": {"type": "send_email", "subject": "a", "html": "a", "next": "tag"},
+                    "tag": {"type": "add_tag", "tag": "mailed"},
+                },
+            )
+    finally:
+        controller.stop()
+    assert relay.attempts == ["MAIL", "RCPT", "DATA", "DATA"]
+    assert outcomes(run) == {"mail": ("done", None), "tag": ("done", None)}
+    assert len(relay.received) == 1 and relay.received[0].rcpt_tos == [contact["email"]]
+    assert not (await stack.record(contact["id"]))["bounced"]
+
+
+# --- STARTTLS and AUTH against a real relay --------------------------------------------------
+
+
+def self_signed_certificate(directory: Path) -> tuple[Path, Path]:
+    """A certificate for 127.0.0.1 and localhost, and its key: (cert.pem, key.pem)."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "cairn test relay")])
+    now = datetime.now(UTC)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(minutes=5))
+        .not_valid_after(now + timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName(
+                [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
+            ),
+            critical=False,
+        )
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = directory / "relay.pem", directory / "relay.key"
+    cert_path.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return cert_path, key_path
+
+
+class Relay:
+    """Keeps each message with how its session was: TLS or not, who logged in."""
+
+    def __init__(self) -> None:
+        self.sessions: list[tuple[bool, Any, Any]] = []
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        self.sessions.append((session.ssl is not None, session.auth_data, envelope))
+        return "250 OK"
+
+
+async def test_starttls_and_auth_against_a_relay_with_its_own_certificate(
+    stack: Stack, tmp_path: Path
+) -> None:
+    cert, key = self_signed_certificate(tmp_path)
+    tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    tls.load_cert_chain(cert, key)
+
+    def authenticate(server: Any, session: Any, envelope: Any, mechanism: str, auth: Any) -> Any:
+        ok = (auth.login, auth.password) == (b"cairn", b"s3cret")
+        return AuthResult(success=ok, auth_data=auth.login if ok else None)
+
+    relay, port = Relay(), free_port()
+    controller = Controller(
+        relay,
+        hostname="127.0.0.1",
+        port=port,
+        tls_context=tls,
+        require_starttls=True,
+        auth_required=True,
+        authenticator=authenticate,
+    )
+    controller.start()
+    relay_settings = {
+        "smtp_port": port,
+        "smtp_starttls": True,
+        "smtp_username": "cairn",
+        "smtp_password": "s3cret",
+    }
+    mail = {"mail": {"type": "send_email", "subject": "Secure", "html": "<p>tls</p>"}}
+    try:
+        with configured(stack.settings, **relay_settings, smtp_ca_file=str(cert)):
+            run, contact = await run_steps(stack, mail)
+        assert outcomes(run) == {"mail": ("done", None)}
+        ((encrypted, login, envelope),) = relay.sessions
+        assert encrypted and login == b"cairn" and envelope.rcpt_tos == [contact["email"]]
+
+        # Without the CA file the certificate is not trusted: never sent in clear, retried.
+        with (
+            configured(stack.settings, **relay_settings, smtp_ca_file=""),
+            stack.env.with_time_skipping_disabled(),
+        ):
+            automation_id = await stack.automation({"start": "mail", "steps": mail})
+            other = await stack.contact()
+            handle = await stack.enroll(other["id"], automation_id)
+
+            async def retrying() -> None:
+                pending = (await handle.describe()).raw_description.pending_activities
+                assert pending and pending[0].attempt >= 2, pending
+                assert "certificate" in pending[0].last_failure.message.lower(), pending
+
+            await eventually(retrying, within=30)
+            await handle.terminate("test over")
+        assert len(relay.sessions) == 1
+    finally:
+        controller.stop()

@@ -5,9 +5,24 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlsplit
 
 from pydantic import Field, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+# Values published in this repository (defaults, docker-compose's former fallbacks): refused
+# unless CAIRN_PUBLIC_URL is a localhost URL.
+KNOWN_SECRET_KEYS = frozenset({"", "dev-secret-change-me", "change-me-too", "change-me"})
+KNOWN_API_TOKENS = frozenset({"", "dev-token", "change-me"})
+_LOCAL_HOSTS = frozenset({"localhost", "127.0.0.1", "::1", "0.0.0.0"})
+
+
+def _is_local_url(url: str) -> bool:
+    try:
+        host = (urlsplit(url.strip()).hostname or "").lower()
+    except ValueError:
+        return False
+    return host in _LOCAL_HOSTS or host.endswith(".localhost") or host.startswith("127.")
 
 
 class Settings(BaseSettings):
@@ -34,6 +49,9 @@ class Settings(BaseSettings):
     smtp_username: str = ""
     smtp_password: str = ""
     smtp_starttls: bool = False
+    # A PEM file of CA certificates to trust for the relay's TLS certificate (a private CA or a
+    # self-signed relay); empty: the system's trust store. Certificates are always verified.
+    smtp_ca_file: str = ""
     mail_from: str = "Cairn <cairn@localhost>"
 
     sms_base_url: str = "https://api.twilio.com"
@@ -47,6 +65,10 @@ class Settings(BaseSettings):
     # Websites allowed to call the public site-tracking endpoint from a browser (comma-separated
     # origins such as "https://www.example.com"); empty: any origin.
     site_origins: str = ""
+    # Refuse emails the browser passes to /t/visit unless they come with `email_signature` (the
+    # hex HMAC-SHA256 of the normalized email with CAIRN_SECRET_KEY, computed by the website's
+    # backend). Recommended in production: without it anyone who knows an email can act as it.
+    site_require_signed_email: bool = False
 
     facebook_graph_url: str = "https://graph.facebook.com/v21.0"
     facebook_access_token: str = ""
@@ -79,6 +101,26 @@ class Settings(BaseSettings):
     metrics_address: str = ""
     log_format: Literal["text", "json"] = "text"
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+
+    @field_validator("public_url")
+    @classmethod
+    def _no_default_secrets_in_public(cls, value: str, info: ValidationInfo) -> str:
+        # A default secret is published in this repository: with it, anyone can forge tracking
+        # tokens (contact ids are sequential) or call the API. Fine on a laptop, never reachable.
+        if _is_local_url(value):
+            return value
+        defaults = [
+            f"CAIRN_{name.upper()}"
+            for name, known in (("secret_key", KNOWN_SECRET_KEYS), ("api_token", KNOWN_API_TOKENS))
+            if str(info.data.get(name, "")).strip() in known
+        ]
+        if defaults:
+            raise ValueError(
+                f"{' and '.join(defaults)} still has a published default value while "
+                f"CAIRN_PUBLIC_URL ({value}) is not a localhost URL: set a long random value "
+                "(e.g. `openssl rand -hex 32`) before serving it"
+            )
+        return value
 
     @field_validator("encryption_key")
     @classmethod

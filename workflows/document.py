@@ -8,7 +8,15 @@ from collections import deque
 from collections.abc import Collection, Iterable, Iterator, Mapping
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    TypeAdapter,
+    ValidationError,
+    model_validator,
+)
 
 from workflows.conditions import (
     CONDITION_TAGS,
@@ -30,6 +38,7 @@ from workflows.steps import (
     EndAutomationStep,
     GoalStep,
     GotoStep,
+    SendEmailStep,
     StartAutomationStep,
     Step,
     StepBase,
@@ -69,6 +78,21 @@ class Automation(BaseModel):
     triggers: list[Trigger] = Field(default_factory=list, max_length=MAX_TRIGGERS)
     start: str
     steps: dict[StepId, Step] = Field(max_length=MAX_STEPS)
+
+    @model_validator(mode="after")
+    def _email_steps_are_this_automations(self) -> Automation:
+        """An `email` leaf naming a `step` but no `automation` means a step of this automation:
+        filled in, so a click on a same-named step of another automation never meets it. Done
+        on every parse, so documents stored before this rule read the same way."""
+        if self.id is None:
+            return self
+        conditions = [c for step in self.steps.values() for _, c in step.conditions()]
+        conditions += [t.filter for t in self.triggers if t.filter is not None]
+        for condition in conditions:
+            for _, leaf in _walk_condition(condition, ""):
+                if isinstance(leaf, EmailCondition) and leaf.step and leaf.automation is None:
+                    leaf.automation = self.id
+        return self
 
 
 def _shorten(text: str) -> str:
@@ -405,7 +429,7 @@ def _condition_problems(
     condition: Condition,
     path: str,
     step: str | None,
-    step_ids: Collection[str],
+    step_ids: Mapping[str, StepBase | None],
     own_id: str | None,
     known: Collection[str] | None,
 ) -> Iterator[Problem]:
@@ -419,6 +443,13 @@ def _condition_problems(
                         path=f"{where}.step",
                         message=f'condition names unknown step "{leaf.step}"'
                         + _did_you_mean(leaf.step, step_ids),
+                    )
+                elif not isinstance(step_ids.get(leaf.step), SendEmailStep | type(None)):
+                    yield Problem(
+                        step=step,
+                        path=f"{where}.step",
+                        message=f'step "{leaf.step}" sends no email: an email condition names '
+                        "a send_email step of this automation (or gives `automation`)",
                     )
             if leaf.automation is not None:
                 refs.append(("automation", leaf.automation))
@@ -464,6 +495,27 @@ def _tag_problems(step_id: str, fields: Iterable[tuple[str, str]]) -> Iterator[P
                 f"written (tags look like %FIRSTNAME%){hint}",
                 severity="warning",
             )
+
+
+def unknown_tag_problems(automation: Automation, custom_fields: Collection[str]) -> list[Problem]:
+    """Warnings for well-formed `%TAG%`s that are neither standard nor one of `custom_fields`
+    (the names present on contacts, known only where the database is): they render empty."""
+    problems: list[Problem] = []
+    for step_id, step in automation.steps.items():
+        for field, text in text_fields(step):
+            malformed = set(unknown_tags(text, None))
+            for name in unknown_tags(text, custom_fields):
+                if name not in malformed:
+                    problems.append(
+                        Problem(
+                            step=step_id,
+                            path=f"steps.{step_id}.{field}",
+                            message=f'"%{name}%" is neither a standard tag nor a custom field '
+                            "of any contact: it renders empty until contacts have that field",
+                            severity="warning",
+                        )
+                    )
+    return problems
 
 
 def _raw_text_fields(raw: Any) -> list[tuple[str, str]]:

@@ -85,3 +85,14 @@ def verify(text: str, secret: str, *, kind: Kind) -> Token | None:
     ):
         return None
     return Token(kind, contact, automation, step, link)
+
+
+def email_signature(email: str, secret: str) -> str:
+    """What a website's backend passes to site.js beside a logged-in visitor's email: the hex
+    HMAC-SHA256 of the email (trimmed, lower-cased) keyed with CAIRN_SECRET_KEY."""
+    return hmac.new(secret.encode(), email.strip().lower().encode(), hashlib.sha256).hexdigest()
+
+
+def email_signature_holds(email: str, signature: str, secret: str) -> bool:
+    expected = email_signature(email, secret)
+    return hmac.compare_digest(signature.strip().lower().encode(), expected.encode())

@@ -17,6 +17,7 @@ from store import automations as automation_store
 from store import crm as crm_store
 from store import runs as run_store
 from store.conditions import matching_contacts
+from store.custom_fields import tag_warnings
 from store.models import Automation as AutomationRow
 from store.models import utcnow
 from worker.enrollment import enroll_many
@@ -93,8 +94,11 @@ async def create_automation(services: ServicesDep, document: Any = Body(...)) ->
             str(document.get("name", "")) if isinstance(document, dict) else ""
         )
         automation_id = wanted or await automation_store.free_id(session, slug)
+        if isinstance(document, dict) and "id" not in document:
+            document = {**document, "id": automation_id}  # stored with it (email leaves)
         stored, warnings = _validated(document, known | {automation_id})
         warnings += await crm_store.reference_warnings(session, stored)
+        warnings += await tag_warnings(session, stored)
         row = await automation_store.create_automation(session, automation_id, stored)
     warnings += await _sync_schedule(services, row.id, stored, row.status)
     return {**_summary(row), "warnings": warnings}
@@ -133,6 +137,7 @@ async def new_version(
             document = {**document, "id": automation_id}
         stored, warnings = _validated(document, known)
         warnings += await crm_store.reference_warnings(session, stored)
+        warnings += await tag_warnings(session, stored)
         version = await automation_store.add_version(session, row, stored)
         running = await run_store.running_workflow_ids(session, automation_id)
     await asyncio.gather(*(_notify(services, wid, version) for wid in running))

@@ -18,11 +18,11 @@ from fastapi.responses import HTMLResponse, RedirectResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from api.deps import Services, ServicesDep
-from api.errors import answers, invalid
+from api.errors import ERROR_ANSWERS, answers, invalid
 from api.routes.site import Url, record_visit
 from store import contacts as contact_store
 from store.contacts import InvalidChange
-from workflows.tracking import Kind, Token, sign, verify
+from workflows.tracking import Kind, Token, email_signature_holds, sign, verify
 
 router = APIRouter(tags=["tracking"])
 # Opened by anyone: an unknown or forged token is a 404; a database down, a 503.
@@ -149,6 +149,9 @@ class PublicVisitIn(BaseModel):
 
     url: Url
     email: Annotated[str | None, Field(max_length=320)] = None
+    # Hex HMAC-SHA256 of the email with CAIRN_SECRET_KEY, computed by the website's backend:
+    # proves the website, not whoever calls this route, says who the visitor is.
+    email_signature: Annotated[str | None, Field(max_length=128)] = None
 
 
 class ShownMessage(BaseModel):
@@ -183,6 +186,7 @@ async def visit_preflight(request: Request, services: ServicesDep) -> Response:
     response_model=ShownMessages,
     responses={
         **answers(413, 422, 503),
+        403: {**ERROR_ANSWERS[404], "description": "an email without a valid email_signature"},
         200: {"description": "the site messages to show the visitor"},
     },
 )
@@ -191,9 +195,12 @@ async def public_visit(
     services: ServicesDep,
     cairn_contact: Annotated[str | None, Cookie()] = None,
 ) -> Response:
-    """What site.js calls: `{"url", "email"?}` as JSON (sent as text/plain, so browsers need no
-    preflight). The visitor is the contact of the email given, else the `cairn_contact` cookie's;
-    unknown visitors are not recorded and see no message."""
+    """What site.js calls: `{"url", "email"?, "email_signature"?}` as JSON (sent as text/plain,
+    so browsers need no preflight). The visitor is the contact of the email given, else the
+    `cairn_contact` cookie's; unknown visitors are not recorded and see no message.
+
+    An email with a wrong signature is refused (403); one without a signature too when
+    CAIRN_SITE_REQUIRE_SIGNED_EMAIL is set (else anyone knowing an email could act as it)."""
     raw = await request.body()
     if len(raw) > MAX_VISIT_BODY:
         raise HTTPException(status_code=413, detail="visit body too large")
@@ -201,6 +208,16 @@ async def public_visit(
         body = PublicVisitIn.model_validate_json(raw or b"{}")
     except ValidationError as err:
         raise RequestValidationError(err.errors(include_url=False, include_context=False)) from None
+    settings = services.settings
+    if body.email is not None:
+        if body.email_signature is not None:
+            if not email_signature_holds(body.email, body.email_signature, settings.secret_key):
+                raise HTTPException(status_code=403, detail="email_signature does not match")
+        elif settings.site_require_signed_email:
+            raise HTTPException(
+                status_code=403,
+                detail="an email needs its email_signature (CAIRN_SITE_REQUIRE_SIGNED_EMAIL)",
+            )
     visitor = None
     if cairn_contact and not body.email:  # an email the site passes names who is logged in
         visitor = verify(cairn_contact, services.settings.secret_key, kind="visitor")
@@ -229,6 +246,7 @@ SITE_JS = r"""/* Cairn site tracking: records the visit, shows the contact's sit
   var config = window.cairn || {};
   var visit = { url: location.href.split("#")[0] };
   if (config.email) visit.email = config.email;
+  if (config.emailSignature) visit.email_signature = config.emailSignature;
   fetch(base + "/t/visit", {
     method: "POST",
     credentials: "include",
