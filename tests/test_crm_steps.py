@@ -457,3 +457,159 @@ async def test_a_wait_on_a_deal_condition_is_released_by_a_deal_change(stack: St
     await _patch(stack, f"/deals/{deal['id']}", {"value": 7500})
     run = await finished(stack, handle.id)
     assert _outcomes(run)[1:] == [("hold", "done", "condition_met"), ("released", "done", None)]
+
+
+async def test_a_contact_score_set_through_the_api_fires_score_changed(stack: Stack) -> None:
+    """`PATCH /contacts/{id}` with `scores` sets them through the store function the step
+    uses, so a threshold crossed there fires `score_changed` as a step's change does."""
+    lead, hot = stack.unique("lead"), stack.unique("hot")
+    await stack.automation(
+        {
+            "triggers": [
+                {
+                    "type": "score_changed",
+                    "score": lead,
+                    "op": "gte",
+                    "value": 50,
+                    "target": "contact",
+                }
+            ],
+            "entry": "multiple",
+            "start": "t",
+            "steps": {"t": {"type": "adjust_contact_score", "score": hot, "op": "add", "value": 1}},
+        }
+    )
+    contact = await stack.contact()
+    path = f"/contacts/{contact['id']}"
+    below = await _patch(stack, path, {"scores": {lead: 40}})
+    assert below["scores"] == {lead: 40.0}
+    crossed = await _patch(stack, path, {"scores": {f" {lead} ": 60}, "first_name": "Ada"})
+    assert (crossed["scores"], crossed["first_name"]) == ({lead: 60.0}, "Ada")
+
+    async def fired_once() -> None:
+        record = await stack.record(contact["id"])
+        assert record["scores"] == {lead: 60.0, hot: 1.0}, record["scores"]
+        assert all(a["status"] == "completed" for a in record["automations"])
+
+    await eventually(fired_once)
+    # Still above the threshold: no crossing, no second run.
+    await _patch(stack, path, {"scores": {lead: 70}})
+    await _patch(stack, path, {"scores": {lead: 10}})
+    await _patch(stack, path, {"scores": {lead: 55}})  # crossing again: fires again
+
+    async def fired_twice() -> None:
+        record = await stack.record(contact["id"])
+        assert record["scores"] == {lead: 55.0, hot: 2.0}, record["scores"]
+
+    await eventually(fired_twice)
+    assert len((await stack.record(contact["id"]))["automations"]) == 2
+
+    for bad in ({lead: "lots"}, {lead: None}, {"": 1}, {lead: [1]}, {lead: {"v": 1}}):
+        response = await stack.http.patch(f"/api/v1{path}", json={"scores": bad})
+        assert response.status_code == 422, (bad, response.text)
+    assert (await stack.record(contact["id"]))["scores"] == {lead: 55.0, hot: 2.0}
+
+
+async def test_a_goal_on_a_deal_condition_is_met_when_the_deal_is_marked_won(
+    stack: Stack,
+) -> None:
+    pipeline = await sales_pipeline(stack)
+    contact = await stack.contact()
+    automation_id = await stack.automation(
+        {
+            "start": "deal",
+            "steps": {
+                "deal": {
+                    "type": "add_deal",
+                    "title": "Goal deal",
+                    "value": 100,
+                    "currency": "USD",
+                    "pipeline": pipeline,
+                    "stage": "Lead",
+                    "next": "nurture",
+                },
+                "nurture": {"type": "wait", "for": {"days": 30}, "next": "lost_hope"},
+                "lost_hope": {"type": "add_tag", "tag": "lost-hope", "next": None},
+                "won": {
+                    "type": "goal",
+                    "condition": {
+                        "deal": {"field": "status", "op": "is", "value": "won"},
+                        "pipeline": pipeline,
+                    },
+                    "next": "thanks",
+                },
+                "thanks": {"type": "add_tag", "tag": "thanked", "next": None},
+            },
+        }
+    )
+    with stack.env.with_time_skipping_disabled():
+        handle = await stack.enroll(contact["id"], automation_id)
+
+        async def parked() -> None:
+            assert (await stack.run(handle.id))["current_step"] == "nurture"
+
+        await eventually(parked)
+        (deal,) = (await stack.record(contact["id"]))["deals"]
+        await _patch(stack, f"/deals/{deal['id']}", {"status": "won"})
+        run = await finished(stack, handle.id)
+    assert (run["status"], run["goals"]) == ("completed", ["won"])
+    steps = [step for step, _, _ in _outcomes(run)]
+    assert steps[0] == "deal" and steps[-2:] == ["won", "thanks"], steps
+    tags = (await stack.record(contact["id"]))["tags"]
+    assert "thanked" in tags and "lost-hope" not in tags
+
+
+async def test_a_trigger_filter_on_a_deal_condition_enrolls_only_matching_contacts(
+    stack: Stack,
+) -> None:
+    pipeline = await sales_pipeline(stack)
+    tag, entered, heard = stack.unique("demo-booked"), stack.unique("entered"), stack.unique("h")
+    # A witness without a filter: once it has run for a contact, that contact's tag_added was
+    # matched against every trigger, the filtered one included.
+    await stack.automation(
+        {
+            "triggers": [{"type": "tag_added", "tag": tag}],
+            "start": "t",
+            "steps": {"t": {"type": "add_tag", "tag": heard}},
+        }
+    )
+    await stack.automation(
+        {
+            "triggers": [
+                {
+                    "type": "tag_added",
+                    "tag": tag,
+                    "filter": {
+                        "deal": {"field": "stage", "op": "is", "value": "Qualified"},
+                        "pipeline": pipeline,
+                    },
+                }
+            ],
+            "start": "t",
+            "steps": {"t": {"type": "add_tag", "tag": entered}},
+        }
+    )
+    qualified, lead, dealless = [await stack.contact() for _ in range(3)]
+    for contact, stage in ((qualified, "Qualified"), (lead, "Lead")):
+        await _post(
+            stack,
+            "/deals",
+            {
+                "title": "Filter",
+                "currency": "USD",
+                "pipeline": pipeline,
+                "stage": stage,
+                "contacts": [contact["id"]],
+            },
+        )
+    for contact in (qualified, lead, dealless):
+        await _post(stack, f"/contacts/{contact['id']}/tags", {"tag": tag})
+
+    async def all_heard() -> list[set[str]]:
+        records = [await stack.record(c["id"]) for c in (qualified, lead, dealless)]
+        assert all(heard in r["tags"] for r in records), [r["tags"] for r in records]
+        assert all(a["status"] == "completed" for r in records for a in r["automations"])
+        return [set(r["tags"]) for r in records]
+
+    entered_by = [entered in tags for tags in await eventually(all_heard)]
+    assert entered_by == [True, False, False]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, HTTPException, Path, Response
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 from sqlalchemy.ext.asyncio import AsyncSession
 from temporalio.service import RPCError, RPCStatusCode
 
@@ -23,6 +23,7 @@ router = APIRouter(prefix="/contacts", tags=["contacts"])
 
 Name = Annotated[str, Field(min_length=1, max_length=200)]
 FieldValue = str | int | float | bool | None
+ScoreName = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
 
 
 class ContactIn(BaseModel):
@@ -43,6 +44,10 @@ class ContactPatch(BaseModel):
     last_name: Annotated[str | None, Field(max_length=200)] = None
     phone: Annotated[str | None, Field(max_length=50)] = None
     fields: dict[Name, FieldValue] = Field(default_factory=dict, max_length=200)
+    # Set semantics, as a step's `"op": "set"`: `score_changed` triggers fire from here too.
+    scores: dict[ScoreName, Annotated[float, Field(allow_inf_nan=False)]] = Field(
+        default_factory=dict, max_length=100
+    )
 
 
 class TagIn(BaseModel):
@@ -108,13 +113,15 @@ async def read_contact(contact_id: ContactId, services: ServicesDep) -> dict[str
 async def patch_contact(
     contact_id: ContactId, body: ContactPatch, services: ServicesDep
 ) -> dict[str, Any]:
-    changes = body.model_dump(exclude={"fields"}, exclude_unset=True)
+    changes = body.model_dump(exclude={"fields", "scores"}, exclude_unset=True)
     if "email" in changes and changes["email"] is None:
         raise invalid("email cannot be removed", "email")
     try:
         async with services.db.write() as session:
             contact = await _contact(session, contact_id)
             await contact_store.update_fields(session, contact, {**changes, **body.fields})
+            for name, value in body.scores.items():
+                await contact_store.adjust_score(session, contact.id, name, "set", value)
             record = await contact_store.contact_record(session, contact)
     except InvalidChange as err:
         raise _invalid(err) from None
