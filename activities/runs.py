@@ -10,7 +10,7 @@ from temporalio.exceptions import ApplicationError
 
 from activities.deps import Deps
 from store import runs as run_store
-from store.conditions import duration_of, evaluate_all
+from store.conditions import duration_of, evaluate_all, matching_contacts
 from store.models import SplitState
 from store.runs import EntryRefused
 from worker.enrollment import enroll
@@ -161,10 +161,7 @@ class RunActivities:
             contacts = await run_store.contacts_on_path(
                 session, state.automation_id, state.step_id, index
             )
-            met = 0
-            for contact_id in contacts:
-                (ok,) = await evaluate_all(session, contact_id, [condition], now)
-                met += ok
+            met = len(await matching_contacts(session, condition, now, among=contacts))
             rate = met / len(contacts) if contacts else 0.0
             if rate > best_rate:
                 best, best_rate = index, rate
@@ -172,21 +169,32 @@ class RunActivities:
 
     @staticmethod
     async def _until_side(session: Any, state: SplitState, step: Any, now: datetime) -> int:
-        """0 = before, 1 = after: everyone takes `before` until the automation-wide rule holds."""
+        """0 = before, 1 = after: everyone takes `before` until the automation-wide rule holds.
+
+        Once it holds, the split stays on `after` (`decided_at`): a contact who stops meeting
+        the condition later does not send newcomers back to `before`.
+        """
+        if state.decided_at is not None:
+            return 1
         until = step.until
         if getattr(until, "date", None) is not None:
-            return int(now >= until.date)
-        if getattr(until, "contacts", None) is not None:
-            return int(state.assigned >= until.contacts)
-        condition = until.condition.model_dump(by_alias=True, exclude_none=True, mode="json")
-        met = 0
-        for index in (0, 1):
-            for contact_id in await run_store.contacts_on_path(
-                session, state.automation_id, state.step_id, index
-            ):
-                (ok,) = await evaluate_all(session, contact_id, [condition], now)
-                met += ok
-        return int(met >= until.contacts_meeting)
+            after = now >= until.date
+        elif getattr(until, "contacts", None) is not None:
+            after = state.assigned >= until.contacts
+        else:
+            condition = until.condition.model_dump(by_alias=True, exclude_none=True, mode="json")
+            assigned = [
+                contact_id
+                for index in (0, 1)
+                for contact_id in await run_store.contacts_on_path(
+                    session, state.automation_id, state.step_id, index
+                )
+            ]
+            met = await matching_contacts(session, condition, now, among=assigned)
+            after = len(met) >= until.contacts_meeting
+        if after:
+            state.decided_at = now
+        return int(after)
 
     @activity.defn(name="start_automation")
     async def start_automation(self, context: StepContext) -> StepOutcome:

@@ -238,3 +238,165 @@ async def test_goals_met_on_entry_or_by_the_runs_own_write_jump_at_once(stack: S
     written = await finished(stack, (await stack.enroll(by_own_write["id"], automation_id)).id)
     assert [s["step"] for s in written["steps"]] == ["first", "goal", "done"]
     assert "never-reached" not in (await stack.record(by_own_write["id"]))["tags"]
+
+
+def until_flow(until: dict[str, object]) -> dict[str, object]:
+    return {
+        "start": "split",
+        "steps": {
+            "split": {
+                "type": "split",
+                "mode": "until",
+                "until": until,
+                "before": "b",
+                "after": "a",
+            },
+            "b": {"type": "add_tag", "tag": "before"},
+            "a": {"type": "add_tag", "tag": "after"},
+        },
+    }
+
+
+async def _side(stack: Stack, contact_id: int, automation_id: str) -> str | None:
+    state = await (await stack.enroll(contact_id, automation_id)).result()
+    return state.steps[0].reason
+
+
+async def test_split_until_a_date(stack: Stack) -> None:
+    past = (datetime.now(UTC) - timedelta(days=1)).isoformat()
+    future = (datetime.now(UTC) + timedelta(days=365)).isoformat()
+    passed = await stack.automation(until_flow({"date": past}))
+    pending = await stack.automation(until_flow({"date": future}))
+    contact = await stack.contact()
+    assert await _side(stack, contact["id"], passed) == "after"
+    assert await _side(stack, contact["id"], pending) == "before"
+
+
+async def test_split_until_contacts_meeting_stays_decided(stack: Stack) -> None:
+    automation_id = await stack.automation(
+        until_flow({"contacts_meeting": 2, "condition": {"tag": "vip"}})
+    )
+    vips = [await stack.contact() for _ in range(2)]
+    for vip in vips:
+        await stack.http.post(f"/api/v1/contacts/{vip['id']}/tags", json={"tag": "vip"})
+    sides = [await _side(stack, vip["id"], automation_id) for vip in vips]
+    sides.append(await _side(stack, (await stack.contact())["id"], automation_id))
+    # Both VIPs lose the tag: the rule held once, so the split stays on "after".
+    for vip in vips:
+        await stack.http.delete(f"/api/v1/contacts/{vip['id']}/tags/vip")
+    sides.append(await _side(stack, (await stack.contact())["id"], automation_id))
+    assert sides == ["before", "before", "after", "after"]
+
+
+async def test_split_winner_decided_after_a_duration(stack: Stack) -> None:
+    automation_id = await stack.automation(
+        {
+            "start": "gate",
+            "steps": {
+                # Contacts tagged "go" pass at once; the others reach the split 3 hours later.
+                "gate": {
+                    "type": "wait",
+                    "condition": {"tag": "go"},
+                    "timeout": {"hours": 3},
+                    "next": "split",
+                },
+                "split": {
+                    "type": "split",
+                    "mode": "even",
+                    "paths": [{"next": "p0"}, {"next": "p1"}],
+                    "winner": {"condition": {"tag": "won"}, "after": {"hours": 1}},
+                },
+                "p0": {"type": "add_tag", "tag": "path-0"},
+                "p1": {"type": "add_tag", "tag": "path-1"},
+            },
+        }
+    )
+    first, second, late = [await stack.contact() for _ in range(3)]
+    paths = []
+    for contact in (first, second):
+        await stack.http.post(f"/api/v1/contacts/{contact['id']}/tags", json={"tag": "go"})
+        paths.append((await (await stack.enroll(contact["id"], automation_id)).result()).steps)
+    assert [steps[-1].step for steps in paths] == ["p0", "p1"]
+    await stack.http.post(f"/api/v1/contacts/{second['id']}/tags", json={"tag": "won"})
+
+    # An hour after the first assignment the winner is due: path 1 (1 of 1 won, path 0: 0).
+    state = await (await stack.enroll(late["id"], automation_id)).result()
+    assert [s.step for s in state.steps] == ["gate", "split", "p1"]
+    report = (await stack.http.get(f"/api/v1/automations/{automation_id}/report")).json()
+    assert [s["winner"] for s in report["splits"]] == [1]
+
+
+async def test_end_automation_all_ends_every_other_run_of_the_contact(stack: Stack) -> None:
+    waits = [
+        await stack.automation(
+            {"start": "w", "steps": {"w": {"type": "wait", "for": {"days": 30}}}}
+        )
+        for _ in range(2)
+    ]
+    controller = await stack.automation(
+        {"start": "stop", "steps": {"stop": {"type": "end_automation", "automation": "all"}}}
+    )
+    contact, bystander = await stack.contact(), await stack.contact()
+    with stack.env.with_time_skipping_disabled():
+        waiting = [await stack.enroll(contact["id"], w) for w in waits]
+        untouched = await stack.enroll(bystander["id"], waits[0])
+        for handle in (*waiting, untouched):
+            await eventually(lambda h=handle: _current(stack, h.id, "w"))
+        control = await stack.enroll(contact["id"], controller)
+        assert (await finished(stack, control.id))["status"] == "completed"
+        for handle in waiting:
+            ended = await finished(stack, handle.id)
+            assert (ended["status"], ended["reason"]) == ("ended", f"ended_by:{controller}")
+        assert (await stack.run(untouched.id))["status"] == "running"
+    await untouched.terminate()
+
+
+async def _current(stack: Stack, workflow_id: str, step: str) -> None:
+    assert (await stack.run(workflow_id))["current_step"] == step
+
+
+async def test_a_goal_is_achieved_once_per_run(stack: Stack) -> None:
+    automation_id = await stack.automation(
+        {
+            "start": "goal",
+            "steps": {
+                "goal": {"type": "goal", "condition": {"tag": "vip"}, "next": "pause"},
+                "pause": {"type": "wait", "for": {"days": 1}, "next": "again"},
+                "again": {"type": "if_else", "condition": {"tag": "looped"}, "no": "mark"},
+                "mark": {"type": "add_tag", "tag": "looped", "next": "back"},
+                "back": {"type": "goto", "target": "goal"},
+            },
+        }
+    )
+    contact = await stack.contact()
+    await stack.http.post(f"/api/v1/contacts/{contact['id']}/tags", json={"tag": "vip"})
+    run = await finished(stack, (await stack.enroll(contact["id"], automation_id)).id)
+    goal_visits = [(s["outcome"], s["reason"]) for s in run["steps"] if s["step"] == "goal"]
+    assert goal_visits == [("done", "goal_achieved"), ("skipped", "already_achieved")]
+    assert run["goals"] == ["goal"]
+
+
+async def test_a_goto_loop_runs_ten_times_a_day_at_most(stack: Stack) -> None:
+    automation_id = await stack.automation(
+        {
+            "start": "score",
+            "steps": {
+                "score": {
+                    "type": "adjust_contact_score",
+                    "score": "laps",
+                    "op": "add",
+                    "value": 1,
+                    "next": "nap",
+                },
+                "nap": {"type": "wait", "for": {"hours": 1}, "next": "back"},
+                "back": {"type": "goto", "target": "score"},
+            },
+        }
+    )
+    contact = await stack.contact()
+    run = await finished(stack, (await stack.enroll(contact["id"], automation_id)).id)
+    assert (run["status"], run["reason"]) == ("ended", "goto_limit")
+    # The first lap, then ten passes through the goto; the eleventh within 24 hours stops.
+    assert (await stack.record(contact["id"]))["scores"] == {"laps": 11}
+    gotos = [s["outcome"] for s in run["steps"] if s["step"] == "back"]
+    assert gotos == ["done"] * 10 + ["skipped"]
