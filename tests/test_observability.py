@@ -2,20 +2,25 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import httpx
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.testing import WorkflowEnvironment
 
-from tests.conftest import Stack, eventually, free_port
+from tests.conftest import Mailbox, Stack, eventually, free_port
+from tests.faults import cairn_process, own_stack
 from worker.enrollment import enroll_many
 from worker.main import running_worker
 from worker.observability import JsonFormatter, metrics_runtime
+from worker.settings import Settings
 from workflows.contracts import RunState
 from workflows.date_enrollment import DATE_WORKFLOW_TYPE, DateEnrollmentInput, DateMatchesOutput
 
@@ -54,34 +59,37 @@ def json_lines(logger_names: list[str]) -> Iterator[list[str]]:
             lg.setLevel(level)
 
 
-async def test_worker_serves_step_skip_provider_and_temporal_metrics(stack: Stack) -> None:
+FAILING_FLOW = {
+    "start": "tag",
+    "steps": {
+        "tag": {"type": "add_tag", "tag": "seen", "next": "untag"},
+        "untag": {"type": "remove_tag", "tag": "never-had-it", "next": "hook"},
+        # 127.0.0.1 is refused (private destination): a non-retryable provider error.
+        "hook": {"type": "webhook", "url": "http://127.0.0.1:9/hook", "on_error": "continue"},
+    },
+}
+
+
+async def test_worker_serves_step_skip_provider_and_temporal_metrics(
+    env: WorkflowEnvironment, mailbox: Mailbox, tmp_path: Path
+) -> None:
     port = free_port()
-    settings = stack.settings.model_copy(
-        update={"metrics_address": f"127.0.0.1:{port}", "task_queue": stack.unique("metrics")}
-    )
-    runtime = metrics_runtime(settings)
-    assert runtime is not None
+    settings = Settings(metrics_address=f"127.0.0.1:{port}", _env_file=None)  # type: ignore[call-arg]
     client = await Client.connect(
-        stack.client.service_client.config.target_host,
-        namespace=stack.client.namespace,
+        env.client.service_client.config.target_host,
+        namespace=env.client.namespace,
         data_converter=pydantic_data_converter,
-        runtime=runtime,
+        runtime=metrics_runtime(settings),
     )
-    automation_id = await stack.automation(
-        {
-            "start": "tag",
-            "steps": {
-                "tag": {"type": "add_tag", "tag": "seen", "next": "untag"},
-                "untag": {"type": "remove_tag", "tag": "never-had-it", "next": "hook"},
-                # 127.0.0.1 is refused (private destination): a non-retryable provider error.
-                "hook": {
-                    "type": "webhook",
-                    "url": "http://127.0.0.1:9/hook",
-                    "on_error": "continue",
-                },
-            },
-        }
-    )
+    # A database of its own: a worker on the session stack's database, on another task queue,
+    # would move that stack's date trigger schedules to its queue when it repairs them.
+    async with own_stack(client, mailbox, tmp_path) as stack:
+        await _metrics_of_a_run(stack, client, port)
+
+
+async def _metrics_of_a_run(stack: Stack, client: Client, port: int) -> None:
+    settings = stack.settings.model_copy(update={"metrics_address": f"127.0.0.1:{port}"})
+    automation_id = await stack.automation(FAILING_FLOW)
     contact = await stack.contact()
     with json_lines(["temporalio.workflow", "temporalio.activity"]) as lines:
         async with running_worker(settings, client, stack.db):
@@ -137,3 +145,42 @@ async def test_api_metrics_count_requests_by_route(stack: Stack) -> None:
     assert _value(text, "cairn_api_requests_total", route=route, status="200") >= 1
     assert _value(text, "cairn_api_requests_total", route=route, status="404") >= 1
     assert _value(text, "cairn_api_request_seconds_count", route=route, method="GET") >= 2
+
+
+async def test_worker_json_logs_carry_the_workflow_and_step_of_a_failed_step(
+    env: WorkflowEnvironment, mailbox: Mailbox, tmp_path: Path
+) -> None:
+    """`cairn worker` with CAIRN_LOG_FORMAT=json, as deployed: its own process, its stderr read
+    line by line."""
+    async with own_stack(env.client, mailbox, tmp_path) as stack:
+        automation_id = await stack.automation(FAILING_FLOW)
+        contact = await stack.contact()
+        log = tmp_path / "worker.log"
+        settings = stack.settings
+        worker_env = {
+            "CAIRN_TEMPORAL_ADDRESS": env.client.service_client.config.target_host,
+            "CAIRN_DATABASE_URL": settings.database_url,
+            "CAIRN_TASK_QUEUE": settings.task_queue,
+            "CAIRN_SMTP_HOST": settings.smtp_host,
+            "CAIRN_SMTP_PORT": str(settings.smtp_port),
+            "CAIRN_LOG_FORMAT": "json",
+        }
+        async with cairn_process("worker", worker_env, log):
+            handle = await stack.enroll(contact["id"], automation_id)
+            state = await asyncio.wait_for(handle.result(), timeout=120)
+    assert state.status == "completed"
+    text = log.read_text()
+    lines = [json.loads(line) for line in text.splitlines() if line.startswith("{")]
+    assert lines, text
+
+    # The run's own warning: the step failed (and, on_error continue, the run went on).
+    failed = [p for p in lines if p["logger"] == "temporalio.workflow" and p["level"] == "warning"]
+    assert [(p["workflow_id"], p["step"]) for p in failed] == [(handle.id, "hook")], text
+    assert "failed" in failed[0]["message"] and "refused" in failed[0]["message"]
+    # The activity's: the SDK's line about the failed attempt, with the step added.
+    (attempt,) = [p for p in lines if p.get("activity_type") == "webhook"]
+    assert attempt["level"] == "warning" and attempt["logger"] == "temporalio.activity"
+    assert (attempt["workflow_id"], attempt["step"]) == (handle.id, "hook")
+    assert "WebhookRefused" in attempt["error"] or "refused" in attempt["error"]
+    # Every line is JSON with the basic fields, whatever logged it.
+    assert all({"time", "level", "logger", "message"} <= p.keys() for p in lines)

@@ -26,7 +26,7 @@ from activities.sms import SmsActivities
 from activities.webhook import WebhookActivities
 from store.db import Database, open_database
 from worker.codec import data_converter
-from worker.observability import metrics_runtime
+from worker.observability import StepLoggingInterceptor, metrics_runtime
 from worker.outbox import OutboxDispatcher
 from worker.schedules import keep_schedules_in_sync
 from worker.settings import Settings
@@ -124,6 +124,7 @@ async def running_worker(
         activities=activities_for(deps),  # type: ignore[arg-type]
         max_cached_workflows=MAX_CACHED_WORKFLOWS,
         workflow_runner=WORKFLOW_RUNNER,
+        interceptors=[StepLoggingInterceptor()],
     )
     async with worker:
         background = [

@@ -9,10 +9,17 @@ from __future__ import annotations
 import json
 import logging
 import sys
+from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import Any, TextIO
 
+from temporalio import activity
 from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
+from temporalio.worker import (
+    ActivityInboundInterceptor,
+    ExecuteActivityInput,
+    Interceptor,
+)
 
 from worker.settings import Settings
 
@@ -20,6 +27,48 @@ TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 # What `workflow.logger` / `activity.logger` put in a record's extra, and the keys kept from it.
 _TEMPORAL_EXTRAS = ("temporal_workflow", "temporal_activity")
 _CONTEXT_KEYS = ("workflow_id", "run_id", "workflow_type", "activity_type", "attempt")
+# The step the running activity executes; each activity runs in an asyncio task of its own,
+# so a value set there is that activity's alone.
+_ACTIVITY_STEP: ContextVar[str | None] = ContextVar("cairn_activity_step", default=None)
+
+
+class StepLoggingInterceptor(Interceptor):
+    """Remembers which step each activity executes (from its input's `step_id`), for
+    `ActivityContextFilter` to put on every line logged while it runs."""
+
+    def intercept_activity(self, next: ActivityInboundInterceptor) -> ActivityInboundInterceptor:
+        return _RememberStep(next)
+
+
+class _RememberStep(ActivityInboundInterceptor):
+    async def execute_activity(self, input: ExecuteActivityInput) -> Any:
+        step = next((s for a in input.args if (s := getattr(a, "step_id", None))), None)
+        # Not reset afterwards: the SDK logs a failed attempt ("Completing activity as
+        # failed") after this returns, in the same task, and that line needs the step too.
+        _ACTIVITY_STEP.set(step)
+        return await super().execute_activity(input)
+
+
+class ActivityContextFilter(logging.Filter):
+    """Adds the workflow id, activity and step to every line logged inside an activity, by
+    any logger (`activity.logger` adds the first two on its own lines only)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not activity.in_activity():
+            return True
+        if not hasattr(record, "temporal_activity"):
+            info = activity.info()
+            record.temporal_activity = {
+                "workflow_id": info.workflow_id,
+                "run_id": info.workflow_run_id,
+                "workflow_type": info.workflow_type,
+                "activity_type": info.activity_type,
+                "attempt": info.attempt,
+            }
+        step = _ACTIVITY_STEP.get()
+        if step is not None and getattr(record, "step", None) is None:
+            record.step = step
+        return True
 
 
 class JsonFormatter(logging.Formatter):
@@ -64,10 +113,11 @@ def configure_logging(settings: Settings) -> None:
     """Root logging as `CAIRN_LOG_FORMAT` and `CAIRN_LOG_LEVEL` say, replacing earlier setups
     (`debug` adds a line per step executed)."""
     handler = StderrHandler()
+    handler.addFilter(ActivityContextFilter())
     if settings.log_format == "json":
         handler.setFormatter(JsonFormatter())
         # The context is in the JSON fields: don't also append it to every message.
-        from temporalio import activity, workflow
+        from temporalio import workflow
 
         workflow.logger.workflow_info_on_message = False
         activity.logger.activity_info_on_message = False

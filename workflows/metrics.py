@@ -6,13 +6,17 @@ run is replayed; without a metrics runtime the meter is a no-op.
 
 from __future__ import annotations
 
+import logging
+
 from temporalio import workflow
 
 
 def count_step(step_id: str, step_type: str, outcome: str, reason: str | None) -> None:
-    """Steps executed by type and outcome, and skipped steps by reason; a debug log line
-    naming the step (the workflow logger adds the workflow id, and is silent on replay)."""
-    workflow.logger.debug(
+    """Steps executed by type and outcome, and skipped steps by reason; a log line naming the
+    step, a warning when it failed, else debug (the workflow logger adds the workflow id, and
+    is silent on replay)."""
+    workflow.logger.log(
+        logging.WARNING if outcome == "failed" else logging.DEBUG,
         "step %s (%s): %s%s",
         step_id,
         step_type,
