@@ -400,3 +400,112 @@ async def test_a_goto_loop_runs_ten_times_a_day_at_most(stack: Stack) -> None:
     assert (await stack.record(contact["id"]))["scores"] == {"laps": 11}
     gotos = [s["outcome"] for s in run["steps"] if s["step"] == "back"]
     assert gotos == ["done"] * 10 + ["skipped"]
+
+
+async def test_removal_triggers_and_a_second_trigger_whose_filter_passes(stack: Stack) -> None:
+    tag, list_name = stack.unique("tag"), stack.unique("list")
+    automation_id = await stack.automation(
+        {
+            "entry": "multiple",
+            "triggers": [
+                {"type": "tag_removed", "tag": tag, "filter": {"tag": "never"}},
+                {"type": "tag_removed", "tag": tag},
+                {"type": "list_unsubscribed", "list": list_name},
+            ],
+            "start": "t",
+            "steps": {
+                "t": {"type": "adjust_contact_score", "score": "left", "op": "add", "value": 1}
+            },
+        }
+    )
+    contact = await stack.contact()
+    cid = contact["id"]
+    await stack.http.post(f"/api/v1/contacts/{cid}/tags", json={"tag": tag})
+    await stack.http.post(f"/api/v1/contacts/{cid}/lists", json={"list": list_name})
+    assert (await stack.record(cid))["automations"] == []  # adding fires no removal trigger
+
+    await stack.http.delete(f"/api/v1/contacts/{cid}/tags/{tag}")
+
+    async def scored(times: float) -> None:
+        record = await stack.record(cid)
+        assert record["scores"] == {"left": times}
+        assert all(a["status"] == "completed" for a in record["automations"])
+
+    await eventually(lambda: scored(1.0))
+    await stack.http.post(
+        f"/api/v1/contacts/{cid}/lists", json={"list": list_name, "status": "unsubscribed"}
+    )
+    await eventually(lambda: scored(2.0))
+    assert {a["automation"] for a in (await stack.record(cid))["automations"]} == {automation_id}
+
+
+async def test_a_step_in_one_run_releases_a_wait_in_another(stack: Stack) -> None:
+    hot = stack.unique("hot")
+    waiting = await stack.automation(
+        {
+            "start": "w",
+            "steps": {
+                "w": {
+                    "type": "wait",
+                    "condition": {"tag": hot},
+                    "timeout": {"days": 30},
+                    "next": "t",
+                },
+                "t": {"type": "add_tag", "tag": "released"},
+            },
+        }
+    )
+    tagger = await stack.automation({"start": "t", "steps": {"t": {"type": "add_tag", "tag": hot}}})
+    contact = await stack.contact()
+    with stack.env.with_time_skipping_disabled():
+        handle = await stack.enroll(contact["id"], waiting)
+        await eventually(lambda: _current(stack, handle.id, "w"))
+        await finished(stack, (await stack.enroll(contact["id"], tagger)).id)
+        run = await finished(stack, handle.id)
+    first = run["steps"][0]
+    assert (first["step"], first["reason"]) == ("w", "condition_met")
+    assert "released" in (await stack.record(contact["id"]))["tags"]
+
+
+async def test_in_automation_and_goal_achieved_conditions(stack: Stack) -> None:
+    parked = await stack.automation(
+        {"start": "w", "steps": {"w": {"type": "wait", "for": {"days": 30}}}}
+    )
+    goal_keeper = await stack.automation(
+        {
+            "start": "vip",
+            "steps": {
+                "vip": {"type": "add_tag", "tag": "vip"},
+                "made-it": {"type": "goal", "condition": {"tag": "vip"}},
+            },
+        }
+    )
+    checker = await stack.automation(
+        {
+            "start": "in",
+            "steps": {
+                "in": {"type": "if_else", "condition": {"in_automation": parked}, "yes": "goal"},
+                "goal": {
+                    "type": "if_else",
+                    "condition": {"goal_achieved": {"automation": goal_keeper, "goal": "made-it"}},
+                    "yes": "both",
+                },
+                "both": {"type": "add_tag", "tag": "both-true"},
+            },
+        }
+    )
+    contact, stranger = await stack.contact(), await stack.contact()
+    with stack.env.with_time_skipping_disabled():
+        handle = await stack.enroll(contact["id"], parked)
+        await eventually(lambda: _current(stack, handle.id, "w"))
+        kept = await finished(stack, (await stack.enroll(contact["id"], goal_keeper)).id)
+        assert kept["goals"] == ["made-it"]
+        checked = await finished(stack, (await stack.enroll(contact["id"], checker)).id)
+        unchecked = await finished(stack, (await stack.enroll(stranger["id"], checker)).id)
+    assert [(s["step"], s["reason"]) for s in checked["steps"]] == [
+        ("in", "yes"),
+        ("goal", "yes"),
+        ("both", None),
+    ]
+    assert [(s["step"], s["reason"]) for s in unchecked["steps"]] == [("in", "no")]
+    await handle.terminate()

@@ -178,23 +178,21 @@ class OutboxDispatcher:
         documents = await self._documents()
         for row in changes:
             for document in documents:
-                trigger = next(
-                    (
-                        t
-                        for t in document.get("triggers") or []
-                        if trigger_matches(t, row.kind, row.data)
-                    ),
-                    None,
-                )
-                if trigger is not None and await self._passes_filter(trigger, row.contact_id):
-                    await enroll(
-                        self.db,
-                        self.client,
-                        self.task_queue,
-                        document["id"],
-                        row.contact_id,
-                        entry=trigger.get("entry") or document.get("entry"),
-                    )
+                # The first trigger that matches the change and whose filter passes: another
+                # trigger of the same kind may pass where the first one's filter did not.
+                for trigger in document.get("triggers") or []:
+                    if trigger_matches(trigger, row.kind, row.data) and await self._passes_filter(
+                        trigger, row.contact_id
+                    ):
+                        await enroll(
+                            self.db,
+                            self.client,
+                            self.task_queue,
+                            document["id"],
+                            row.contact_id,
+                            entry=trigger.get("entry") or document.get("entry"),
+                        )
+                        break
 
     async def _passes_filter(self, trigger: dict[str, Any], contact_id: int) -> bool:
         if not trigger.get("filter"):

@@ -124,6 +124,10 @@ STEPS_KEPT_IN_STATE = 100  # the `state` query shows the latest ones; older ones
 PARK_THRESHOLD = timedelta(minutes=1)
 GOTO_MAX_PER_DAY = 10
 GOTO_MAX_WITHOUT_WAIT = 3
+# Runs held by an inactive automation record it (runs index, CairnStep) and finish a wait they
+# are in before holding. Runs whose history predates this hold as before: without a record,
+# in the wait (replay must issue the commands their history holds).
+HOLDS_RECORDED = "holds-recorded"
 
 Next = str | None
 
@@ -131,6 +135,19 @@ Next = str | None
 def parks_long(deadline: datetime | None, now: datetime) -> bool:
     """Whether a contact waiting until `deadline` (None: a condition) counts as parked."""
     return deadline is None or deadline - now > PARK_THRESHOLD
+
+
+def wait_kind(step: Any) -> str | None:
+    """What a step's `wait_started_at` measures: a timed wait, a conditional wait's timeout, a
+    goal's timeout; None for a step that does not wait. A wait resumes in a new version only
+    into a step of the same kind."""
+    if step is None:
+        return None
+    if step.type == "goal":
+        return "goal" if step.unmet == "wait" else None
+    if step.type != "wait":
+        return None
+    return "for" if step.for_ is not None else "until" if step.until is not None else "condition"
 
 
 def opening_park(graph: Automation, now: datetime) -> str | None:
@@ -162,6 +179,7 @@ class AutomationRun:
         self.recorded_goals: set[str] = set()
         self.parked_at: str | None = None
         self.pending_version: int | None = None
+        self.loaded_version: int | None = None
         self.end_reason: str | None = None
 
     # --- signals and query -------------------------------------------------------------
@@ -172,7 +190,10 @@ class AutomationRun:
 
     @workflow.signal(name=SIGNAL_NEW_VERSION)
     def new_version(self, message: NewVersion) -> None:
-        self.pending_version = message.version
+        # Versions only go forward: a late or repeated delivery of an older one is no news.
+        known = max(self.pending_version or 0, self.state.version if self.state else 0)
+        if message.version > known:
+            self.pending_version = message.version
 
     @workflow.signal(name=SIGNAL_END_RUN)
     def end_run(self, message: EndRun) -> None:
@@ -195,7 +216,19 @@ class AutomationRun:
         version = input.state.version if input.state else input.version
         goals_met = await self._load(version, check_goals=input.state is None)
         assert self.graph is not None
-        self.state = input.state or RunState(version=version, position=self.graph.start)
+        if input.state is None and self.loaded_version is not None:
+            # A fresh start takes the newest version: a start queued while Temporal was down
+            # may run after that version's signal found no workflow to reach.
+            if self.loaded_version != version:
+                version = self.loaded_version
+                workflow.upsert_search_attributes([VERSION_KEY.value_set(version)])
+            if self.pending_version is not None and self.pending_version <= version:
+                self.pending_version = None
+        self.state = input.state or RunState(
+            version=version,
+            position=self.graph.start,
+            automation_active=self.graph.status == "active",
+        )
         state = self.state
         try:
             if goals_met:  # the contact entered already meeting a goal
@@ -216,7 +249,7 @@ class AutomationRun:
                             state=state,
                         )
                     )
-                if not state.automation_active:
+                if not state.automation_active and not self._finishing_wait():
                     await self._hold()
                     continue
                 state.position = await self._visit(state.position)
@@ -252,6 +285,7 @@ class AutomationRun:
                 contact_id=self.input.contact_id if check_goals else None,
                 now=workflow.now() if check_goals else None,
                 workflow_id=workflow.info().workflow_id if check_goals else None,
+                newest=check_goals,
             ),
             result_type=LoadAutomationOutput,
             summary=f"load automation {self.input.automation_id} v{version}",
@@ -260,6 +294,7 @@ class AutomationRun:
         self.graph = Automation.model_validate(loaded.document)
         self.goal_sources = goal_sources(self.graph)
         self.parked_at = loaded.parked_at
+        self.loaded_version = loaded.version  # None in histories from before `newest`
         return loaded.goals_met
 
     async def _switch_version(self) -> None:
@@ -277,15 +312,51 @@ class AutomationRun:
                 state.position, state.wait_started_at = old_next, None
             else:
                 raise _EndRun("step_removed")
+        elif state.position is not None:
+            # The time waited carries over only into the same kind of wait: a wait that became
+            # a send must not hand its start time to a later wait (which would end early).
+            old_kind = wait_kind(old_graph.steps.get(state.position))
+            if old_kind is None or wait_kind(self.graph.steps[state.position]) != old_kind:
+                state.wait_started_at = None
+
+    def _finishing_wait(self) -> bool:
+        """Whether an inactive automation lets the contact finish the wait it is in (a new
+        version interrupted it) before holding it at its next step."""
+        assert self.state is not None
+        return self.state.wait_started_at is not None and workflow.patched(HOLDS_RECORDED)
 
     async def _hold(self) -> None:
-        """ActiveCampaign's semantics: an inactive automation keeps its contacts where they are."""
+        """ActiveCampaign's semantics: an inactive automation keeps its contacts where they are.
+
+        The hold is recorded like a park (runs index, CairnStep), so reports show the contact
+        held here rather than waiting where it last parked; and recorded again when released.
+        """
         state = self.state
-        assert state is not None
+        assert state is not None and state.position is not None
         workflow.set_current_details(
             f"Held before **{state.position}**: the automation is inactive"
         )
+        recorded = workflow.patched(HOLDS_RECORDED)
+        if recorded:
+            workflow.upsert_search_attributes([STEP_KEY.value_set(state.position)])
+            await self._record_park(state.position, held=True)
         await workflow.wait_condition(lambda: state.automation_active or self._interrupted())
+        if recorded and state.automation_active:
+            await self._record_park(state.position, held=False)
+
+    async def _record_park(self, step_id: str, *, held: bool = False) -> None:
+        """The runs index: the contact sits at `step_id` (held there, or about to go on)."""
+        await workflow.execute_local_activity(
+            "park_run",
+            ParkInput(
+                workflow_id=workflow.info().workflow_id,
+                step_id=step_id,
+                steps=self._take_unsaved(),
+                held=held,
+            ),
+            summary=f"{'hold' if held else 'park'} at {step_id}",
+            **LOCAL,
+        )
 
     async def _visit(self, step_id: str) -> Next:
         """Run one step; returns where the contact goes next."""
@@ -452,16 +523,7 @@ class AutomationRun:
         elif self.parked_at == step_id:
             self.parked_at = None  # the graph's load recorded this park already
         elif long:
-            await workflow.execute_local_activity(
-                "park_run",
-                ParkInput(
-                    workflow_id=workflow.info().workflow_id,
-                    step_id=step_id,
-                    steps=self._take_unsaved(),
-                ),
-                summary=f"park at {step_id}",
-                **LOCAL,
-            )
+            await self._record_park(step_id)
         while True:
             remaining = None if deadline is None else (deadline - workflow.now()).total_seconds()
             if remaining is not None and remaining <= 0:

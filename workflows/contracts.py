@@ -109,10 +109,14 @@ class LoadAutomationInput(BaseModel):
     # ... and, when the flow opens with a long timed wait, records the contact as parked there
     # (saving the park's own round-trip for the most common first step of all).
     workflow_id: str | None = None
+    # On a fresh start: load the automation's current version instead if it is newer. A start
+    # queued in the outbox (Temporal down) may run after a new version's signals went out.
+    newest: bool = False
 
 
 class LoadAutomationOutput(BaseModel):
     document: dict[str, Any]
+    version: int | None = None  # the version loaded, when `newest` was asked (None: as asked)
     goals_met: list[str] = Field(default_factory=list)
     parked_at: str | None = None
 
@@ -159,6 +163,7 @@ class ParkInput(BaseModel):
     workflow_id: str
     step_id: str
     steps: SavedSteps | None = None
+    held: bool = False  # held there by an inactive automation, not waiting
 
 
 class FinishRunInput(BaseModel):
