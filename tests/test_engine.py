@@ -514,6 +514,57 @@ async def test_a_wait_woken_many_times_continues_as_new_and_keeps_waiting(stack:
     assert [s["step"] for s in run["steps"]] == ["pause", "bought"]
 
 
+async def test_a_change_arriving_as_the_run_continues_as_new_is_still_looked_at(
+    stack: Stack,
+) -> None:
+    # The purchase lands in the very workflow task where Temporal suggests continue-as-new
+    # (the dev server suggests it at 50 events): the run leaves its wait to continue, and
+    # the new run must still look at the change, else the goal is never seen.
+    automation_id = await stack.automation(
+        {
+            "start": "pause",
+            "steps": {
+                "pause": {"type": "wait", "for": {"days": 10}, "next": None},
+                "bought": {"type": "goal", "condition": {"event": "purchase"}, "next": None},
+            },
+        }
+    )
+    contact = await stack.contact()
+    with stack.env.with_time_skipping_disabled():
+        handle = await stack.enroll(contact["id"], automation_id)
+    await eventually(lambda: _at(stack, handle.id, "pause"))
+
+    async def parked_history() -> int:
+        history = await handle.fetch_history()
+        assert history.events[-1].event_type == EventType.EVENT_TYPE_TIMER_STARTED
+        return len(history.events)
+
+    length = await eventually(parked_history)
+    # A wake-up adds a signal, then its workflow task is scheduled and started: the task
+    # that sees the purchase starts at length + 3 events.
+    while length + 3 < 50:
+        await stack.http.post(
+            "/api/v1/events", json={"contact": contact["id"], "event": f"noise-{length}"}
+        )
+        before = length
+        length = await eventually(lambda: _grown(parked_history, before))
+    first_run_id = (await handle.describe()).run_id
+    await stack.http.post("/api/v1/events", json={"contact": contact["id"], "event": "purchase"})
+
+    run = await finished(stack, handle.id)
+    assert run["goals"] == ["bought"]
+    assert [s["step"] for s in run["steps"]] == ["pause", "bought"]
+    # The purchase was the change the first run left unread when it continued as new.
+    first = await stack.client.get_workflow_handle(handle.id, run_id=first_run_id).fetch_history()
+    assert first.events[-1].event_type == (EventType.EVENT_TYPE_WORKFLOW_EXECUTION_CONTINUED_AS_NEW)
+
+
+async def _grown(length: Any, before: int) -> int:
+    now = await length()
+    assert now > before
+    return now  # type: ignore[no-any-return]
+
+
 async def test_end_step_and_email_sending_rules(stack: Stack) -> None:
     automation_id = await stack.automation(
         {
