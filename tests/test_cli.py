@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import io
 import os
 import sys
 import uuid
@@ -19,7 +20,7 @@ from temporalio.testing import WorkflowEnvironment
 from tests.conftest import API_TOKEN, Stack, eventually
 from tests.served import served_api
 from worker.cli import main
-from worker.operate import render_report
+from worker.operate import ProgressBar, render_report
 from worker.temporal_server import SEARCH_ATTRIBUTES
 
 
@@ -175,7 +176,8 @@ async def test_import_keeps_good_rows_and_reports_bad_ones_by_line(
     assert bad[1] == f"{file}:4: invalid email 'not-an-email'"
     assert bad[2].startswith(f"{file}:5: first_name: ")
     assert len(bad) == 3
-    assert "[" + "#" * 30 + "] 6/6 rows" in err
+    # stderr is no terminal here: plain progress lines, no bar redrawn with carriage returns.
+    assert "6/6 rows\n" in err and "\r" not in err
 
     async def imported() -> dict[str, Any]:
         found = await stack.http.post(
@@ -208,6 +210,99 @@ async def test_import_with_no_good_row_fails(
     assert "--map 'oops': expected CSV_COLUMN=FIELD" in capsys.readouterr().err
     assert await cairn(api_url, "contacts", "import", str(tmp_path / "missing.csv")) == 1
     assert "cannot read" in capsys.readouterr().err
+
+
+async def test_import_counts_blank_lines_and_multi_line_cells_in_line_numbers(
+    stack: Stack, api_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    domain = f"{stack.unique('d')}.example.com"
+    file = tmp_path / "gaps.csv"
+    file.write_text(
+        "email,first_name\n"  # 1
+        "\n"  # 2
+        f"one@{domain},One\n"  # 3
+        "\n"  # 4
+        "\n"  # 5
+        ",Nobody\n"  # 6
+        f'"two@{domain}","Two\r\nLines"\n'  # 7-8
+        "nope,Bad\n"  # 9
+        ',"No\nEmail"\n'  # 10-11
+        "\n"  # 12
+        "nope-again,Bad\n"  # 13
+    )
+    assert await cairn(api_url, "contacts", "import", str(file)) == 0
+    out, err = capsys.readouterr()
+    assert f"{file}: imported 2 of 6 rows (2 new)" in out
+    assert [line for line in err.splitlines() if line.startswith(f"{file}:")] == [
+        f"{file}:6: no email",
+        f"{file}:9: invalid email 'nope'",
+        f"{file}:10: no email",
+        f"{file}:13: invalid email 'nope-again'",
+    ]
+
+
+async def test_import_reports_each_row_whose_tag_or_list_was_refused(
+    stack: Stack, api_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    domain = f"{stack.unique('d')}.example.com"
+    file = tmp_path / "refused.csv"
+    file.write_text(f"email\na@{domain}\n,nobody\nb@{domain}\n")
+    too_long = "x" * 201  # the API takes names of up to 200 characters
+    code = await cairn(
+        api_url, "contacts", "import", str(file), "--tag", "fine", "--tag", too_long,
+        "--list", too_long,
+    )  # fmt: skip
+    out, err = capsys.readouterr()
+    assert code == 0  # the contacts themselves were imported
+    assert f"{file}: imported 2 of 3 rows (2 new)" in out
+    bad = [line for line in err.splitlines() if line.startswith(f"{file}:")]
+    assert bad[0].endswith("at most 200 characters"), bad[0]  # the API's own words
+    assert [line.split(": ", 2)[1] for line in bad] == [
+        f"imported, but not subscribed to {too_long!r}",
+        f"imported, but not tagged {too_long!r}",
+        "no email",
+        f"imported, but not subscribed to {too_long!r}",
+        f"imported, but not tagged {too_long!r}",
+    ]
+    assert [line.split(":")[1] for line in bad] == ["2", "2", "3", "4", "4"]
+    record = (await stack.http.post("/api/v1/contacts", json={"email": f"a@{domain}"})).json()
+    assert record["tags"] == ["fine"] and record["lists"] == []
+
+
+async def test_import_applies_rows_of_one_email_in_file_order(
+    stack: Stack, api_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    domain = f"{stack.unique('d')}.example.com"
+    rows = []
+    for n in range(1, 41):
+        rows.append(f"{'SAME' if n % 2 else 'same'}@{domain},v{n},{n}")
+        rows.append(f"other{n}@{domain},o{n},{n}")
+    file = tmp_path / "same.csv"
+    file.write_text("email,first_name,n\n" + "\n".join(rows) + "\n")
+    code = await cairn(api_url, "contacts", "import", str(file), "--concurrency", "8")
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    assert f"{file}: imported 80 of 80 rows (41 new)" in out
+    # Plain progress lines, every tenth of the way.
+    assert [line for line in err.splitlines() if line.endswith(" rows")] == [
+        f"{n}/80 rows" for n in range(8, 81, 8)
+    ]
+    same = (await stack.http.post("/api/v1/contacts", json={"email": f"same@{domain}"})).json()
+    assert (same["first_name"], same["fields"]) == ("v40", {"n": "40"})
+
+
+def test_progress_bar_redraws_in_place_on_a_terminal() -> None:
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    out = Terminal()
+    bar = ProgressBar(4, out, width=8)
+    for _ in range(4):
+        bar.advance()
+    assert out.getvalue() == (
+        "\r[##......] 1/4 rows\r[####....] 2/4 rows\r[######..] 3/4 rows\r[########] 4/4 rows\n"
+    )
 
 
 async def _cairn_setup(target: str, namespace: str, cwd: Path) -> tuple[int, str]:

@@ -255,16 +255,17 @@ def row_to_contact(row: dict[str, str | None], mapping: dict[str, str]) -> dict[
 
 
 def read_rows(path: Path) -> list[tuple[int, dict[str, str | None]]]:
-    """(line number, row) for each data row; the header is line 1."""
+    """(line number, row) for each data row; the header is line 1, and blank lines count."""
     try:
         with path.open(newline="", encoding="utf-8-sig") as handle:
             reader = csv.DictReader(handle)
             if not reader.fieldnames:
                 raise CommandError(f"{path}: empty file (a header row is required)")
-            rows, start = [], 2
+            rows = []
             for row in reader:
-                rows.append((start, row))
-                start = reader.line_num + 1  # a quoted cell may span lines
+                # line_num is the row's last line (the reader skipped any blank line before
+                # it); a quoted cell spanning lines puts its first line that much earlier.
+                rows.append((reader.line_num - _line_breaks(row), row))
             return rows
     except OSError as err:
         raise CommandError(f"{path}: cannot read: {err.strerror}") from err
@@ -272,19 +273,36 @@ def read_rows(path: Path) -> list[tuple[int, dict[str, str | None]]]:
         raise CommandError(f"{path}: not a readable CSV file: {err}") from err
 
 
+_LINE_BREAK = re.compile(r"\r\n|\r|\n")
+
+
+def _line_breaks(row: dict[str | None, Any]) -> int:
+    """Line breaks inside the row's cells (cells beyond the header come as a list)."""
+    cells: list[Any] = []
+    for value in row.values():
+        cells += value if isinstance(value, list) else [value]
+    return sum(len(_LINE_BREAK.findall(cell)) for cell in cells if isinstance(cell, str))
+
+
 class ProgressBar:
-    """`[#####.....] 50/100` redrawn in place on a terminal stream."""
+    """`[#####.....] 50/100` redrawn in place on a terminal; elsewhere (a log file, a pipe) a
+    plain `50/100 rows` line every tenth of the way."""
 
     def __init__(self, total: int, out: TextIO, width: int = 30) -> None:
         self.total, self.out, self.width, self.done = total, out, width, 0
+        self.redraw = out.isatty()
+        self.every = max(1, -(-total // 10))  # ceil(total / 10)
 
     def advance(self) -> None:
         self.done += 1
-        filled = self.width * self.done // max(self.total, 1)
-        bar = "#" * filled + "." * (self.width - filled)
-        self.out.write(f"\r[{bar}] {self.done}/{self.total} rows")
-        if self.done == self.total:
-            self.out.write("\n")
+        if self.redraw:
+            filled = self.width * self.done // max(self.total, 1)
+            bar = "#" * filled + "." * (self.width - filled)
+            self.out.write(f"\r[{bar}] {self.done}/{self.total} rows")
+            if self.done == self.total:
+                self.out.write("\n")
+        elif self.done % self.every == 0 or self.done == self.total:
+            self.out.write(f"{self.done}/{self.total} rows\n")
         self.out.flush()
 
 
@@ -295,22 +313,30 @@ async def import_contacts(
     progress: Callable[[], None] = lambda: None,
     rows: list[tuple[int, dict[str, str | None]]] | None = None,
 ) -> ImportResult:
-    """Upsert every row (several requests at once); bad rows are collected, good rows kept."""
+    """Upsert every row (several requests at once); bad rows are collected, good rows kept.
+
+    Rows of one email go one after the other in file order, so the last one wins whatever
+    the timing; different emails go concurrently."""
     rows = read_rows(path) if rows is None else rows
     result = ImportResult()
     limit = asyncio.Semaphore(max(1, options.concurrency))
+    by_email: dict[str, list[tuple[int, dict[str, str | None]]]] = {}
+    for line, row in rows:
+        email = row_to_contact(row, options.mapping).get("email")
+        key = email.strip().lower() if email else f"line {line}"  # no email: its own group
+        by_email.setdefault(key, []).append((line, row))
 
-    async def one(line: int, row: dict[str, str | None]) -> None:
-        async with limit:
-            try:
-                problem = await _import_row(client, row, options, result)
-            except CommandError as err:
-                problem = str(err)
-            if problem:
-                result.bad.append((line, problem))
+    async def in_order(group: list[tuple[int, dict[str, str | None]]]) -> None:
+        for line, row in group:
+            async with limit:
+                try:
+                    problems = await _import_row(client, row, options, result)
+                except CommandError as err:
+                    problems = [str(err)]
+            result.bad += [(line, problem) for problem in problems]
             progress()
 
-    await asyncio.gather(*(one(line, row) for line, row in rows))
+    await asyncio.gather(*(in_order(group) for group in by_email.values()))
     result.bad.sort()
     return result
 
@@ -320,26 +346,33 @@ async def _import_row(
     row: dict[str, str | None],
     options: ImportOptions,
     result: ImportResult,
-) -> str | None:
-    """Import one row; why it was refused, or None."""
+) -> list[str]:
+    """Import one row; what went wrong with it (nothing: an empty list)."""
     body = row_to_contact(row, options.mapping)
     email = body.get("email")
     if not email:
-        return "no email"
+        return ["no email"]
     if not _EMAIL.match(email):
-        return f"invalid email {email!r}"
+        return [f"invalid email {email!r}"]
     response = await call_api(client, "POST", "/api/v1/contacts", json=body)
     if response.status_code not in (200, 201):
-        return _explain(response)
+        return [_explain(response)]
     result.imported += 1
     result.created += response.status_code == 201
     contact = response.json()["id"]
+    problems = []
     for tag in options.tags:
-        await call_api(client, "POST", f"/api/v1/contacts/{contact}/tags", json={"tag": tag})
+        tagged = await call_api(
+            client, "POST", f"/api/v1/contacts/{contact}/tags", json={"tag": tag}
+        )
+        if tagged.status_code not in (200, 201):
+            problems.append(f"imported, but not tagged {tag!r}: {_explain(tagged)}")
     if options.list:
-        await call_api(
+        listed = await call_api(
             client, "POST", f"/api/v1/contacts/{contact}/lists", json={"list": options.list}
         )
+        if listed.status_code != 200:
+            problems.append(f"imported, but not subscribed to {options.list!r}: {_explain(listed)}")
     if options.enroll:
         enrolled = await call_api(
             client,
@@ -351,8 +384,8 @@ async def _import_row(
             reason = str(_detail(enrolled)).removeprefix("entry refused: ")
             result.refused[reason] = result.refused.get(reason, 0) + 1
         elif enrolled.status_code != 201:
-            return f"imported, but not enrolled: {_explain(enrolled)}"
-    return None
+            problems.append(f"imported, but not enrolled: {_explain(enrolled)}")
+    return problems
 
 
 def _explain(response: httpx.Response) -> str:
