@@ -39,8 +39,14 @@ class RunActivities:
 
     @activity.defn(name="load_automation")
     async def load_automation(self, input: LoadAutomationInput) -> LoadAutomationOutput:
+        version = input.version
+        if input.newest:
+            async with self.deps.db.read() as session:
+                version = max(
+                    version, await run_store.current_version(session, input.automation_id)
+                )
         try:
-            document, graph = await self.deps.version(input.automation_id, input.version)
+            document, graph = await self.deps.version(input.automation_id, version)
         except LookupError as err:
             raise ApplicationError(str(err), non_retryable=True) from None
         goals_met: list[str] = []
@@ -58,9 +64,19 @@ class RunActivities:
                 goals_met = [g for g, ok in zip(goals, results, strict=True) if ok]
         # The run's reservation recorded it as parked at an opening wait (worker.enrollment).
         parked_at = None
-        if input.workflow_id and input.now is not None and not goals_met:
+        active = graph.status == "active"
+        if input.workflow_id and input.now is not None and not goals_met and active:
             parked_at = opening_park(graph, input.now)
-        return LoadAutomationOutput(document=document, goals_met=goals_met, parked_at=parked_at)
+        if version != input.version and input.workflow_id:
+            # Reserved under an older version: the index follows the version the run starts on.
+            async with self.deps.db.write() as session:
+                await run_store.started_on_version(session, input.workflow_id, version, parked_at)
+        return LoadAutomationOutput(
+            document=document,
+            version=version if input.newest else None,
+            goals_met=goals_met,
+            parked_at=parked_at,
+        )
 
     @activity.defn(name="evaluate_conditions")
     async def evaluate_conditions(self, input: EvaluateInput) -> EvaluateOutput:
@@ -85,7 +101,9 @@ class RunActivities:
     @activity.defn(name="park_run")
     async def park_run(self, input: ParkInput) -> None:
         async with self.deps.db.write() as session:
-            await run_store.set_current_step(session, input.workflow_id, input.step_id)
+            await run_store.set_current_step(
+                session, input.workflow_id, input.step_id, held=input.held
+            )
             await run_store.save_steps(session, input.steps)
 
     @activity.defn(name="finish_run")

@@ -7,7 +7,8 @@ Every count is one GROUP BY query per table, on an index whose prefix is the aut
 
 Step events are saved with a run's next park (a wait longer than a minute) or its finish
 (see `RunState.unsaved`): a contact moving between two parks is counted at its next park.
-"Waiting now" and goal achievements are live.
+"Waiting now" and goal achievements are live. A running run held by an inactive automation
+(reason `held`, see store.runs.HELD) counts as held at its step, not as waiting there.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from datetime import datetime
 from typing import Any
 
 from pydantic import BaseModel, Field
-from sqlalchemy import func, select
+from sqlalchemy import and_, case, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from store.models import (
@@ -31,6 +32,7 @@ from store.models import (
     StepEvent,
     utcnow,
 )
+from store.runs import HELD, RUNNING
 from workflows.contracts import RunStatus
 
 RUN_STATUSES: tuple[str, ...] = ("running", "completed", "ended", "failed")
@@ -92,6 +94,7 @@ async def automation_contacts(
             "email": email,
             "status": run.status,
             "reason": run.reason,
+            "held": run.status == RUNNING and run.reason == HELD,
             "current_step": run.current_step,
             "version": run.version,
             "entry": run.entry,
@@ -123,6 +126,7 @@ class StepReport(BaseModel):
     skipped: dict[str, int] = Field(default_factory=dict)
     failed: int = 0
     waiting: int = 0
+    held: int = 0  # running contacts an inactive automation holds here (not in `waiting`)
 
 
 class GoalReport(BaseModel):
@@ -158,6 +162,7 @@ class Report(BaseModel):
     generated_at: datetime
     note: str = LAG_NOTE
     runs: dict[str, int]  # by status, plus "total"
+    held: int = 0  # of the running runs, those an inactive automation holds
     steps: list[StepReport]
     goals: list[GoalReport]
     splits: list[SplitReport]
@@ -224,15 +229,21 @@ async def build_report(
         steps[step_id].contacts = count
 
     by_status: Counter[str] = Counter({status: 0 for status in RUN_STATUSES})
+    held_runs = 0
+    is_held = case((and_(Run.status == RUNNING, Run.reason == HELD), True), else_=False)
     runs = await session.execute(
-        select(Run.status, Run.current_step, func.count())
+        select(Run.status, Run.current_step, is_held, func.count())
         .where(Run.automation_id == automation_id)
-        .group_by(Run.status, Run.current_step)
+        .group_by(Run.status, Run.current_step, is_held)
     )
-    for status, current_step, count in runs.all():
+    for status, current_step, held, count in runs.all():
         by_status[status] += count
-        if status == "running" and current_step in steps:
-            steps[current_step].waiting += count
+        held_runs += count if held else 0
+        if status == RUNNING and current_step in steps:
+            if held:
+                steps[current_step].held += count
+            else:
+                steps[current_step].waiting += count
     total_runs = sum(by_status.values())
 
     achieved = dict(
@@ -257,6 +268,7 @@ async def build_report(
         version=version,
         generated_at=utcnow(),
         runs={**by_status, "total": total_runs},
+        held=held_runs,
         steps=list(steps.values()),
         goals=goals,
         splits=await _splits(session, automation_id, doc_steps),

@@ -25,6 +25,9 @@ from store.models import (
 from workflows.contracts import SavedSteps
 
 RUNNING = "running"
+# A running run's `reason` while an inactive automation holds it at `current_step` (a running
+# run has no other reason; its next park, hold release or finish overwrites this one).
+HELD = "held"
 
 
 def workflow_id_for(automation_id: str, contact_id: int, entry: int) -> str:
@@ -134,20 +137,51 @@ async def running_runs_of(
     return runs
 
 
-async def running_workflow_ids(session: AsyncSession, automation_id: str) -> list[str]:
-    query = select(Run.workflow_id).where(Run.automation_id == automation_id, Run.status == RUNNING)
-    return list((await session.scalars(query)).all())
+async def running_runs_after(
+    session: AsyncSession, automation_id: str, after: int, limit: int
+) -> list[tuple[int, str]]:
+    """(id, workflow id) of the automation's next `limit` running runs with an id above
+    `after`: one bounded page at a time, resumable from the last id."""
+    rows = await session.execute(
+        select(Run.id, Run.workflow_id)
+        .where(Run.automation_id == automation_id, Run.status == RUNNING, Run.id > after)
+        .order_by(Run.id)
+        .limit(limit)
+    )
+    return [(run_id, workflow_id) for run_id, workflow_id in rows.all()]
+
+
+async def current_version(session: AsyncSession, automation_id: str) -> int:
+    """The automation's newest version (0 if it is gone)."""
+    return int(
+        await session.scalar(select(Automation.version).where(Automation.id == automation_id)) or 0
+    )
+
+
+async def started_on_version(
+    session: AsyncSession, workflow_id: str, version: int, parked_at: str | None
+) -> None:
+    """A run reserved under an older version started on `version`, parked at `parked_at`."""
+    await session.execute(
+        update(Run)
+        .where(Run.workflow_id == workflow_id)
+        .values(version=version, current_step=parked_at, updated_at=utcnow())
+    )
 
 
 async def get_run(session: AsyncSession, workflow_id: str) -> Run | None:
     return await session.scalar(select(Run).where(Run.workflow_id == workflow_id))
 
 
-async def set_current_step(session: AsyncSession, workflow_id: str, step_id: str | None) -> None:
+async def set_current_step(
+    session: AsyncSession, workflow_id: str, step_id: str | None, *, held: bool = False
+) -> None:
+    """The run now sits at `step_id`: parked in a wait, or `held` there by an inactive
+    automation (any other move clears the hold)."""
     await session.execute(
         update(Run)
-        .where(Run.workflow_id == workflow_id)
-        .values(current_step=step_id, updated_at=utcnow())
+        .where(Run.workflow_id == workflow_id, Run.status == RUNNING)
+        .values(current_step=step_id, reason=HELD if held else None, updated_at=utcnow())
     )
 
 

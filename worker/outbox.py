@@ -4,6 +4,11 @@ Any number of dispatchers may run (one in each API and worker process): rows are
 a lease, so a crashed dispatcher's rows are picked up by another after the lease expires.
 Delivery is at-least-once; signals are idempotent wake-ups and enrollment obeys entry rules,
 so delivering a row twice is harmless.
+
+Three kinds of rows: a contact's change (wake its runs, fire triggers), a queued `start_run`,
+and an `automation_changed` (a new version, live edits and (de)activation included, SPEC §3):
+one row per change, expanded into pages of `new_version` signals to the automation's running
+runs, a page per claim, the row keeping its place so that any dispatcher carries on after it.
 """
 
 from __future__ import annotations
@@ -21,14 +26,34 @@ from store import automations as automation_store
 from store.conditions import evaluate_all
 from store.db import Database
 from store.models import OUTBOX_LEASE, OutboxEntry, utcnow
-from store.runs import running_runs_of
+from store.runs import current_version, running_runs_after, running_runs_of
 from worker.enrollment import enroll, start_run
 from worker.triggers import trigger_matches
-from workflows.contracts import SIGNAL_CONTACT_CHANGED, ContactChanged
+from workflows.contracts import (
+    SIGNAL_CONTACT_CHANGED,
+    SIGNAL_NEW_VERSION,
+    ContactChanged,
+    NewVersion,
+)
 
 log = logging.getLogger("cairn.outbox")
 
 BATCH = 200
+AUTOMATION_CHANGED = "automation_changed"
+# Runs signalled per claim of an automation_changed row, and at once: a page takes a few
+# seconds at most, far inside the lease, and 100,000 runs are 100 pages, not one request.
+RUNS_PER_PAGE = 1000
+SIGNALS_AT_ONCE = 64
+
+
+def automation_changed(automation_id: str, version: int) -> OutboxEntry:
+    """The row that moves an automation's running runs to `version` (add it in the same
+    transaction as the version). It names no contact: 0 stands for none."""
+    return OutboxEntry(
+        contact_id=0,
+        kind=AUTOMATION_CHANGED,
+        data={"automation": automation_id, "version": version},
+    )
 
 
 class OutboxDispatcher:
@@ -75,17 +100,21 @@ class OutboxDispatcher:
         if not rows:
             return 0
         try:
-            await self._deliver(rows)
+            unfinished = await self._deliver(rows)
         except Exception:
             # Given back at once (e.g. Temporal was down): retried at the next poll once it is
             # back, not after the lease, which is for dispatchers that died holding rows.
             await self._release(rows)
             raise
-        self._delivered = [r.id for r in rows]
+        self._delivered = [r.id for r in rows if r not in unfinished]
+        if unfinished:
+            await self._release(unfinished, keep_data=True)
+            self.kick()  # the next page at once, not at the next poll
         return len(rows)
 
-    async def _deliver(self, rows: list[OutboxEntry]) -> None:
-        changes = [r for r in rows if r.kind != "start_run"]
+    async def _deliver(self, rows: list[OutboxEntry]) -> list[OutboxEntry]:
+        """Deliver the rows; returns the automation changes with runs left to signal."""
+        changes = [r for r in rows if r.kind not in ("start_run", AUTOMATION_CHANGED)]
         await asyncio.gather(
             *(
                 start_run(
@@ -103,20 +132,61 @@ class OutboxDispatcher:
         if changes:
             await self._wake_runs(changes)
             await self._fire_triggers(changes)
+        return await self._move_runs([r for r in rows if r.kind == AUTOMATION_CHANGED])
 
-    async def _release(self, rows: list[OutboxEntry]) -> None:
+    async def _release(self, rows: list[OutboxEntry], *, keep_data: bool = False) -> None:
+        """Give rows back unclaimed; `keep_data`: with their `data` as changed here (the
+        place an automation change has reached)."""
         try:
             async with self.db.write() as session:
-                await session.execute(
-                    update(OutboxEntry)
-                    .where(
-                        OutboxEntry.id.in_([r.id for r in rows]),
-                        OutboxEntry.claimed_by == self.name,
+                ours = OutboxEntry.claimed_by == self.name
+                if keep_data:
+                    for row in rows:
+                        await session.execute(
+                            update(OutboxEntry)
+                            .where(OutboxEntry.id == row.id, ours)
+                            .values(data=row.data, claimed_until=None, claimed_by=None)
+                        )
+                else:
+                    await session.execute(
+                        update(OutboxEntry)
+                        .where(OutboxEntry.id.in_([r.id for r in rows]), ours)
+                        .values(claimed_until=None, claimed_by=None)
                     )
-                    .values(claimed_until=None, claimed_by=None)
-                )
         except Exception:
             log.exception("could not give back outbox rows; their lease will expire")
+
+    async def _move_runs(self, rows: list[OutboxEntry]) -> list[OutboxEntry]:
+        """One page of each changed automation's running runs is told its current version;
+        returns the rows with pages left, their `data["after"]` the last run id signalled.
+
+        The current version, not the row's: a later change's row then has nothing left to
+        say, and the runs ignore a version they have. Several rows of one automation share
+        one pass, from the earliest place any of them has reached.
+        """
+        by_automation: dict[str, list[OutboxEntry]] = {}
+        for row in rows:
+            by_automation.setdefault(row.data["automation"], []).append(row)
+        unfinished: list[OutboxEntry] = []
+        limit = asyncio.Semaphore(SIGNALS_AT_ONCE)
+
+        async def signal(workflow_id: str, version: int) -> None:
+            async with limit:
+                await self._signal(workflow_id, SIGNAL_NEW_VERSION, NewVersion(version=version))
+
+        for automation_id, same in by_automation.items():
+            lead = min(same, key=lambda r: int(r.data.get("after", 0)))
+            async with self.db.read() as session:
+                version = await current_version(session, automation_id)
+                page = await running_runs_after(
+                    session, automation_id, int(lead.data.get("after", 0)), RUNS_PER_PAGE
+                )
+            if version:  # 0: the automation is gone, and its runs with it
+                await asyncio.gather(*(signal(wid, version) for _, wid in page))
+            if version and len(page) == RUNS_PER_PAGE:
+                lead.data = {**lead.data, "after": page[-1][0]}
+                unfinished.append(lead)
+        return unfinished
 
     async def _claim(self) -> list[OutboxEntry]:
         now = utcnow()
@@ -162,15 +232,19 @@ class OutboxDispatcher:
             for run in runs.get(change.contact_id, []):
                 if run != change.origin_workflow_id:
                     wake[run] = change.kind
-        await asyncio.gather(*(self._signal(wid, kind) for wid, kind in wake.items()))
-
-    async def _signal(self, workflow_id: str, kind: str) -> None:
-        try:
-            await self.client.get_workflow_handle(workflow_id).signal(
-                SIGNAL_CONTACT_CHANGED, ContactChanged(kind=kind)
+        await asyncio.gather(
+            *(
+                self._signal(wid, SIGNAL_CONTACT_CHANGED, ContactChanged(kind=kind))
+                for wid, kind in wake.items()
             )
+        )
+
+    async def _signal(self, workflow_id: str, signal: str, message: Any) -> None:
+        try:
+            await self.client.get_workflow_handle(workflow_id).signal(signal, message)
         except RPCError as err:
-            # The run finished between the index read and the signal: nothing to wake.
+            # The run finished between the index read and the signal, or its start is still
+            # queued (it loads the newest version when it starts): nothing to tell it.
             if err.status != RPCStatusCode.NOT_FOUND:
                 raise
 

@@ -1,8 +1,13 @@
-"""Automations: create, list, read, new version, deactivate, and the document's JSON Schema."""
+"""Automations: create, list, read, new version, deactivate, and the document's JSON Schema.
+
+A new version (a PUT, or a DELETE: the current document with status inactive) is committed with
+an `automation_changed` outbox row, which the dispatcher delivers to the running runs
+(DESIGN §2): the request does no per-run work, and a crash or a Temporal outage after the
+commit only delays the delivery.
+"""
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 from typing import Annotated, Any, Literal
 
@@ -15,20 +20,14 @@ from api.deps import ServicesDep
 from api.errors import FieldError, answers
 from store import automations as automation_store
 from store import crm as crm_store
-from store import runs as run_store
 from store.conditions import matching_contacts
 from store.custom_fields import tag_warnings
 from store.models import Automation as AutomationRow
 from store.models import utcnow
 from worker.enrollment import enroll_many
+from worker.outbox import automation_changed
 from worker.schedules import pause_schedule, sync_schedule
 from workflows.conditions import BoundedCondition
-from workflows.contracts import (
-    SIGNAL_AUTOMATION_STATUS,
-    SIGNAL_NEW_VERSION,
-    AutomationStatus,
-    NewVersion,
-)
 from workflows.document import automation_json_schema, validate_automation
 
 router = APIRouter(prefix="/automations", tags=["automations"])
@@ -139,8 +138,8 @@ async def new_version(
         warnings += await crm_store.reference_warnings(session, stored)
         warnings += await tag_warnings(session, stored)
         version = await automation_store.add_version(session, row, stored)
-        running = await run_store.running_workflow_ids(session, automation_id)
-    await asyncio.gather(*(_notify(services, wid, version) for wid in running))
+        session.add(automation_changed(automation_id, version))
+    services.dispatcher.kick()
     warnings += await _sync_schedule(services, automation_id, stored, row.status)
     return {**_summary(row), "warnings": warnings}
 
@@ -156,15 +155,6 @@ async def _sync_schedule(
         message = f"the date trigger schedule could not be updated: {err.message}"
         return [{"step": None, "path": "triggers", "message": message, "severity": "warning"}]
     return []
-
-
-async def _notify(services: Any, workflow_id: str, version: int) -> None:
-    await _signal(services, workflow_id, SIGNAL_NEW_VERSION, NewVersion(version=version))
-
-
-async def _signal(services: Any, workflow_id: str, signal: str, message: Any) -> None:
-    with contextlib.suppress(RPCError):  # finished meanwhile
-        await services.client.get_workflow_handle(workflow_id).signal(signal, message)
 
 
 class BulkEnrollIn(BaseModel):
@@ -221,19 +211,22 @@ def _condition(raw: dict[str, Any]) -> dict[str, Any]:
 
 @router.delete("/{automation_id}", responses=answers(404))
 async def deactivate(automation_id: str, services: ServicesDep) -> dict[str, Any]:
-    """Admits no one from now on; the automation and its runs are kept."""
+    """Admits no one from now on; the automation, its versions and its runs are kept.
+
+    Deactivating is a new version: the current document with `"status": "inactive"`, so what
+    GET shows (status and document) agrees, the history says when it happened, and running
+    contacts learn it the way they learn any edit. Contacts inside are held at their next
+    step until a version with status active arrives (a PUT). Already inactive: no new version.
+    """
     async with services.db.write() as session:
         row = await _row(session, automation_id)
-        row.status = "inactive"
+        document = await automation_store.get_document(session, automation_id) or {}
+        if row.status != "inactive" or document.get("status", "active") != "inactive":
+            inactive = {**document, "status": "inactive"}
+            version = await automation_store.add_version(session, row, inactive)
+            session.add(automation_changed(automation_id, version))
         summary = _summary(row)
-        running = await run_store.running_workflow_ids(session, automation_id)
-    # Contacts inside are held at their next step until a version with status active arrives.
-    await asyncio.gather(
-        *(
-            _signal(services, wid, SIGNAL_AUTOMATION_STATUS, AutomationStatus(active=False))
-            for wid in running
-        )
-    )
+    services.dispatcher.kick()
     # Paused, not deleted: reactivating (a PUT with status active) resumes it.
     with contextlib.suppress(RPCError):
         await pause_schedule(services.client, automation_id)
