@@ -12,7 +12,8 @@ a DELETE. The payload holds only SHA-256 hashes of the normalized email and phon
 With `create_if_missing`, a customer-list audience named `audience_name` is created in
 `CAIRN_FACEBOOK_AD_ACCOUNT` when the step has no audience id or Graph says it no longer exists; its
 id is remembered in the step's state and used by every later visit (of this step, or of another
-step of the automation naming the same audience).
+step of the automation naming the same audience). A retried attempt first looks the audience up by
+name: the previous attempt may have created it and lost the answer.
 """
 
 from __future__ import annotations
@@ -28,7 +29,16 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.deps import Deps
-from activities.http import TIMEOUT, excerpt, give_up, network_failure, retry_after, retry_later
+from activities.http import (
+    TIMEOUT,
+    deadline,
+    excerpt,
+    give_up,
+    network_failure,
+    retry_after,
+    retry_later,
+    timed_out,
+)
 from store import contacts as contact_store
 from store import step_states
 from workflows.contracts import StepContext, StepOutcome
@@ -105,10 +115,13 @@ class Graph:
         url = f"{self.base_url}/{path}"
         params = {**params, "access_token": self.access_token}
         try:
-            if method in ("GET", "DELETE"):
-                response = await self.client.request(method, url, params=params)
-            else:
-                response = await self.client.request(method, url, data=params)
+            async with deadline():
+                if method in ("GET", "DELETE"):
+                    response = await self.client.request(method, url, params=params)
+                else:
+                    response = await self.client.request(method, url, data=params)
+        except TimeoutError:
+            raise timed_out(f"Graph API {method} {path}", kind="FacebookTimeout") from None
         except httpx.HTTPError as err:
             raise network_failure(
                 err, f"Graph API {method} {path}", kind="FacebookNetwork"
@@ -146,6 +159,33 @@ def _remembered(states: dict[str, dict[str, Any]], step: Any) -> str | None:
             and record.get("replaces") == step.audience
         ):
             return str(record["id"])
+    return None
+
+
+async def _find_audience(
+    graph: Graph, account: str, name: str, description: str
+) -> dict[str, Any] | None:
+    """The audience Cairn created under this name and description (an earlier attempt of this
+    visit that crashed, or lost Graph's answer, after the create), or None."""
+    answer = await graph.call(
+        "GET",
+        f"act_{account}/customaudiences",
+        {
+            "fields": "id,name,description",
+            "filtering": json.dumps(
+                [{"field": "name", "operator": "EQUAL", "value": name}], separators=(",", ":")
+            ),
+        },
+    )
+    found = answer.get("data")
+    for audience in found if isinstance(found, list) else []:
+        if (
+            isinstance(audience, dict)
+            and audience.get("id")
+            and audience.get("name") == name
+            and audience.get("description") == description
+        ):
+            return audience
     return None
 
 
@@ -214,8 +254,9 @@ class FacebookActivities:
     ) -> str:
         """Create the step's customer-list audience once per automation, and remember its id.
 
-        `missing` is an audience id Graph just said does not exist: never the answer. A claim in the step's state keeps concurrent runs from creating one audience each: the
-        others wait (retry) and then find the id.
+        `missing` is an audience id Graph just said does not exist: never the answer. A claim in
+        the step's state keeps concurrent runs from creating one audience each: the others wait
+        (retry) and then find the id.
         """
         settings = self.deps.settings
         account = settings.facebook_ad_account.removeprefix("act_")
@@ -244,18 +285,24 @@ class FacebookActivities:
                 context.step_id,
                 {CLAIM_KEY: {"key": context.visit_key, "at": now.isoformat()}},
             )
+        description = (
+            f"Created by Cairn: automation {context.automation_id}, step {context.step_id}"
+        )
         try:
-            answer = await graph.call(
-                "POST",
-                f"act_{account}/customaudiences",
-                {
-                    "name": step.audience_name,
-                    "subtype": "CUSTOM",
-                    "customer_file_source": settings.facebook_customer_file_source,
-                    "description": f"Created by Cairn: automation {context.automation_id}, "
-                    f"step {context.step_id}",
-                },
-            )
+            answer: dict[str, Any] | None = None
+            if activity.info().attempt > 1:
+                answer = await _find_audience(graph, account, step.audience_name, description)
+            if answer is None or answer["id"] == missing:
+                answer = await graph.call(
+                    "POST",
+                    f"act_{account}/customaudiences",
+                    {
+                        "name": step.audience_name,
+                        "subtype": "CUSTOM",
+                        "customer_file_source": settings.facebook_customer_file_source,
+                        "description": description,
+                    },
+                )
         except ApplicationError as err:
             if err.non_retryable:  # no later attempt will come back for the claim
                 await self._remember(context, {CLAIM_KEY: None})

@@ -4,7 +4,8 @@
 record's id is stored on the contact (custom field `salesforce_contact_id` / `salesforce_lead_id`)
 and the contact tagged, both through the store so `field_changed` / `tag_added` reach runs and
 triggers. A contact that already has the id is not created twice; a duplicate Salesforce detects
-is linked instead of failing the step.
+is linked instead of failing the step; a retried attempt first looks the record up by email (the
+previous attempt may have created it and crashed, or lost the answer, before storing its id).
 """
 
 from __future__ import annotations
@@ -14,14 +15,25 @@ from dataclasses import dataclass
 from typing import Any
 
 import httpx
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 from temporalio import activity
+from temporalio.exceptions import ApplicationError
 
 from activities.deps import Deps
-from activities.http import TIMEOUT, excerpt, give_up, network_failure, retry_after, retry_later
+from activities.http import (
+    TIMEOUT,
+    deadline,
+    excerpt,
+    give_up,
+    network_failure,
+    retry_after,
+    retry_later,
+    timed_out,
+)
 from store import contacts as contact_store
 from store import runs as run_store
-from store.models import ActionLog, Contact
+from store.models import Account, AccountContact, ActionLog, Contact
 from workflows.contracts import StepContext, StepOutcome
 
 # What Salesforce's own integrations put in a required field Cairn has no value for.
@@ -67,17 +79,19 @@ def record_fields(contact: Contact, kind: SObjectKind, account_name: str | None)
     return {name: value[: MAX_LENGTHS[name]] for name, value in values.items() if value}
 
 
-async def account_name(session: AsyncSession, contact: Contact) -> str | None:
-    """The name of the contact's CRM account, if Cairn knows one.
+async def account_name(session: AsyncSession, contact_id: int) -> str | None:
+    """The name of the contact's CRM account (a contact has one at most), if it has one."""
+    name = await session.scalar(
+        select(Account.name)
+        .join(AccountContact, AccountContact.account_id == Account.id)
+        .where(AccountContact.contact_id == contact_id)
+    )
+    return name or None
 
-    Read through the contact's full record, the one place that is sure to say which account a
-    contact belongs to, whatever shape the CRM tables take.
-    """
-    account = (await contact_store.contact_record(session, contact)).get("account")
-    if isinstance(account, dict):
-        name = account.get("name")
-        return str(name) if name else None
-    return account if isinstance(account, str) and account else None
+
+def soql_string(value: str) -> str:
+    """`value` as a SOQL string literal: backslashes and single quotes escaped."""
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
 def duplicate_id(errors: list[dict[str, Any]], sobject: str) -> str | None:
@@ -132,9 +146,14 @@ class SalesforceActivities:
                 return StepOutcome(
                     outcome="skipped", reason="already_in_salesforce", detail={"id": existing}
                 )
-            account = await account_name(session, contact) if kind.needs_company else None
+            account = await account_name(session, contact.id) if kind.needs_company else None
             fields = record_fields(contact, kind, account)
-        record_id, duplicate = await self._post(kind, fields)
+        record_id, how = None, None
+        if activity.info().attempt > 1 and "Email" in fields:
+            record_id, how = await self._find(kind, fields["Email"]), "linked_existing"
+        if record_id is None:
+            record_id, duplicate = await self._post(kind, fields)
+            how = "linked_duplicate" if duplicate else None
 
         async with self.deps.db.write() as session:
 
@@ -150,7 +169,7 @@ class SalesforceActivities:
                 )
                 return {
                     "outcome": "done",
-                    "reason": "linked_duplicate" if duplicate else None,
+                    "reason": how,
                     "detail": {"sobject": kind.sobject, "id": record_id},
                 }
 
@@ -158,28 +177,55 @@ class SalesforceActivities:
         self.deps.kick()
         return StepOutcome.model_validate(outcome)
 
-    async def _post(self, kind: SObjectKind, fields: dict[str, str]) -> tuple[str, bool]:
-        """(record id, whether it is an existing duplicate) or a retryable/final error."""
+    def _url(self, path: str) -> str:
         settings = self.deps.settings
         version = settings.salesforce_api_version.removeprefix("v")
-        url = (
-            f"{settings.salesforce_instance_url.rstrip('/')}/services/data/v{version}"
-            f"/sobjects/{kind.sobject}/"
-        )
-        what = f"Salesforce create {kind.sobject}"
+        return f"{settings.salesforce_instance_url.rstrip('/')}/services/data/v{version}/{path}"
+
+    async def _send(self, what: str, method: str, url: str, **request: Any) -> httpx.Response:
+        """One REST call with the bearer token, bounded by `deadline()`; network trouble retries."""
+        headers = {
+            "Authorization": f"Bearer {self.deps.settings.salesforce_access_token}",
+            "Accept": "application/json",
+            **request.pop("headers", {}),
+        }
         try:
-            async with httpx.AsyncClient(timeout=TIMEOUT) as client:
-                response = await client.post(
-                    url,
-                    content=json.dumps(fields, separators=(",", ":")).encode(),
-                    headers={
-                        "Authorization": f"Bearer {settings.salesforce_access_token}",
-                        "Content-Type": "application/json",
-                        "Accept": "application/json",
-                    },
-                )
+            async with deadline(), httpx.AsyncClient(timeout=TIMEOUT) as client:
+                return await client.request(method, url, headers=headers, **request)
+        except TimeoutError:
+            raise timed_out(what, kind="SalesforceTimeout") from None
         except httpx.HTTPError as err:
             raise network_failure(err, what, kind="SalesforceNetwork") from None
+
+    async def _find(self, kind: SObjectKind, email: str) -> str | None:
+        """The newest record of `kind` with this email (SOQL), or None."""
+        what = f"Salesforce query {kind.sobject}"
+        soql = (
+            f"SELECT Id FROM {kind.sobject} WHERE Email = {soql_string(email)} "
+            "ORDER BY CreatedDate DESC LIMIT 1"
+        )
+        response = await self._send(what, "GET", self._url("query"), params={"q": soql})
+        if not response.is_success:
+            raise _failure(what, response, _errors(response))
+        try:
+            records = response.json().get("records") or []
+        except (ValueError, AttributeError):
+            raise give_up(
+                f"{what}: unreadable answer {excerpt(response)}", kind="SalesforceRejected"
+            ) from None
+        ids = [str(r["Id"]) for r in records if isinstance(r, dict) and r.get("Id")]
+        return ids[0] if ids else None
+
+    async def _post(self, kind: SObjectKind, fields: dict[str, str]) -> tuple[str, bool]:
+        """(record id, whether it is an existing duplicate) or a retryable/final error."""
+        what = f"Salesforce create {kind.sobject}"
+        response = await self._send(
+            what,
+            "POST",
+            self._url(f"sobjects/{kind.sobject}/"),
+            content=json.dumps(fields, separators=(",", ":")).encode(),
+            headers={"Content-Type": "application/json"},
+        )
         if response.is_success:
             try:
                 record_id = response.json().get("id")
@@ -189,27 +235,37 @@ class SalesforceActivities:
                 raise give_up(f"{what}: no id in {excerpt(response)}", kind="SalesforceRejected")
             return str(record_id), False
         errors = _errors(response)
-        codes = [str(e.get("errorCode")) for e in errors]
-        message = "; ".join(f"{e.get('errorCode')}: {e.get('message')}" for e in errors)
-        message = message or excerpt(response) or f"HTTP {response.status_code}"
-        if "DUPLICATES_DETECTED" in codes:
+        if any(e.get("errorCode") == "DUPLICATES_DETECTED" for e in errors):
             existing = duplicate_id(errors, kind.sobject)
             if existing is None:
                 raise give_up(
-                    f"{what}: duplicates detected but no matching record id returned ({message})",
+                    f"{what}: duplicates detected but no matching record id returned "
+                    f"({_message(response, errors)})",
                     kind="SalesforceDuplicate",
                 )
             return existing, True
-        if response.status_code == 401 or "INVALID_SESSION_ID" in codes:
-            raise give_up(
-                f"{what}: Salesforce refused the access token ({message}); "
-                "set CAIRN_SALESFORCE_ACCESS_TOKEN to a valid session token",
-                kind="SalesforceUnauthorized",
-            )
-        if response.status_code >= 500 or RETRY_CODES.intersection(codes):
-            raise retry_later(
-                f"{what}: {message} (HTTP {response.status_code})",
-                delay=retry_after(response),
-                kind="SalesforceRetry",
-            )
-        raise give_up(f"{what}: {message} (HTTP {response.status_code})", kind="SalesforceRejected")
+        raise _failure(what, response, errors)
+
+
+def _message(response: httpx.Response, errors: list[dict[str, Any]]) -> str:
+    message = "; ".join(f"{e.get('errorCode')}: {e.get('message')}" for e in errors)
+    return message or excerpt(response) or f"HTTP {response.status_code}"
+
+
+def _failure(what: str, response: httpx.Response, errors: list[dict[str, Any]]) -> ApplicationError:
+    """A Salesforce error answer as Cairn's retry rules see it."""
+    codes = {str(e.get("errorCode")) for e in errors}
+    message = _message(response, errors)
+    if response.status_code == 401 or "INVALID_SESSION_ID" in codes:
+        return give_up(
+            f"{what}: Salesforce refused the access token ({message}); "
+            "set CAIRN_SALESFORCE_ACCESS_TOKEN to a valid session token",
+            kind="SalesforceUnauthorized",
+        )
+    if response.status_code >= 500 or RETRY_CODES.intersection(codes):
+        return retry_later(
+            f"{what}: {message} (HTTP {response.status_code})",
+            delay=retry_after(response),
+            kind="SalesforceRetry",
+        )
+    return give_up(f"{what}: {message} (HTTP {response.status_code})", kind="SalesforceRejected")

@@ -211,14 +211,30 @@ def outcomes(run: dict[str, Any]) -> dict[str, tuple[str, str | None]]:
     return {s["step"]: (s["outcome"], s["reason"]) for s in run["steps"]}
 
 
-async def activity_results(stack: Stack, workflow_id: str) -> dict[str, StepOutcome]:
-    """Activity type → what its completed task returned, decoded: what the Temporal UI shows."""
-    history = await stack.client.get_workflow_handle(workflow_id).fetch_history()
-    scheduled = {
+def _scheduled(history: Any) -> dict[int, str]:
+    return {
         e.event_id: e.activity_task_scheduled_event_attributes.activity_type.name
         for e in history.events
         if e.HasField("activity_task_scheduled_event_attributes")
     }
+
+
+async def started_activities(stack: Stack, workflow_id: str, activity_type: str) -> list[Any]:
+    """The ActivityTaskStarted events of one activity type: its attempt and last failure."""
+    history = await stack.client.get_workflow_handle(workflow_id).fetch_history()
+    scheduled = _scheduled(history)
+    return [
+        e.activity_task_started_event_attributes
+        for e in history.events
+        if e.HasField("activity_task_started_event_attributes")
+        and scheduled[e.activity_task_started_event_attributes.scheduled_event_id] == activity_type
+    ]
+
+
+async def activity_results(stack: Stack, workflow_id: str) -> dict[str, StepOutcome]:
+    """Activity type → what its completed task returned, decoded: what the Temporal UI shows."""
+    history = await stack.client.get_workflow_handle(workflow_id).fetch_history()
+    scheduled = _scheduled(history)
     results = {}
     for event in history.events:
         if event.HasField("activity_task_completed_event_attributes"):

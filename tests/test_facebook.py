@@ -14,9 +14,19 @@ from urllib.parse import urlencode
 
 import pytest
 
+from activities import http
 from activities.facebook import audience_payload, normalize_phone
 from tests.conftest import Stack
-from tests.fakes import FakeServer, configured, fake_server, outcomes, run_contact, run_steps
+from tests.fakes import (
+    FakeServer,
+    activity_results,
+    configured,
+    fake_server,
+    outcomes,
+    run_contact,
+    run_steps,
+    started_activities,
+)
 
 TOKEN = "fb-test-token"
 
@@ -122,14 +132,31 @@ def test_payload_normalization() -> None:
 async def test_rate_limits_and_server_errors_are_retried(stack: Stack, graph: FakeServer) -> None:
     graph.reply(400, graph_error(80003, "There have been too many calls to this ad account"))
     graph.reply(400, graph_error(613, "Calls to this api have exceeded the rate limit."))
+    graph.reply(400, graph_error(17, "User request limit reached"))
     graph.reply(500, graph_error(2, "An unexpected error has occurred."))
     graph.reply(200, ADDED)
 
     run, _ = await run_steps(stack, {"fb": audience_step(audience="12345")})
 
     assert outcomes(run)["fb"] == ("done", None)
-    assert len(graph.received) == 4
+    assert len(graph.received) == 5
     assert len({r.body for r in graph.received}) == 1
+
+
+async def test_a_graph_api_slower_than_the_deadline_is_retried(
+    stack: Stack, graph: FakeServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(http, "TOTAL_SECONDS", 1.0)  # 30 s in production
+    graph.reply(200, ADDED, delay=2.5).reply(200, ADDED)
+
+    run, _ = await run_steps(stack, {"fb": audience_step(audience="12345")})
+
+    assert outcomes(run)["fb"] == ("done", None)
+    assert len(graph.received) == 2
+    assert len({r.body for r in graph.received}) == 1
+    (attempt,) = await started_activities(stack, run["workflow_id"], "facebook_audience_add")
+    assert attempt.attempt == 2
+    assert attempt.last_failure.message == "Graph API POST 12345/users: no answer within 1 s"
 
 
 @pytest.mark.parametrize(
@@ -173,6 +200,9 @@ async def test_without_a_token_the_step_is_skipped(stack: Stack, graph: FakeServ
 
     assert outcomes(run)["fb"] == ("skipped", "provider_not_configured")
     assert graph.received == []
+    # The Temporal UI shows it too: the activity's result carries the reason.
+    result = (await activity_results(stack, run["workflow_id"]))["facebook_audience_add"]
+    assert (result.outcome, result.reason) == ("skipped", "provider_not_configured")
 
 
 # --- create_if_missing ----------------------------------------------------------------------
@@ -249,6 +279,42 @@ async def test_create_if_missing_replaces_an_audience_that_no_longer_exists(
         "/v21.0/888/users",
         "/v21.0/888/users",
     ]
+
+
+async def test_a_retry_finds_the_audience_its_lost_create_made(
+    stack: Stack, graph: FakeServer
+) -> None:
+    name = stack.unique("Lost")
+    step = audience_step(create_if_missing=True, audience_name=name)
+    automation_id = await stack.automation({"start": "add", "steps": {"add": step}})
+    description = f"Created by Cairn: automation {automation_id}, step add"
+    graph.reply(hang_up=True)  # Graph created the audience; its answer never came back
+    graph.reply(
+        200,
+        {
+            "data": [
+                {"id": "111", "name": name, "description": "made by hand"},
+                {"id": "777", "name": name, "description": description},
+            ]
+        },
+    )
+    graph.reply(200, ADDED)
+
+    run, _ = await run_contact(stack, automation_id)
+
+    assert outcomes(run)["add"] == ("done", None)
+    create, lookup, add = graph.received
+    assert (create.method, create.path) == ("POST", "/v21.0/act_555/customaudiences")
+    assert create.body == create_body(automation_id, "add", name)
+    assert (lookup.method, lookup.path) == ("GET", "/v21.0/act_555/customaudiences")
+    assert lookup.query_params() == {
+        "fields": "id,name,description",
+        "filtering": json.dumps(
+            [{"field": "name", "operator": "EQUAL", "value": name}], separators=(",", ":")
+        ),
+        "access_token": TOKEN,
+    }
+    assert (add.method, add.path) == ("POST", "/v21.0/777/users")  # no second audience
 
 
 async def test_create_if_missing_without_an_ad_account_is_skipped(

@@ -10,12 +10,25 @@ from typing import Any
 
 import pytest
 
+from activities import http
 from tests.conftest import Stack, eventually
-from tests.fakes import FakeServer, configured, fake_server, outcomes, run_contact, run_steps
+from tests.fakes import (
+    FakeServer,
+    activity_results,
+    configured,
+    fake_server,
+    outcomes,
+    run_contact,
+    run_steps,
+    started_activities,
+)
+from tests.test_engine import finished
 
 TOKEN = "00Dxx0000001gPL!AQ4AQ.fake"
 CONTACTS = "/services/data/v60.0/sobjects/Contact/"
 LEADS = "/services/data/v60.0/sobjects/Lead/"
+QUERY = "/services/data/v60.0/query"
+NOTHING_FOUND = {"totalSize": 0, "done": True, "records": []}
 
 
 @pytest.fixture
@@ -36,6 +49,23 @@ def created(record_id: str) -> dict[str, Any]:
 
 def compact(body: dict[str, Any]) -> bytes:
     return json.dumps(body, separators=(",", ":")).encode()
+
+
+def found(record_id: str, entity: str = "Contact") -> dict[str, Any]:
+    """A SOQL query answer with one record."""
+    return {
+        "totalSize": 1,
+        "done": True,
+        "records": [
+            {
+                "attributes": {
+                    "type": entity,
+                    "url": f"/services/data/v60.0/sobjects/{entity}/{record_id}",
+                },
+                "Id": record_id,
+            }
+        ],
+    }
 
 
 def duplicates(*ids: str, entity: str = "Contact") -> list[dict[str, Any]]:
@@ -170,6 +200,86 @@ async def test_a_lead_without_last_name_or_account(stack: Stack, salesforce: Fak
     assert "added-to-salesforce-lead" in record["tags"]
 
 
+async def test_a_leads_company_is_its_crm_accounts_name(
+    stack: Stack, salesforce: FakeServer
+) -> None:
+    salesforce.reply(201, created("00QACCOUNT"))
+    account = await stack.http.post("/api/v1/accounts", json={"name": stack.unique("Initech")})
+    assert account.status_code == 201, account.text
+    contact = await stack.contact(first_name="Peter", fields={"company": "not this one"})
+    linked = await stack.http.post(
+        f"/api/v1/accounts/{account.json()['id']}/contacts", json={"contact": contact["id"]}
+    )
+    assert linked.status_code == 201, linked.text
+    automation_id = await stack.automation(
+        {"start": "sf", "steps": {"sf": {"type": "salesforce_create_lead"}}}
+    )
+
+    handle = await stack.enroll(contact["id"], automation_id)
+    run = await finished(stack, handle.id)
+
+    assert outcomes(run)["sf"] == ("done", None)
+    (request,) = salesforce.received
+    assert request.path == LEADS
+    assert request.body == compact(
+        {
+            "FirstName": "Peter",
+            "LastName": contact["email"].split("@")[0],
+            "Email": contact["email"],
+            "Company": account.json()["name"],
+        }
+    )
+
+
+async def test_a_retry_links_the_record_its_lost_create_made(
+    stack: Stack, salesforce: FakeServer
+) -> None:
+    salesforce.reply(hang_up=True)  # Salesforce created the record; its answer never came back
+    salesforce.reply(200, found("003CREATEDBEFORE"))
+    name = stack.unique()  # an apostrophe is valid in an email address, and quoted in SOQL
+
+    run, contact = await run_steps(
+        stack,
+        {"sf": {"type": "salesforce_create_contact"}},
+        {"email": f"o'brien-{name}@example.com"},
+    )
+
+    assert outcomes(run)["sf"] == ("done", "linked_existing")
+    create, lookup = salesforce.received  # no second create
+    assert (create.method, create.path) == ("POST", CONTACTS)
+    assert (lookup.method, lookup.path) == ("GET", QUERY)
+    assert lookup.header("Authorization") == f"Bearer {TOKEN}"
+    assert lookup.query_params() == {
+        "q": f"SELECT Id FROM Contact WHERE Email = 'o\\'brien-{name}@example.com' "
+        "ORDER BY CreatedDate DESC LIMIT 1"
+    }
+    record = await stack.record(contact["id"])
+    assert record["fields"]["salesforce_contact_id"] == "003CREATEDBEFORE"
+    assert "added-to-salesforce-contact" in record["tags"]
+
+
+async def test_a_salesforce_slower_than_the_deadline_is_retried(
+    stack: Stack, salesforce: FakeServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(http, "TOTAL_SECONDS", 1.0)  # 30 s in production
+    salesforce.reply(201, created("003LATE"), delay=2.5)
+    salesforce.reply(200, NOTHING_FOUND)  # the slow attempt had not created it after all
+    salesforce.reply(201, created("003INTIME"))
+
+    run, contact = await run_steps(stack, {"sf": {"type": "salesforce_create_lead"}})
+
+    assert outcomes(run)["sf"] == ("done", None)
+    assert [(r.method, r.path) for r in salesforce.received] == [
+        ("POST", LEADS),
+        ("GET", QUERY),
+        ("POST", LEADS),
+    ]
+    (attempt,) = await started_activities(stack, run["workflow_id"], "salesforce_create_lead")
+    assert attempt.attempt == 2
+    assert attempt.last_failure.message == "Salesforce create Lead: no answer within 1 s"
+    assert (await stack.record(contact["id"]))["fields"]["salesforce_lead_id"] == "003INTIME"
+
+
 async def test_a_duplicate_is_linked_instead_of_failing(
     stack: Stack, salesforce: FakeServer
 ) -> None:
@@ -214,14 +324,16 @@ async def test_limits_and_server_errors_are_retried(stack: Stack, salesforce: Fa
         403,
         [{"message": "TotalRequests Limit exceeded.", "errorCode": "REQUEST_LIMIT_EXCEEDED"}],
     )
+    salesforce.reply(200, NOTHING_FOUND)  # every retry looks for a record first
     salesforce.reply(503, "Service Unavailable")
+    salesforce.reply(200, NOTHING_FOUND)
     salesforce.reply(201, created("003CCC"))
 
     run, contact = await run_steps(stack, {"sf": {"type": "salesforce_create_contact"}})
 
     assert outcomes(run)["sf"] == ("done", None)
-    assert len(salesforce.received) == 3
-    assert len({r.body for r in salesforce.received}) == 1
+    assert [r.method for r in salesforce.received] == ["POST", "GET", "POST", "GET", "POST"]
+    assert len({r.body for r in salesforce.received if r.method == "POST"}) == 1
     assert (await stack.record(contact["id"]))["fields"]["salesforce_contact_id"] == "003CCC"
 
 
@@ -257,3 +369,6 @@ async def test_without_credentials_the_step_is_skipped(
 
     assert outcomes(run)["sf"] == ("skipped", "provider_not_configured")
     assert salesforce.received == []
+    # The Temporal UI shows it too: the activity's result carries the reason.
+    result = (await activity_results(stack, run["workflow_id"]))["salesforce_create_lead"]
+    assert (result.outcome, result.reason) == ("skipped", "provider_not_configured")

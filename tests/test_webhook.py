@@ -36,6 +36,7 @@ from tests.fakes import (
     outcomes,
     run_contact,
     run_steps,
+    started_activities,
 )
 
 README = Path(__file__).parent.parent / "README.md"
@@ -233,22 +234,6 @@ async def test_a_receiver_slower_than_the_deadline_is_retried_as_a_timeout(
     assert webhook.attempt == 2
     assert webhook.last_failure.message == f"webhook to {receiver.url}/slow: no answer within 1 s"
     assert webhook.last_failure.application_failure_info.type == "WebhookTimeout"
-
-
-async def started_activities(stack: Stack, workflow_id: str, activity_type: str) -> list[Any]:
-    """The ActivityTaskStarted events of one activity type: attempt and last failure."""
-    history = await stack.client.get_workflow_handle(workflow_id).fetch_history()
-    scheduled = {
-        e.event_id: e.activity_task_scheduled_event_attributes.activity_type.name
-        for e in history.events
-        if e.HasField("activity_task_scheduled_event_attributes")
-    }
-    return [
-        e.activity_task_started_event_attributes
-        for e in history.events
-        if e.HasField("activity_task_started_event_attributes")
-        and scheduled[e.activity_task_started_event_attributes.scheduled_event_id] == activity_type
-    ]
 
 
 def test_retry_after_reads_seconds_and_dates() -> None:
