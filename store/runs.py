@@ -342,3 +342,50 @@ async def save_steps(session: AsyncSession, saved: SavedSteps | None) -> None:
         for r in saved.records
         if r.seq not in known
     )
+
+
+@dataclass
+class RunTrail:
+    """What Cairn's own tables know of a run's path, for when Temporal no longer has it."""
+
+    steps: list[dict[str, Any]]
+    goals: list[str]
+    split_paths: dict[str, int]
+
+
+async def run_trail(session: AsyncSession, workflow_id: str) -> RunTrail:
+    """The run's saved step records, goals achieved and split paths (oldest first)."""
+    steps = (
+        await session.scalars(
+            select(StepEvent).where(StepEvent.workflow_id == workflow_id).order_by(StepEvent.seq)
+        )
+    ).all()
+    goals = (
+        await session.scalars(
+            select(GoalAchievement.goal)
+            .where(GoalAchievement.workflow_id == workflow_id)
+            .order_by(GoalAchievement.achieved_at)
+        )
+    ).all()
+    paths = (
+        await session.execute(
+            select(SplitAssignment.step_id, SplitAssignment.path).where(
+                SplitAssignment.workflow_id == workflow_id
+            )
+        )
+    ).all()
+    return RunTrail(
+        steps=[
+            {
+                "seq": s.seq,
+                "step": s.step_id,
+                "type": s.step_type,
+                "outcome": s.outcome,
+                "reason": s.reason,
+                "at": s.at,
+            }
+            for s in steps
+        ],
+        goals=list(goals),
+        split_paths={step_id: path for step_id, path in paths},
+    )

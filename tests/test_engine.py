@@ -10,6 +10,7 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import WorkflowExecutionStatus
+from temporalio.service import RPCError, RPCStatusCode
 
 from store.models import ActionLog, OutboxEntry, StepEvent
 from tests.conftest import Stack, eventually
@@ -547,7 +548,7 @@ async def test_a_change_arriving_as_the_run_continues_as_new_is_still_looked_at(
             "/api/v1/events", json={"contact": contact["id"], "event": f"noise-{length}"}
         )
         before = length
-        length = await eventually(lambda: _grown(parked_history, before))
+        length = await eventually(lambda before=before: _grown(parked_history, before))
     first_run_id = (await handle.describe()).run_id
     await stack.http.post("/api/v1/events", json={"contact": contact["id"], "event": "purchase"})
 
@@ -627,3 +628,42 @@ async def test_step_records_are_saved_for_reports_once_each(stack: Stack) -> Non
         (n, s.step, s.outcome, s.reason) for n, s in enumerate(state.steps)
     ]
     assert state.unsaved == []
+
+
+async def test_a_run_temporal_has_forgotten_is_read_from_cairns_tables(stack: Stack) -> None:
+    from temporalio.api.common.v1 import WorkflowExecution
+    from temporalio.api.workflowservice.v1 import DeleteWorkflowExecutionRequest
+
+    automation_id = await stack.automation(
+        {
+            "start": "split",
+            "steps": {
+                "split": {"type": "split", "mode": "even", "paths": [{"next": "t"}, {"next": "t"}]},
+                "t": {"type": "add_tag", "tag": "vip", "next": None},
+                "g": {"type": "goal", "condition": {"tag": "vip"}, "next": None},
+            },
+        }
+    )
+    handle = await stack.enroll((await stack.contact())["id"], automation_id)
+    live = await finished(stack, handle.id)
+    # Beyond retention (here: deleted), the query has nothing to answer.
+    await stack.client.workflow_service.delete_workflow_execution(
+        DeleteWorkflowExecutionRequest(
+            namespace=stack.client.namespace,
+            workflow_execution=WorkflowExecution(workflow_id=handle.id),
+        )
+    )
+
+    async def forgotten() -> None:
+        try:
+            await handle.describe()
+        except RPCError as err:
+            assert err.status == RPCStatusCode.NOT_FOUND
+        else:
+            raise AssertionError("still there")
+
+    await eventually(forgotten, within=90, interval=1)
+    remembered = await stack.run(handle.id)
+    assert remembered["steps"] == live["steps"] and len(live["steps"]) == 3
+    assert (remembered["goals"], remembered["split_paths"]) == (["g"], live["split_paths"])
+    assert remembered["status"] == "completed"

@@ -30,7 +30,14 @@ async def read_run(workflow_id: str, services: ServicesDep) -> dict[str, Any]:
             QUERY_STATE, result_type=RunState, rpc_timeout=timedelta(seconds=5)
         )
     except (RPCError, WorkflowQueryFailedError):
-        pass  # not started yet, or beyond retention: the runs index still answers
+        pass  # not started yet, or beyond retention: Cairn's own tables still answer
+    if state is None:
+        async with services.db.read() as session:
+            trail = await run_store.run_trail(session, workflow_id)
+        steps, goals, split_paths = trail.steps, trail.goals, trail.split_paths
+    else:
+        steps = [s.model_dump(mode="json") for s in state.steps]
+        goals, split_paths = state.goals, state.split_paths
     settings = services.settings
     return {
         "workflow_id": workflow_id,
@@ -44,9 +51,9 @@ async def read_run(workflow_id: str, services: ServicesDep) -> dict[str, Any]:
         else state.position,
         "started_at": run.started_at,
         "ended_at": run.ended_at,
-        "steps": [s.model_dump(mode="json") for s in state.steps] if state else [],
-        "goals": state.goals if state else [],
-        "split_paths": state.split_paths if state else {},
+        "steps": steps,
+        "goals": goals,
+        "split_paths": split_paths,
         "temporal_ui_url": f"{settings.temporal_ui_url}/namespaces/{settings.temporal_namespace}"
         f"/workflows/{quote(workflow_id, safe='')}",
     }
