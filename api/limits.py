@@ -12,6 +12,7 @@ character, which PostgreSQL cannot store in text or JSON. Every refusal is a JSO
 from __future__ import annotations
 
 import json
+import math
 import re
 from typing import Any
 
@@ -77,6 +78,34 @@ def _duplicate_key(body: bytes) -> str | None:
     return None
 
 
+class _NonFinite(ValueError):
+    pass
+
+
+def _refuse_constant(name: str) -> float:
+    raise _NonFinite(name)
+
+
+def _finite_float(text: str) -> float:
+    number = float(text)
+    if math.isinf(number):
+        raise _NonFinite(text)
+    return number
+
+
+def _non_finite_number(body: bytes) -> str | None:
+    """NaN, Infinity or a number beyond a float (1e999) in `body`, or None. Python's parser
+    takes them though JSON has no such numbers: no database stores them and no JSON answer
+    can echo them back (a 422 repeating the input failed as a 500)."""
+    try:
+        json.loads(body, parse_constant=_refuse_constant, parse_float=_finite_float)
+    except _NonFinite as number:
+        return str(number)
+    except (ValueError, RecursionError):
+        pass  # not JSON: the route's own parsing answers that
+    return None
+
+
 def _nul_path(body: bytes) -> str | None:
     """Where the JSON text `body` holds a NUL character ("" for the top level), or None."""
     if not _NUL_ESCAPE.search(body):
@@ -132,6 +161,8 @@ def _json_problem(body: bytes) -> str | None:
         )
     if (key := _duplicate_key(body)) is not None:
         return f'the key "{key[:200]}" appears twice in one JSON object'
+    if (number := _non_finite_number(body)) is not None:
+        return f"{number[:40]} is not a JSON number: numbers must be finite"
     if (where := _nul_path(body)) is not None:
         return "text may not contain the NUL character (\\u0000); found at " + (
             where[:200] or "the top level"

@@ -82,6 +82,22 @@ async def test_bad_contact_input_is_a_clear_422(any_stack: Stack) -> None:
         response = await http.post("/api/v1/contacts", json=body)
         assert response.status_code == 422, (body, response.text)
         assert "detail" in response.json()
+    # NaN and infinities parse in Python but are no JSON numbers: refused before any route.
+    contact = (await http.post("/api/v1/contacts", json={"email": "nan@example.com"})).json()
+    for number in ("NaN", "Infinity", "1e999"):
+        for method, url, text in [
+            ("POST", "/api/v1/contacts", f'{{"email": "n@b.co", "fields": {{"x": {number}}}}}'),
+            ("PATCH", f"/api/v1/contacts/{contact['id']}", f'{{"scores": {{"x": {number}}}}}'),
+            (
+                "POST",
+                "/api/v1/events",
+                f'{{"contact": 1, "event": "e", "data": {{"v": {number}}}}}',
+            ),
+        ]:
+            headers = {"Content-Type": "application/json"}
+            response = await http.request(method, url, content=text, headers=headers)
+            assert response.status_code == 422, (url, text, response.text)
+            assert "is not a JSON number" in response.json()["detail"]
     assert (await http.get("/api/v1/contacts/999999999")).status_code == 404
     assert (await http.get("/api/v1/contacts/abc")).status_code == 422
     assert (

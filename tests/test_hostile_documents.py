@@ -52,6 +52,7 @@ def chain(count: int) -> dict[str, Any]:
 
 IF_ELSE = {"type": "if_else", "condition": {"tag": "x"}, "yes": "b", "no": "b"}
 END = {"type": "end"}
+SCORE_STEP = {"type": "adjust_contact_score", "score": "lead", "op": "add"}
 
 # (name, JSON body as sent, fragments the answer must contain). The body is text so that
 # invalid JSON and duplicate keys can be sent exactly as a client would.
@@ -229,6 +230,26 @@ CORPUS: list[Case] = [
             '{"name": "h", "start": "a", "steps": {"a": {"type": "end"}, "a": {"type": "end"}}}'
         ),
         ('"a" appears twice',),
+    ),
+    # numbers JSON does not have, though Python's parser reads them
+    (
+        "NaN score",
+        lambda: js(doc({"a": {**SCORE_STEP, "value": 1}}))().replace('"value": 1', '"value": NaN'),
+        ("NaN is not a JSON number",),
+    ),
+    (
+        "infinite score",
+        lambda: js(doc({"a": {**SCORE_STEP, "value": 1}}))().replace(
+            '"value": 1', '"value": -Infinity'
+        ),
+        ("-Infinity is not a JSON number",),
+    ),
+    (
+        "score beyond a float",
+        lambda: js(doc({"a": {**SCORE_STEP, "value": 1}}))().replace(
+            '"value": 1', '"value": 1e999'
+        ),
+        ("1e999 is not a JSON number",),
     ),
     # references to other automations
     (
