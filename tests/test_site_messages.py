@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import hmac
+import json
 from typing import Any
 
 from tests.conftest import Stack, eventually
-from tests.fakes import outcomes, run_steps
+from tests.fakes import configured, outcomes, run_steps
 from tests.test_tracking import MAIL, NO_TOKEN, events_of, links_for
+from workflows.tracking import Token, email_signature, sign
 
 
 async def visit(stack: Stack, url: str, **who: Any) -> list[dict[str, Any]]:
@@ -166,3 +170,53 @@ async def test_site_js_is_served_publicly(stack: Stack) -> None:
     assert script.status_code == 200
     assert script.headers["content-type"].startswith("application/javascript")
     assert '"/t/visit"' in script.text and "credentials" in script.text
+
+
+async def test_a_browser_supplied_email_needs_its_signature_when_required(stack: Stack) -> None:
+    stack.http.cookies.clear()
+    _, contact = await run_steps(
+        stack,
+        {
+            "one": {"type": "send_site_message", "html": "Signed", "next": "two"},
+            "two": {"type": "send_site_message", "html": "By cookie"},
+        },
+    )
+    email = contact["email"]
+    # What the website's backend computes (README): trimmed, lower-cased, keyed with the secret.
+    signature = hmac.new(
+        stack.settings.secret_key.encode(), email.strip().lower().encode(), hashlib.sha256
+    ).hexdigest()
+    assert signature == email_signature(f" {email.upper()} ", stack.settings.secret_key)
+    url = "https://shop.test/"
+
+    async def public(**body: Any) -> Any:
+        return await stack.http.post(
+            "/t/visit",
+            content=json.dumps({"url": url, **body}).encode(),
+            headers={"Content-Type": "text/plain", **NO_TOKEN},
+        )
+
+    with configured(stack.settings, site_require_signed_email=True):
+        unsigned = await public(email=email)
+        assert unsigned.status_code == 403 and "email_signature" in unsigned.json()["detail"]
+        forged = await public(email=email, email_signature="0" * 64)
+        assert forged.status_code == 403
+        other = await public(email=email, email_signature=email_signature("x@y.test", "k"))
+        assert other.status_code == 403
+        assert await events_of(stack, contact["id"], "page_visited") == []  # nothing recorded
+        signed = await public(email=email.upper(), email_signature=signature.upper())
+        assert [m["html"] for m in signed.json()["messages"]] == ["Signed", "By cookie"]
+        # The signed cookie of a tracked click still identifies a visitor without an email.
+        cookie = sign(Token("visitor", contact["id"]), stack.settings.secret_key)
+        by_cookie = await stack.http.post(
+            "/t/visit",
+            content=json.dumps({"url": url}).encode(),
+            headers={"Content-Type": "text/plain", "Cookie": f"cairn_contact={cookie}"},
+        )
+        assert by_cookie.status_code == 200
+    # Not required (the embedded stack's default): an unsigned email is accepted, a wrong
+    # signature never is.
+    assert (await public(email=email)).status_code == 200
+    assert (await public(email=email, email_signature="0" * 64)).status_code == 403
+    assert len(await events_of(stack, contact["id"], "page_visited")) == 3
+    stack.http.cookies.clear()

@@ -128,3 +128,15 @@ async def test_a_national_number_with_a_default_country_code(stack: Stack) -> No
 )
 def test_e164_normalization(phone: str, country: str, e164: str | None) -> None:
     assert to_e164(phone, country) == e164
+
+
+async def test_retry_after_longer_than_the_backoff_is_honoured(stack: Stack) -> None:
+    with twilio(stack) as server, stack.env.with_time_skipping_disabled():
+        server.reply(429, {"code": 20429, "message": "Too Many Requests"}, {"Retry-After": "4"})
+        server.reply(201, created("+33612345678"))
+        run, _ = await run_steps(stack, SMS, CONSENTING)
+    assert outcomes(run) == {"sms": ("done", None)}
+    first, second = server.received
+    waited = second.at - first.at
+    # The policy's own first backoff is 1 s: 4 s apart means the provider's delay was used.
+    assert 3.9 <= waited < 12, f"retried {waited:.2f} s after the 429"

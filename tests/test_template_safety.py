@@ -194,3 +194,40 @@ async def test_a_line_break_in_a_name_cannot_add_an_email_header(
     assert all(
         "evil.test" not in address for address in message.get_all("To", []) if "<" not in address
     )
+
+
+async def test_tags_naming_no_custom_field_are_warned_at_save(any_stack: Stack) -> None:
+    stack = any_stack
+    field = f"shoe size {stack.unique('f')[-8:]}"  # a field only this test's contact has
+    tag = field.upper().replace(" ", "_").replace("-", "_")
+    await stack.contact(fields={field: 42})
+    document = {
+        "start": "mail",
+        "steps": {
+            "mail": {
+                "type": "send_email",
+                "subject": "%FIRSTNAME%, size %" + tag + "%",
+                "html": "<p>%NO_SUCH_FIELD_ANYWHERE% %UNSUBSCRIBELINK%</p>",
+                "next": "sms",
+            },
+            "sms": {"type": "send_sms", "body": "%PLAN_NAME_NOBODY_HAS%"},
+        },
+    }
+    answer = await stack.http.post(
+        "/api/v1/automations", json={"name": stack.unique("tags"), **document}
+    )
+    assert answer.status_code == 201, answer.text  # warnings, never errors
+    warned = {(w["path"], w["message"].split('"')[1]) for w in answer.json()["warnings"]}
+    assert warned == {
+        ("steps.mail.html", "%NO_SUCH_FIELD_ANYWHERE%"),
+        ("steps.sms.body", "%PLAN_NAME_NOBODY_HAS%"),
+    }
+    assert all(w["severity"] == "warning" for w in answer.json()["warnings"])
+    # A new version is checked the same way.
+    automation_id = answer.json()["id"]
+    document["steps"]["sms"]["body"] = "%" + tag + "%"
+    again = await stack.http.put(
+        f"/api/v1/automations/{automation_id}", json={"name": "tags", **document}
+    )
+    assert again.status_code == 200, again.text
+    assert [w["path"] for w in again.json()["warnings"]] == ["steps.mail.html"]
