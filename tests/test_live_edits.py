@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from functools import partial
 from typing import Any
 
+import pytest
 from sqlalchemy import select, update
 
 from store.models import OUTBOX_LEASE, OutboxEntry, utcnow
-from store.runs import reserve_runs
+from store.runs import reserve_runs, running_runs_after
 from tests.conftest import Stack, eventually
 from tests.test_engine import finished
+from worker import outbox
 from worker.outbox import AUTOMATION_CHANGED
 from workflows.contracts import STEP_KEY, RunState
 
@@ -271,3 +274,44 @@ async def test_a_run_started_after_an_edit_starts_on_the_new_version(stack: Stac
         and b"load_automation" in e.SerializeToString()
     ]
     assert len(loads) == 1
+
+
+async def test_an_edit_reaches_every_running_contact_page_by_page(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One outbox row per edit, delivered a page of runs per claim: with pages of 2, five
+    waiting contacts take three claims, and every one of them moves."""
+    monkeypatch.setattr(outbox, "RUNS_PER_PAGE", 2)
+    pages: list[int] = []  # how many runs each page of this automation held
+
+    async def paged(session: Any, automation: str, after: int, limit: int) -> Any:
+        page = await running_runs_after(session, automation, after, limit)
+        if automation == automation_id:
+            pages.append(len(page))
+        return page
+
+    monkeypatch.setattr(outbox, "running_runs_after", paged)
+    tag = stack.unique("paged")
+    v1 = {
+        "name": stack.unique("edit"),
+        "start": "w",
+        "steps": {
+            "w": {"type": "wait", "for": {"days": 5}, "next": "a"},
+            "a": {"type": "add_tag", "tag": "v1"},
+        },
+    }
+    automation_id = await stack.automation(v1)
+    contacts = [(await stack.contact())["id"] for _ in range(5)]
+    with stack.env.with_time_skipping_disabled():
+        handles = [await stack.enroll(c, automation_id) for c in contacts]
+    for handle in handles:
+        await eventually(partial(_parked_at, stack, handle.id, "w"))
+    response = await stack.http.put(
+        f"/api/v1/automations/{automation_id}",
+        json={**v1, "start": "a", "steps": {"a": {"type": "add_tag", "tag": tag}}},
+    )
+    assert response.status_code == 200, response.text
+    for handle in handles:
+        run = await finished(stack, handle.id)
+        assert [s["step"] for s in run["steps"]] == ["a"] and run["version"] == 2
+    assert pages == [2, 2, 1]
