@@ -201,7 +201,7 @@ async def test_tags_naming_no_custom_field_are_warned_at_save(any_stack: Stack) 
     field = f"shoe size {stack.unique('f')[-8:]}"  # a field only this test's contact has
     tag = field.upper().replace(" ", "_").replace("-", "_")
     await stack.contact(fields={field: 42})
-    document = {
+    document: dict[str, Any] = {
         "start": "mail",
         "steps": {
             "mail": {
