@@ -178,6 +178,8 @@ class Run(Base):
         ),
         Index("ix_runs_contact_status", "contact_id", "status"),
         Index("ix_runs_automation_status", "automation_id", "status"),
+        # An automation's contacts, newest first, a page at a time (reports).
+        Index("ix_runs_automation_id", "automation_id", "id"),
     )
 
     id: Mapped[int] = mapped_column(Id, primary_key=True)
@@ -417,7 +419,14 @@ class StepEvent(Base):
     """One step a run took, and how it went: what reports count (saved at parks and finishes)."""
 
     __tablename__ = "step_events"
-    __table_args__ = (Index("ix_step_events_step", "automation_id", "step_id", "outcome"),)
+    # What an automation's report counts, read from the indexes alone: visits by step, type,
+    # outcome and reason; distinct contacts by step.
+    __table_args__ = (
+        Index(
+            "ix_step_events_outcomes", "automation_id", "step_id", "step_type", "outcome", "reason"
+        ),
+        Index("ix_step_events_contacts", "automation_id", "step_id", "contact_id"),
+    )
 
     workflow_id: Mapped[str] = mapped_column(String(200), primary_key=True)
     seq: Mapped[int] = mapped_column(Integer, primary_key=True)

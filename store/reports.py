@@ -1,7 +1,8 @@
 """Automation reports from Cairn's own tables (never from Temporal): versions, runs, step counts.
 
 Every count is one GROUP BY query per table, on an index whose prefix is the automation id:
-`step_events (automation_id, step_id, outcome)`, `runs (automation_id, status)`,
+`step_events (automation_id, step_id, step_type, outcome, reason)` and `(automation_id,
+step_id, contact_id)` (read without the table), `runs (automation_id, status)`,
 `split_assignments (automation_id, step_id, path)`, `split_states` and `goal_achievements`
 (reached through the runs of the automation and its primary key).
 
@@ -80,13 +81,14 @@ async def automation_contacts(
     if status is not None:
         where.append(Run.status == status)
     total = await session.scalar(select(func.count()).select_from(Run).where(*where))
+    # The page's ids first, from the index alone: an offset then skips index entries, not
+    # joined rows (a page near the end of 100,000 runs: 89 ms → 10 ms in SQLite).
+    page_ids = select(Run.id).where(*where).order_by(Run.id.desc()).limit(limit).offset(offset)
     rows = await session.execute(
         select(Run, Contact.email)
         .join(Contact, Contact.id == Run.contact_id)
-        .where(*where)
+        .where(Run.id.in_(page_ids.scalar_subquery()))
         .order_by(Run.id.desc())
-        .limit(limit)
-        .offset(offset)
     )
     page = [
         {
