@@ -230,6 +230,8 @@ class AutomationRun:
             automation_active=self.graph.status == "active",
         )
         state = self.state
+        # Signals of the first activation may have set `woken` before this line.
+        self.woken, state.unread_change = self.woken or state.unread_change, False
         try:
             if goals_met:  # the contact entered already meeting a goal
                 state.position = await self._achieve(goals_met[0])
@@ -241,6 +243,7 @@ class AutomationRun:
                     continue
                 if workflow.info().is_continue_as_new_suggested():
                     await workflow.wait_condition(workflow.all_handlers_finished)
+                    state.unread_change = self.woken
                     workflow.continue_as_new(
                         RunInput(
                             automation_id=input.automation_id,
@@ -436,10 +439,11 @@ class AutomationRun:
         ]
 
     async def _evaluate(
-        self, goals: list[str], own: list[Any], *, park_at: str | None = None
+        self, position: str, goals: list[str], own: list[Any], *, park_at: str | None = None
     ) -> EvaluateOutput:
         """One round-trip: the goals' conditions, then `own`; the first goal met is recorded."""
         assert self.input is not None and self.graph is not None
+        looked_at = ([f"step {position}"] if own else []) + [f"goal {g}" for g in goals]
         return await workflow.execute_local_activity(
             "evaluate_conditions",
             EvaluateInput(
@@ -454,7 +458,7 @@ class AutomationRun:
                 automation_id=self.input.automation_id,
             ),
             result_type=EvaluateOutput,
-            summary=f"evaluate {len(goals) + len(own)} condition(s)",
+            summary=f"evaluate conditions at {position}: {', '.join(looked_at) or 'park'}",
             **LOCAL,
         )
 
@@ -469,7 +473,7 @@ class AutomationRun:
         self.woken = False
         if not goals and not own and not park:
             return None, []
-        result = await self._evaluate(goals, own, park_at=position if park else None)
+        result = await self._evaluate(position, goals, own, park_at=position if park else None)
         if result.recorded_goal is not None:
             self.recorded_goals.add(result.recorded_goal)
         return result.recorded_goal, result.results[len(goals) :]

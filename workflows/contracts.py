@@ -89,6 +89,9 @@ class RunState(BaseModel):
     # When the wait at `position` began, so a resumed wait (new version, continue-as-new)
     # counts the time already waited.
     wait_started_at: datetime | None = None
+    # A contact change signalled but not yet looked at when the run continued as new: the
+    # new run looks at it first (else a goal met by that change would be missed).
+    unread_change: bool = False
 
 
 class RunInput(BaseModel):
