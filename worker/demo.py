@@ -66,6 +66,14 @@ async def _scored(client: httpx.AsyncClient, email: str, visits: int, within: fl
     raise CommandError(f"{email}'s lead-scoring run did not end within {within:.0f} s")
 
 
+async def _qualified(client: httpx.AsyncClient, email: str) -> None:
+    """A lead whom sales then qualifies: the `qualified` tag sends them to the warehouse and
+    Salesforce (webhook-salesforce)."""
+    await _lead(client, email)
+    contact = await _contact_id(client, email)
+    await _tag(client, contact, "qualified")
+
+
 async def _shopper(client: httpx.AsyncClient, email: str) -> None:
     await _event(client, email, "cart_abandoned", cart_value=129.0)
 
@@ -76,8 +84,15 @@ async def _buyer(client: httpx.AsyncClient, email: str) -> None:
 
 
 async def _lapsed(client: httpx.AsyncClient, email: str) -> None:
-    contact = await _contact_id(client, email)
-    await call_api(client, "POST", f"{API}/contacts/{contact}/tags", json={"tag": "lapsed"})
+    await _tag(client, await _contact_id(client, email), "lapsed")
+
+
+async def _tag(client: httpx.AsyncClient, contact: int, tag: str) -> None:
+    response = await call_api(client, "POST", f"{API}/contacts/{contact}/tags", json={"tag": tag})
+    if response.status_code not in (200, 201):
+        raise CommandError(
+            f"tag {tag} for contact {contact}: {response.status_code} {response.text}"
+        )
 
 
 async def _browser(client: httpx.AsyncClient, email: str) -> None:
@@ -90,6 +105,7 @@ async def _subscriber(client: httpx.AsyncClient, email: str) -> None:
 
 PERSONAS: dict[str, Act] = {
     "lead": _lead,
+    "qualified": _qualified,
     "shopper": _shopper,
     "buyer": _buyer,
     "lapsed": _lapsed,
