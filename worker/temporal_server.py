@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from google.protobuf.duration_pb2 import Duration
 from temporalio.api.enums.v1 import IndexedValueType
 from temporalio.api.operatorservice.v1 import (
     AddSearchAttributesRequest,
@@ -133,12 +134,14 @@ async def ensure_namespace(
     `wait` seconds."""
     if await _namespace_exists(client, namespace):
         return False
+    kept = Duration()
+    kept.FromTimedelta(retention)
     try:
         await client.workflow_service.register_namespace(
             RegisterNamespaceRequest(
                 namespace=namespace,
                 description="Cairn's automation runs",
-                workflow_execution_retention_period=retention,
+                workflow_execution_retention_period=kept,
             )
         )
         created = True
