@@ -23,12 +23,13 @@ run: $(INSTALLED)
 test: $(INSTALLED)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy $(PACKAGES)
 	$(BIN)/pytest -q -p no:cacheprovider
 
 lint: $(INSTALLED)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	-$(BIN)/mypy $(PACKAGES)
+	$(BIN)/mypy $(PACKAGES)
 
 bench: $(INSTALLED)
 	$(BIN)/python -m bench

@@ -30,7 +30,7 @@ from workflows.contracts import (
     StepContext,
     StepOutcome,
 )
-from workflows.document import eligible_goals, goal_sources
+from workflows.document import eligible_goals, goal_condition, goal_sources
 
 
 class RunActivities:
@@ -53,12 +53,7 @@ class RunActivities:
         if input.contact_id is not None and input.now is not None:
             goals = eligible_goals(graph, goal_sources(graph), graph.start, [])
             if goals:
-                conditions = [
-                    graph.steps[g].condition.model_dump(
-                        by_alias=True, exclude_none=True, mode="json"
-                    )
-                    for g in goals
-                ]
+                conditions = [goal_condition(graph, g) for g in goals]
                 async with self.deps.db.read() as session:
                     results = await evaluate_all(session, input.contact_id, conditions, input.now)
                 goals_met = [g for g, ok in zip(goals, results, strict=True) if ok]

@@ -408,20 +408,20 @@ async def _read_for_chunk(
     if needs.lists:
         for facts in chunk.values():
             facts.lists = {}
-        rows = await session.execute(
+        subscriptions = await session.execute(
             select(Subscription.contact_id, Subscription.list, Subscription.status).where(
                 Subscription.contact_id.in_(ids)
             )
         )
-        for contact_id, name, status in rows:
+        for contact_id, name, status in subscriptions:
             chunk[contact_id].lists[name] = status  # type: ignore[index]
     if needs.scores:
         for facts in chunk.values():
             facts.scores = {}
-        rows = await session.execute(
+        scores = await session.execute(
             select(Score.contact_id, Score.name, Score.value).where(Score.contact_id.in_(ids))
         )
-        for contact_id, name, value in rows:
+        for contact_id, name, value in scores:
             chunk[contact_id].scores[name] = value  # type: ignore[index]
     for key, (name, within) in needs.events.items():
         for facts in chunk.values():

@@ -45,14 +45,20 @@ with workflow.unsafe.imports_passed_through():
         StepOutcome,
         StepRecord,
     )
-    from workflows.document import Automation, eligible_goals, goal_sources
+    from workflows.document import (
+        Automation,
+        eligible_goals,
+        goal_condition,
+        goal_sources,
+        goal_step,
+    )
     from workflows.metrics import count_step
     from workflows.steps import describe_step
 
 
 # Activities run by name: the workflow never imports activity code (STYLE: layout).
 # Local activities for short database work: one history marker instead of ~6 events.
-LOCAL = {
+LOCAL: dict[str, Any] = {
     "start_to_close_timeout": timedelta(seconds=60),
     "retry_policy": RetryPolicy(
         initial_interval=timedelta(milliseconds=200), maximum_interval=timedelta(seconds=30)
@@ -61,7 +67,7 @@ LOCAL = {
 # External sends: a provider down for up to an hour must not fail the step (1 s doubling to 30 s,
 # 125 attempts ≈ an hour), and one back up is retried within 30 s: with a 5-minute cap, an outage
 # of a minute or two left contacts waiting minutes after the provider recovered.
-REMOTE = {
+REMOTE: dict[str, Any] = {
     "start_to_close_timeout": timedelta(seconds=60),
     "retry_policy": RetryPolicy(
         initial_interval=timedelta(seconds=1),
@@ -433,10 +439,7 @@ class AutomationRun:
 
     def _goal_conditions(self, goals: list[str]) -> list[dict[str, Any]]:
         assert self.graph is not None
-        return [
-            self.graph.steps[g].condition.model_dump(by_alias=True, exclude_none=True, mode="json")
-            for g in goals
-        ]
+        return [goal_condition(self.graph, g) for g in goals]
 
     async def _evaluate(
         self, position: str, goals: list[str], own: list[Any], *, park_at: str | None = None
@@ -501,8 +504,9 @@ class AutomationRun:
             )
         state.goals.append(goal_id)
         state.wait_started_at = None
-        self._record(goal_id, graph.steps[goal_id], "done", "goal_achieved")
-        return graph.steps[goal_id].next
+        goal = goal_step(graph, goal_id)
+        self._record(goal_id, goal, "done", "goal_achieved")
+        return goal.next
 
     async def _park(
         self, step_id: str, step: Any, why: str, deadline: datetime | None, conditions: list[Any]

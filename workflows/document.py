@@ -750,6 +750,20 @@ def goal_sources(automation: Automation) -> dict[str, set[str]]:
     }
 
 
+def goal_step(automation: Automation, goal_id: str) -> GoalStep:
+    """The goal step `goal_id` (the caller got the id from `goal_sources`)."""
+    step = automation.steps[goal_id]
+    assert isinstance(step, GoalStep), goal_id
+    return step
+
+
+def goal_condition(automation: Automation, goal_id: str) -> dict[str, Any]:
+    """The goal's condition as the JSON the condition activities evaluate."""
+    return goal_step(automation, goal_id).condition.model_dump(
+        by_alias=True, exclude_none=True, mode="json"
+    )
+
+
 def eligible_goals(
     automation: Automation, sources: dict[str, set[str]], position: str, achieved: Collection[str]
 ) -> list[str]:

@@ -49,7 +49,9 @@ class DocumentRejected(BaseModel):
     detail: list[DocumentProblem | FieldError] | str
 
 
-DOCUMENT_REJECTED = {422: {"model": DocumentRejected, "description": "invalid document"}}
+DOCUMENT_REJECTED: dict[int | str, dict[str, Any]] = {
+    422: {"model": DocumentRejected, "description": "invalid document"}
+}
 
 
 def _validated(document: Any, known: set[str]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
