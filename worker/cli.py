@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import signal
 import sys
 import time
@@ -250,7 +251,13 @@ def _setup(settings: Settings, args: argparse.Namespace) -> int:
             print(f"search attributes already registered in {where}")
         return 0
 
-    return asyncio.run(setup())
+    code = asyncio.run(setup())
+    # The Temporal client's Rust threads can abort a short-lived process's interpreter teardown
+    # (SIGABRT, "PyGILState_Release": temporalio/sdk-python#300) after the work is done and
+    # reported: nothing is left to clean up, so skip the teardown.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 async def _connect_with_retry(settings: Settings, wait: float) -> Client:

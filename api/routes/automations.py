@@ -8,6 +8,7 @@ commit only delays the delivery.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from typing import Annotated, Any, Literal
 
@@ -32,6 +33,7 @@ from workflows.document import automation_json_schema, validate_automation
 
 router = APIRouter(prefix="/automations", tags=["automations"])
 CONDITION: TypeAdapter[Any] = TypeAdapter(BoundedCondition)
+SCHEDULE_SYNC_SECONDS = 2.0
 
 
 class DocumentProblem(BaseModel):
@@ -150,11 +152,18 @@ async def _sync_schedule(
     services: Any, automation_id: str, document: dict[str, Any], status: str
 ) -> list[dict[str, Any]]:
     """Bring the `date_field` schedule in line with the version just saved; the version
-    stands even if Temporal is unreachable, and the answer says so (a warning, not a 500)."""
+    stands even if Temporal is unreachable, and the answer says so (a warning, not a 500).
+    The request does not wait out Temporal's retries: the worker repairs every schedule
+    from the database when it starts and every 10 minutes."""
     try:
-        await sync_schedule(services.client, services.settings, automation_id, document, status)
-    except RPCError as err:
-        message = f"the date trigger schedule could not be updated: {err.message}"
+        async with asyncio.timeout(SCHEDULE_SYNC_SECONDS):
+            await sync_schedule(services.client, services.settings, automation_id, document, status)
+    except (RPCError, TimeoutError) as err:
+        why = err.message if isinstance(err, RPCError) else "Temporal did not answer in time"
+        message = (
+            f"the date trigger schedule could not be updated ({why}); "
+            "the worker will bring it in line once Temporal answers"
+        )
         return [{"step": None, "path": "triggers", "message": message, "severity": "warning"}]
     return []
 
@@ -229,7 +238,9 @@ async def deactivate(automation_id: str, services: ServicesDep) -> dict[str, Any
             session.add(automation_changed(automation_id, version))
         summary = _summary(row)
     services.dispatcher.kick()
-    # Paused, not deleted: reactivating (a PUT with status active) resumes it.
-    with contextlib.suppress(RPCError):
-        await pause_schedule(services.client, automation_id)
+    # Paused, not deleted: reactivating (a PUT with status active) resumes it. If Temporal
+    # does not answer, the worker's schedule repair pauses it later.
+    with contextlib.suppress(RPCError, TimeoutError):
+        async with asyncio.timeout(SCHEDULE_SYNC_SECONDS):
+            await pause_schedule(services.client, automation_id)
     return summary
