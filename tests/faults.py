@@ -8,14 +8,18 @@ import asyncio
 import os
 import signal
 import sys
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy import event
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.orm import Session
 from temporalio.client import Client
 
 from store.db import open_database
+from store.models import ActionLog
 from tests.conftest import (
     POSTGRES_URL,
     Mailbox,
@@ -95,3 +99,34 @@ async def own_stack(
         await db.dispose()
         if flavour == "postgres" and POSTGRES_URL:
             await drop_postgres_database(POSTGRES_URL, url)
+
+
+@contextmanager
+def commit_lost_once(automation_id: str, write: int = 1) -> Iterator[list[str]]:
+    """The database connection "drops" right after committing the `write`-th action-log row of
+    `automation_id`'s runs: the step's write went through, yet its activity fails and is
+    retried. Yields the action-log keys written, in order (a retry that finds its key writes
+    none)."""
+    keys: list[str] = []
+    lost: list[bool] = []
+
+    def note_the_write(session: Session, _context: Any, _instances: Any) -> None:
+        for row in session.new:
+            if isinstance(row, ActionLog) and row.key.startswith(f"cairn:{automation_id}:"):
+                keys.append(row.key)
+                if len(keys) == write:
+                    session.info["lose_this_commit"] = True
+
+    def lose_the_connection(session: Session) -> None:
+        if session.info.pop("lose_this_commit", False) and not lost:
+            lost.append(True)
+            raise OperationalError("COMMIT", {}, Exception("connection lost after commit"))
+
+    event.listen(Session, "before_flush", note_the_write)
+    event.listen(Session, "after_commit", lose_the_connection)
+    try:
+        yield keys
+    finally:
+        event.remove(Session, "before_flush", note_the_write)
+        event.remove(Session, "after_commit", lose_the_connection)
+    assert lost, f"no commit of write {write} was lost: {keys}"

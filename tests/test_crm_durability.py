@@ -10,13 +10,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import event, func, select
-from sqlalchemy.exc import OperationalError
-from sqlalchemy.orm import Session
+from sqlalchemy import func, select
 
-from store.models import Account, ActionLog, Deal, DealContact, DealNote, DealScore, Score, Task
+from store.models import Account, Deal, DealContact, DealNote, DealScore, Score, Task
 from tests.conftest import Stack, eventually
-from tests.faults import count, worker_process
+from tests.faults import commit_lost_once, count, worker_process
 from tests.test_crm_api import _get, sales_pipeline
 from tests.test_engine import finished
 from worker.enrollment import Enrolled, enroll
@@ -159,30 +157,9 @@ async def test_a_crm_write_retried_after_its_commit_happens_once(
     company = stack.unique("Once Inc")
     contact = await stack.contact(fields={"company": company})
     writes = len(document["steps"])  # the step under test writes last
-    seen: list[str] = []
-    failures: list[str] = []
-
-    def note_the_step_write(session: Session, _context: Any, _instances: Any) -> None:
-        for row in session.new:
-            if isinstance(row, ActionLog) and row.key.startswith(f"cairn:{automation_id}:"):
-                seen.append(row.key)
-                if len(seen) == writes:
-                    session.info["step_write"] = True
-
-    def fail_once_after_commit(session: Session) -> None:
-        if session.info.pop("step_write", False) and not failures:
-            failures.append("after commit")
-            raise OperationalError("COMMIT", {}, Exception("connection lost after commit"))
-
-    event.listen(Session, "before_flush", note_the_step_write)
-    event.listen(Session, "after_commit", fail_once_after_commit)
-    try:
+    with commit_lost_once(automation_id, write=writes) as seen:
         handle = await stack.enroll(contact["id"], automation_id)
         run = await finished(stack, handle.id)
-    finally:
-        event.remove(Session, "before_flush", note_the_step_write)
-        event.remove(Session, "after_commit", fail_once_after_commit)
-    assert failures == ["after commit"]
     assert len(seen) == writes, seen  # the retry found its key: no second action-log row
     assert [(s["step"], s["outcome"], s["reason"]) for s in run["steps"]][-1] == (
         "step",

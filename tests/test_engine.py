@@ -5,15 +5,14 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from sqlalchemy import event, select
-from sqlalchemy.exc import OperationalError
-from sqlalchemy.orm import Session
+from sqlalchemy import select
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import WorkflowExecutionStatus
 from temporalio.service import RPCError, RPCStatusCode
 
-from store.models import ActionLog, OutboxEntry, StepEvent
+from store.models import OutboxEntry, StepEvent
 from tests.conftest import Stack, eventually
+from tests.faults import commit_lost_once
 from workflows.contracts import RunState
 
 
@@ -448,29 +447,9 @@ async def test_a_retried_write_adds_the_score_exactly_once(stack: Stack) -> None
         }
     )
     contact = await stack.contact()
-    failures: list[str] = []
-
-    def note_score_write(session: Session, _context: Any, _instances: Any) -> None:
-        if any(
-            isinstance(o, ActionLog) and o.key.startswith(f"cairn:{automation_id}:")
-            for o in session.new
-        ):
-            session.info["score_write"] = True
-
-    def fail_once_after_commit(session: Session) -> None:
-        if session.info.pop("score_write", False) and not failures:
-            failures.append("after commit")
-            raise OperationalError("COMMIT", {}, Exception("connection lost after commit"))
-
-    event.listen(Session, "before_flush", note_score_write)
-    event.listen(Session, "after_commit", fail_once_after_commit)
-    try:
+    with commit_lost_once(automation_id):
         handle = await stack.enroll(contact["id"], automation_id)
         run = await finished(stack, handle.id)
-    finally:
-        event.remove(Session, "before_flush", note_score_write)
-        event.remove(Session, "after_commit", fail_once_after_commit)
-    assert failures == ["after commit"]
     assert run["steps"][0]["outcome"] == "done"
     assert (await stack.record(contact["id"]))["scores"] == {"once": 5.0}
     history = await handle.fetch_history()
