@@ -463,16 +463,17 @@ async def test_a_retried_write_adds_the_score_exactly_once(stack: Stack) -> None
     assert markers and not failed_attempts
 
 
+TEN_DAYS_UNLESS_BOUGHT = {
+    "start": "pause",
+    "steps": {
+        "pause": {"type": "wait", "for": {"days": 10}, "next": None},
+        "bought": {"type": "goal", "condition": {"event": "purchase"}, "next": None},
+    },
+}
+
+
 async def test_a_wait_woken_many_times_continues_as_new_and_keeps_waiting(stack: Stack) -> None:
-    automation_id = await stack.automation(
-        {
-            "start": "pause",
-            "steps": {
-                "pause": {"type": "wait", "for": {"days": 10}, "next": None},
-                "bought": {"type": "goal", "condition": {"event": "purchase"}, "next": None},
-            },
-        }
-    )
+    automation_id = await stack.automation(TEN_DAYS_UNLESS_BOUGHT)
     contact = await stack.contact()
     with stack.env.with_time_skipping_disabled():
         handle = await stack.enroll(contact["id"], automation_id)
@@ -501,15 +502,7 @@ async def test_a_change_arriving_as_the_run_continues_as_new_is_still_looked_at(
     # The purchase lands in the very workflow task where Temporal suggests continue-as-new
     # (the dev server suggests it at 50 events): the run leaves its wait to continue, and
     # the new run must still look at the change, else the goal is never seen.
-    automation_id = await stack.automation(
-        {
-            "start": "pause",
-            "steps": {
-                "pause": {"type": "wait", "for": {"days": 10}, "next": None},
-                "bought": {"type": "goal", "condition": {"event": "purchase"}, "next": None},
-            },
-        }
-    )
+    automation_id = await stack.automation(TEN_DAYS_UNLESS_BOUGHT)
     contact = await stack.contact()
     with stack.env.with_time_skipping_disabled():
         handle = await stack.enroll(contact["id"], automation_id)
