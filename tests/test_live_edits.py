@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 from sqlalchemy import select, update
+from temporalio.client import WorkflowHandle
 
 from store.models import OUTBOX_LEASE, OutboxEntry, utcnow
 from store.runs import reserve_runs, running_runs_after
@@ -22,6 +23,31 @@ async def _parked_at(stack: Stack, workflow_id: str, step: str) -> None:
     assert (await stack.run(workflow_id))["current_step"] == step
 
 
+def five_days_then_tag(stack: Stack, tag: str = "v1") -> dict[str, Any]:
+    """Version 1 of most tests here: a 5-day wait "w", then step "a" tags `tag`."""
+    return {
+        "name": stack.unique("edit"),
+        "start": "w",
+        "steps": {
+            "w": {"type": "wait", "for": {"days": 5}, "next": "a"},
+            "a": {"type": "add_tag", "tag": tag},
+        },
+    }
+
+
+async def _a_day_into_the_wait(
+    stack: Stack, v1: dict[str, Any]
+) -> tuple[str, dict[str, Any], WorkflowHandle[Any, Any]]:
+    """A contact enrolled in `v1`, parked in "w" for a day: (automation, contact, run)."""
+    automation_id = await stack.automation(v1)
+    contact = await stack.contact()
+    with stack.env.with_time_skipping_disabled():
+        handle = await stack.enroll(contact["id"], automation_id)
+    await eventually(lambda: _parked_at(stack, handle.id, "w"))
+    await stack.env.fast_forward(handle, timedelta(days=1))
+    return automation_id, contact, handle
+
+
 async def _put(stack: Stack, automation_id: str, document: dict[str, Any]) -> int:
     response = await stack.http.put(f"/api/v1/automations/{automation_id}", json=document)
     assert response.status_code == 200, response.text
@@ -29,20 +55,8 @@ async def _put(stack: Stack, automation_id: str, document: dict[str, Any]) -> in
 
 
 async def test_a_changed_wait_counts_the_time_already_waited(stack: Stack) -> None:
-    v1 = {
-        "name": stack.unique("edit"),
-        "start": "w",
-        "steps": {
-            "w": {"type": "wait", "for": {"days": 5}, "next": "a"},
-            "a": {"type": "add_tag", "tag": "v1"},
-        },
-    }
-    automation_id = await stack.automation(v1)
-    contact = await stack.contact()
-    with stack.env.with_time_skipping_disabled():
-        handle = await stack.enroll(contact["id"], automation_id)
-    await eventually(lambda: _parked_at(stack, handle.id, "w"))
-    await stack.env.fast_forward(handle, timedelta(days=1))
+    v1 = five_days_then_tag(stack)
+    automation_id, contact, handle = await _a_day_into_the_wait(stack, v1)
     v2 = {
         **v1,
         "steps": {
@@ -64,14 +78,7 @@ async def test_a_changed_wait_counts_the_time_already_waited(stack: Stack) -> No
 
 
 async def test_a_contact_in_a_deleted_step_moves_to_its_old_next_or_ends(stack: Stack) -> None:
-    v1 = {
-        "name": stack.unique("edit"),
-        "start": "w",
-        "steps": {
-            "w": {"type": "wait", "for": {"days": 5}, "next": "a"},
-            "a": {"type": "add_tag", "tag": "reached-a"},
-        },
-    }
+    v1 = five_days_then_tag(stack, "reached-a")
     automation_id = await stack.automation(v1)
     moved, ended = await stack.contact(), await stack.contact()
     with stack.env.with_time_skipping_disabled():
@@ -156,20 +163,8 @@ async def test_inactive_holds_contacts_until_reactivated(stack: Stack) -> None:
 
 
 async def test_a_wait_turned_into_a_send_does_not_shorten_a_later_wait(stack: Stack) -> None:
-    v1 = {
-        "name": stack.unique("edit"),
-        "start": "w",
-        "steps": {
-            "w": {"type": "wait", "for": {"days": 5}, "next": "a"},
-            "a": {"type": "add_tag", "tag": "v1"},
-        },
-    }
-    automation_id = await stack.automation(v1)
-    contact = await stack.contact()
-    with stack.env.with_time_skipping_disabled():
-        handle = await stack.enroll(contact["id"], automation_id)
-    await eventually(lambda: _parked_at(stack, handle.id, "w"))
-    await stack.env.fast_forward(handle, timedelta(days=1))
+    v1 = five_days_then_tag(stack)
+    automation_id, _, handle = await _a_day_into_the_wait(stack, v1)
     # "w" survives as a send; the day waited in it must not count towards the new wait "w2".
     v2 = {
         **v1,
@@ -219,14 +214,7 @@ async def test_a_run_started_after_an_edit_starts_on_the_new_version(stack: Stac
     """The new version's signals go out while the start is queued: they reach no workflow, so
     the run must take the newest version when it starts (else it stays on version 1)."""
     tag = stack.unique("v2")
-    v1 = {
-        "name": stack.unique("edit"),
-        "start": "w",
-        "steps": {
-            "w": {"type": "wait", "for": {"days": 5}, "next": "a"},
-            "a": {"type": "add_tag", "tag": "v1"},
-        },
-    }
+    v1 = five_days_then_tag(stack)
     automation_id = await stack.automation(v1)
     contact = await stack.contact()
     workflow_id, start_row = await _queue_start(stack, automation_id, contact["id"])
@@ -292,14 +280,7 @@ async def test_an_edit_reaches_every_running_contact_page_by_page(
 
     monkeypatch.setattr(outbox, "running_runs_after", paged)
     tag = stack.unique("paged")
-    v1 = {
-        "name": stack.unique("edit"),
-        "start": "w",
-        "steps": {
-            "w": {"type": "wait", "for": {"days": 5}, "next": "a"},
-            "a": {"type": "add_tag", "tag": "v1"},
-        },
-    }
+    v1 = five_days_then_tag(stack)
     automation_id = await stack.automation(v1)
     contacts = [(await stack.contact())["id"] for _ in range(5)]
     with stack.env.with_time_skipping_disabled():
