@@ -35,7 +35,7 @@ class Node:
     step_id: str
     kind: str
     title: str  # describe_step's summary
-    counts: str  # "entered 120 · waiting 3"
+    counts: str  # "entered 120 · waiting 3 · held 1"
 
 
 @dataclass(frozen=True)
@@ -67,6 +67,7 @@ def _counts(step: StepReport | None, goal_rate: str | None) -> str:
     parts += [f"skipped {skipped}"] if skipped else []
     parts += [f"failed {step.failed}"] if step.failed else []
     parts += [f"waiting {step.waiting}"] if step.waiting else []
+    parts += [f"held {step.held}"] if step.held else []
     parts += [goal_rate] if goal_rate else []
     return " · ".join(parts)
 

@@ -148,6 +148,8 @@ async def test_inactive_holds_contacts_until_reactivated(stack: Stack) -> None:
     steps = {s["step"]: s for s in report["steps"]}
     assert (steps["a"]["held"], steps["a"]["waiting"], steps["w"]["waiting"]) == (1, 0, 0)
     assert report["held"] == 1 and report["runs"]["running"] == 1
+    diagram = (await stack.http.get(f"/api/v1/automations/{automation_id}/diagram")).text
+    assert "(step a)<br/>entered 0 · held 1" in diagram, diagram
     described = await handle.describe()
     assert described.typed_search_attributes.get(STEP_KEY) == "a"
     newcomer = await stack.contact()
