@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import httpx
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
@@ -32,8 +31,9 @@ from activities.http import (
     timed_out,
 )
 from store import contacts as contact_store
+from store import crm as crm_store
 from store import runs as run_store
-from store.models import Account, AccountContact, ActionLog, Contact
+from store.models import ActionLog, Contact
 from workflows.contracts import StepContext, StepOutcome
 
 # What Salesforce's own integrations put in a required field Cairn has no value for.
@@ -81,12 +81,8 @@ def record_fields(contact: Contact, kind: SObjectKind, account_name: str | None)
 
 async def account_name(session: AsyncSession, contact_id: int) -> str | None:
     """The name of the contact's CRM account (a contact has one at most), if it has one."""
-    name = await session.scalar(
-        select(Account.name)
-        .join(AccountContact, AccountContact.account_id == Account.id)
-        .where(AccountContact.contact_id == contact_id)
-    )
-    return name or None
+    membership = await crm_store.contact_account(session, contact_id)
+    return membership[0].name if membership else None
 
 
 def soql_string(value: str) -> str:
