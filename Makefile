@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
-PACKAGES := workflows activities store api worker
+PACKAGES := workflows store core domain activities api cli worker
 
 .PHONY: run test lint bench demo clean $(VENV)
 

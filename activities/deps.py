@@ -8,9 +8,9 @@ from typing import Any
 
 from temporalio.client import Client
 
+from core.settings import Settings
 from store import automations as automation_store
 from store.db import Database
-from worker.settings import Settings
 from workflows.contracts import StepContext
 from workflows.document import Automation
 

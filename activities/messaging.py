@@ -25,10 +25,10 @@ from temporalio import activity
 
 from activities.deps import Deps
 from activities.http import give_up, retry_later
+from core.settings import Settings
 from store import contacts as contact_store
 from store import crm as crm_store
 from store.models import Contact, Subscription
-from worker.settings import Settings
 from workflows.contracts import StepContext, StepOutcome
 from workflows.personalization import contact_values, render
 from workflows.tracking import MAX_TOKEN_LENGTH, Kind, Token, sign

@@ -9,11 +9,11 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.deps import Deps
+from domain.enrollment import enroll
 from store import runs as run_store
 from store.conditions import duration_of, evaluate_all, matching_contacts
 from store.models import SplitState
 from store.runs import EntryRefused
-from worker.enrollment import enroll
 from workflows.automation_run import opening_park
 from workflows.contracts import (
     SIGNAL_END_RUN,
@@ -57,7 +57,7 @@ class RunActivities:
                 async with self.deps.db.read() as session:
                     results = await evaluate_all(session, input.contact_id, conditions, input.now)
                 goals_met = [g for g, ok in zip(goals, results, strict=True) if ok]
-        # The run's reservation recorded it as parked at an opening wait (worker.enrollment).
+        # The run's reservation recorded it as parked at an opening wait (domain.enrollment).
         parked_at = None
         active = graph.status == "active"
         if input.workflow_id and input.now is not None and not goals_met and active:

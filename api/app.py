@@ -11,15 +11,15 @@ from temporalio.client import Client
 
 from api.deps import API_PREFIX, Services, install_token_check, require_token
 from api.errors import answers, install_error_handlers
-from api.limits import install_limits
+from api.request_limits import install_limits
 from api.routes import automations, contacts, crm, dev, events, health, runs, site, tracking
 from api.routes import reports as report_routes
 from api.routes.codec import codec_app
 from api.routes.metrics import install_metrics
+from core.settings import Settings, get_settings
+from core.temporal import connect
+from domain.outbox import OutboxDispatcher
 from store.db import Database, open_database
-from worker.main import connect
-from worker.outbox import OutboxDispatcher
-from worker.settings import Settings, get_settings
 
 # A request waits this long for a locked database, then answers 503 with Retry-After: clients
 # (and their load balancers) get a clear answer well before their own timeouts.

@@ -12,9 +12,9 @@ from fastapi.responses import JSONResponse
 from fastapi.security import APIKeyHeader
 from temporalio.client import Client
 
+from core.settings import Settings
+from domain.outbox import OutboxDispatcher
 from store.db import Database
-from worker.outbox import OutboxDispatcher
-from worker.settings import Settings
 
 
 @dataclass

@@ -109,7 +109,7 @@ def answers(*statuses: int) -> dict[int | str, dict[str, Any]]:
 
 
 def declare_common_answers(app: FastAPI) -> None:
-    """What api/limits.py answers before any route: a 422 with one message for any request (a
+    """What api/request_limits.py answers before any route: a 422 with one message for any request (a
     NUL in the query, a body too deep…), and for an operation that takes a body, 400 (it could
     not be read) and 413 (too large). Declared once here, for every such operation."""
     generate = app.openapi

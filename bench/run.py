@@ -28,8 +28,8 @@ from temporalio.client import WorkflowHandle
 
 from bench.baseline import REFERENCE_FLOW, BaselineInput
 from bench.stack import BenchStack, gather_limited
+from domain.enrollment import enroll_many, start_run
 from store.models import Contact, GoalAchievement
-from worker.enrollment import enroll_many, start_run
 from workflows.contracts import WORKFLOW_TYPE
 
 RESULTS = Path(__file__).parent / "results.json"

@@ -17,10 +17,10 @@ import httpx
 from aiosmtpd.controller import Controller
 from temporalio.client import Client
 
+from cli.launcher import Child, child_env, start_child, start_temporal_dev_server
+from core.settings import Settings
+from core.temporal import connect
 from store.db import Database, open_database
-from worker.launcher import Child, child_env, start_child, start_temporal_dev_server
-from worker.main import connect
-from worker.settings import Settings
 
 API_TOKEN = "bench-token"
 
@@ -87,7 +87,7 @@ class BenchStack:
         env = child_env(settings)
         db = await open_database(settings.resolved_database_url)  # migrates before children start
         worker = Child("worker", [sys.executable, "-m", "bench.worker"], env=env, out=quiet)
-        api = Child("api", [sys.executable, "-m", "worker.cli", "api"], env=env, out=quiet)
+        api = Child("api", [sys.executable, "-m", "cli.main", "api"], env=env, out=quiet)
         await start_child(worker, _line_seen(worker, "bench worker ready"))
         base = f"http://127.0.0.1:{settings.api_port}"
         await start_child(api, _healthy(f"{base}/healthz"))

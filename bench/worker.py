@@ -6,9 +6,10 @@ import asyncio
 import logging
 
 from bench.baseline import BaselineReferenceFlow
+from core.settings import get_settings
+from core.temporal import connect
 from store.db import open_database
-from worker.main import connect, running_worker
-from worker.settings import get_settings
+from worker.main import running_worker
 
 
 async def main() -> None:

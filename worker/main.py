@@ -9,27 +9,26 @@ from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 
 from temporalio.client import Client
-from temporalio.runtime import Runtime
 from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from activities.contacts import ContactActivities
 from activities.crm import CrmActivities
+from activities.date_enrollment import DateEnrollmentActivities
 from activities.deps import Deps
 from activities.facebook import FacebookActivities
 from activities.messaging import MessagingActivities
 from activities.runs import RunActivities
 from activities.salesforce import SalesforceActivities
-from activities.schedules import ScheduleActivities
 from activities.site import SiteActivities
 from activities.sms import SmsActivities
 from activities.webhook import WebhookActivities
+from core.settings import Settings
+from core.temporal import connect
+from domain.date_schedules import keep_schedules_in_sync
+from domain.outbox import OutboxDispatcher
 from store.db import Database, open_database
-from worker.codec import data_converter
 from worker.observability import StepLoggingInterceptor, metrics_runtime
-from worker.outbox import OutboxDispatcher
-from worker.schedules import keep_schedules_in_sync
-from worker.settings import Settings
 from workflows.automation_run import AutomationRun
 from workflows.date_enrollment import DateFieldEnrollment
 
@@ -45,17 +44,6 @@ WORKFLOW_RUNNER = SandboxedWorkflowRunner(
 # A cached workflow costs ~100 KB of worker memory (measured by `make bench`); the bound keeps
 # RSS flat however many contacts are parked (an evicted run replays its history when woken).
 MAX_CACHED_WORKFLOWS = 1200
-
-
-async def connect(settings: Settings, runtime: Runtime | None = None) -> Client:
-    """A client with Cairn's data converter (encrypting with a key set); `runtime` (e.g. serving
-    metrics) if given."""
-    return await Client.connect(
-        settings.temporal_address,
-        namespace=settings.temporal_namespace,
-        data_converter=data_converter(settings),
-        runtime=runtime,
-    )
 
 
 def activities_for(deps: Deps) -> list[object]:
@@ -80,7 +68,7 @@ def activities_for(deps: Deps) -> list[object]:
         SiteActivities(deps).send_site_message,
         *integration_activities(deps),
         CrmActivities(deps).apply_crm_step,
-        ScheduleActivities(deps).enroll_date_matches,
+        DateEnrollmentActivities(deps).enroll_date_matches,
     ]
 
 

@@ -19,15 +19,15 @@ from temporalio.service import RPCError
 
 from api.deps import ServicesDep
 from api.errors import FieldError, answers
+from domain.date_schedules import pause_schedule, sync_schedule
+from domain.enrollment import enroll_many
+from domain.outbox import automation_changed
 from store import automations as automation_store
 from store import crm as crm_store
 from store.conditions import matching_contacts
 from store.custom_fields import tag_warnings
 from store.models import Automation as AutomationRow
 from store.models import utcnow
-from worker.enrollment import enroll_many
-from worker.outbox import automation_changed
-from worker.schedules import pause_schedule, sync_schedule
 from workflows.conditions import BoundedCondition
 from workflows.document import automation_json_schema, validate_automation
 

@@ -30,8 +30,8 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict
 from starlette.middleware.cors import CORSMiddleware
 from temporalio.api.common.v1 import Payload
 
-from worker.codec import EncryptionCodec, PayloadDecryptionError, encryption_codec, ui_codec_key
-from worker.settings import Settings
+from core.codec import EncryptionCodec, PayloadDecryptionError, encryption_codec, ui_codec_key
+from core.settings import Settings
 
 Transform = Callable[[list[Payload]], Awaitable[list[Payload]]]
 

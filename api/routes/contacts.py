@@ -11,12 +11,12 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from api.deps import ServicesDep
 from api.errors import answers, invalid
+from domain.enrollment import enroll
 from store import contacts as contact_store
 from store import runs as run_store
 from store.contacts import EmailTaken, InvalidChange
 from store.models import Contact
 from store.runs import EntryRefused
-from worker.enrollment import enroll
 from workflows.contracts import SIGNAL_END_RUN, EndRun
 
 router = APIRouter(prefix="/contacts", tags=["contacts"])

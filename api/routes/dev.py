@@ -9,7 +9,7 @@ from fastapi import APIRouter, HTTPException, Query, Response
 
 from api.deps import ServicesDep
 from api.errors import answers
-from worker.mailbox import list_messages, message_body
+from store.mailbox import list_messages, message_body
 
 router = APIRouter(prefix="/dev", tags=["development"])
 

@@ -1,0 +1,285 @@
+"""The outbox dispatcher (DESIGN §2): committed changes → running runs (signals) → triggers.
+
+Any number of dispatchers may run (one in each API and worker process): rows are claimed with
+a lease, so a crashed dispatcher's rows are picked up by another after the lease expires.
+Delivery is at-least-once; signals are idempotent wake-ups and enrollment obeys entry rules,
+so delivering a row twice is harmless.
+
+Three kinds of rows: a contact's change (wake its runs, fire triggers), a queued `start_run`,
+and an `automation_changed` (a new version, live edits and (de)activation included, SPEC §3):
+one row per change, expanded into pages of `new_version` signals to the automation's running
+runs, a page per claim, the row keeping its place so that any dispatcher carries on after it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from typing import Any
+
+from sqlalchemy import delete, or_, select, update
+from temporalio.client import Client
+from temporalio.service import RPCError, RPCStatusCode
+
+from domain.enrollment import enroll, start_run
+from domain.trigger_matching import trigger_matches
+from store import automations as automation_store
+from store.conditions import evaluate_all
+from store.db import Database
+from store.models import OUTBOX_LEASE, OutboxEntry, utcnow
+from store.runs import current_version, running_runs_after, running_runs_of
+from workflows.contracts import (
+    SIGNAL_CONTACT_CHANGED,
+    SIGNAL_NEW_VERSION,
+    ContactChanged,
+    NewVersion,
+)
+
+log = logging.getLogger("cairn.outbox")
+
+BATCH = 200
+AUTOMATION_CHANGED = "automation_changed"
+# Runs signalled per claim of an automation_changed row, and at once: a page takes a few
+# seconds at most, far inside the lease, and 100,000 runs are 100 pages, not one request.
+RUNS_PER_PAGE = 1000
+SIGNALS_AT_ONCE = 64
+
+
+def automation_changed(automation_id: str, version: int) -> OutboxEntry:
+    """The row that moves an automation's running runs to `version` (add it in the same
+    transaction as the version). It names no contact: 0 stands for none."""
+    return OutboxEntry(
+        contact_id=0,
+        kind=AUTOMATION_CHANGED,
+        data={"automation": automation_id, "version": version},
+    )
+
+
+class OutboxDispatcher:
+    def __init__(
+        self, db: Database, client: Client, task_queue: str, *, poll_seconds: float = 1.0
+    ) -> None:
+        self.db = db
+        self.client = client
+        self.task_queue = task_queue
+        self.poll_seconds = poll_seconds
+        self.name = uuid.uuid4().hex[:16]
+        self._kicked = asyncio.Event()
+        self._active_documents: list[dict[str, Any]] = []
+        self._delivered: list[int] = []  # delivered, to be deleted by the next claim
+        self._documents_stamp: tuple[Any, ...] | None = None
+
+    def kick(self) -> None:
+        """Something was just committed: deliver now rather than at the next poll."""
+        self._kicked.set()
+
+    async def run(self) -> None:
+        while True:
+            try:
+                while await self.drain_once() >= BATCH:
+                    pass
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("outbox delivery failed; retrying")
+            try:
+                await asyncio.wait_for(self._kicked.wait(), timeout=self.poll_seconds)
+            except TimeoutError:
+                pass
+            self._kicked.clear()
+
+    async def drain_once(self) -> int:
+        """Claim a batch and deliver it; returns rows handled.
+
+        Delivered rows are deleted by the next claim's transaction (or the next poll's): one
+        write transaction per batch instead of two, which matters on SQLite, where every
+        write transaction of every process queues for the same lock.
+        """
+        rows = await self._claim()
+        if not rows:
+            return 0
+        try:
+            unfinished = await self._deliver(rows)
+        except Exception:
+            # Given back at once (e.g. Temporal was down): retried at the next poll once it is
+            # back, not after the lease, which is for dispatchers that died holding rows.
+            await self._release(rows)
+            raise
+        self._delivered = [r.id for r in rows if r not in unfinished]
+        if unfinished:
+            await self._release(unfinished, keep_data=True)
+            self.kick()  # the next page at once, not at the next poll
+        return len(rows)
+
+    async def _deliver(self, rows: list[OutboxEntry]) -> list[OutboxEntry]:
+        """Deliver the rows; returns the automation changes with runs left to signal."""
+        changes = [r for r in rows if r.kind not in ("start_run", AUTOMATION_CHANGED)]
+        await asyncio.gather(
+            *(
+                start_run(
+                    self.client,
+                    self.task_queue,
+                    r.data["workflow_id"],
+                    r.data["automation"],
+                    r.contact_id,
+                    r.data["version"],
+                )
+                for r in rows
+                if r.kind == "start_run"
+            )
+        )
+        if changes:
+            await self._wake_runs(changes)
+            await self._fire_triggers(changes)
+        return await self._move_runs([r for r in rows if r.kind == AUTOMATION_CHANGED])
+
+    async def _release(self, rows: list[OutboxEntry], *, keep_data: bool = False) -> None:
+        """Give rows back unclaimed; `keep_data`: with their `data` as changed here (the
+        place an automation change has reached)."""
+        try:
+            async with self.db.write() as session:
+                ours = OutboxEntry.claimed_by == self.name
+                if keep_data:
+                    for row in rows:
+                        await session.execute(
+                            update(OutboxEntry)
+                            .where(OutboxEntry.id == row.id, ours)
+                            .values(data=row.data, claimed_until=None, claimed_by=None)
+                        )
+                else:
+                    await session.execute(
+                        update(OutboxEntry)
+                        .where(OutboxEntry.id.in_([r.id for r in rows]), ours)
+                        .values(claimed_until=None, claimed_by=None)
+                    )
+        except Exception:
+            log.exception("could not give back outbox rows; their lease will expire")
+
+    async def _move_runs(self, rows: list[OutboxEntry]) -> list[OutboxEntry]:
+        """One page of each changed automation's running runs is told its current version;
+        returns the rows with pages left, their `data["after"]` the last run id signalled.
+
+        The current version, not the row's: a later change's row then has nothing left to
+        say, and the runs ignore a version they have. Several rows of one automation share
+        one pass, from the earliest place any of them has reached.
+        """
+        by_automation: dict[str, list[OutboxEntry]] = {}
+        for row in rows:
+            by_automation.setdefault(row.data["automation"], []).append(row)
+        unfinished: list[OutboxEntry] = []
+        limit = asyncio.Semaphore(SIGNALS_AT_ONCE)
+
+        async def signal(workflow_id: str, version: int) -> None:
+            async with limit:
+                await self._signal(workflow_id, SIGNAL_NEW_VERSION, NewVersion(version=version))
+
+        for automation_id, same in by_automation.items():
+            lead = min(same, key=lambda r: int(r.data.get("after", 0)))
+            async with self.db.read() as session:
+                version = await current_version(session, automation_id)
+                page = await running_runs_after(
+                    session, automation_id, int(lead.data.get("after", 0)), RUNS_PER_PAGE
+                )
+            if version:  # 0: the automation is gone, and its runs with it
+                await asyncio.gather(*(signal(wid, version) for _, wid in page))
+            if version and len(page) == RUNS_PER_PAGE:
+                lead.data = {**lead.data, "after": page[-1][0]}
+                unfinished.append(lead)
+        return unfinished
+
+    async def _claim(self) -> list[OutboxEntry]:
+        now = utcnow()
+        available = or_(OutboxEntry.claimed_until.is_(None), OutboxEntry.claimed_until < now)
+        # Look before locking: an idle poll must not take SQLite's write lock every second.
+        if not self._delivered:
+            async with self.db.read() as session:
+                if await session.scalar(select(OutboxEntry.id).where(available).limit(1)) is None:
+                    return []
+        async with self.db.write() as session:
+            if self._delivered:
+                # Still ours only: SQLite reuses the id of a deleted last row, so a row deleted
+                # meanwhile (an enrollment removes its own start rows) may have come back under
+                # the same id as a new, undelivered change (a lost wake-up, seen in CI).
+                await session.execute(
+                    delete(OutboxEntry).where(
+                        OutboxEntry.id.in_(self._delivered), OutboxEntry.claimed_by == self.name
+                    )
+                )
+                self._delivered = []
+            rows = list(
+                (
+                    await session.scalars(
+                        select(OutboxEntry).where(available).order_by(OutboxEntry.id).limit(BATCH)
+                    )
+                ).all()
+            )
+            if rows:
+                await session.execute(
+                    update(OutboxEntry)
+                    .where(OutboxEntry.id.in_([r.id for r in rows]))
+                    .values(claimed_until=now + OUTBOX_LEASE, claimed_by=self.name)
+                )
+        return rows
+
+    async def _wake_runs(self, changes: list[OutboxEntry]) -> None:
+        """One signal per running run, however many of its contact's changes the batch holds:
+        a signal is a wake-up, and the run re-reads the database anyway (DESIGN §3)."""
+        async with self.db.read() as session:
+            runs = await running_runs_of(session, {r.contact_id for r in changes})
+        wake: dict[str, str] = {}
+        for change in changes:
+            for run in runs.get(change.contact_id, []):
+                if run != change.origin_workflow_id:
+                    wake[run] = change.kind
+        await asyncio.gather(
+            *(
+                self._signal(wid, SIGNAL_CONTACT_CHANGED, ContactChanged(kind=kind))
+                for wid, kind in wake.items()
+            )
+        )
+
+    async def _signal(self, workflow_id: str, signal: str, message: Any) -> None:
+        try:
+            await self.client.get_workflow_handle(workflow_id).signal(signal, message)
+        except RPCError as err:
+            # The run finished between the index read and the signal, or its start is still
+            # queued (it loads the newest version when it starts): nothing to tell it.
+            if err.status != RPCStatusCode.NOT_FOUND:
+                raise
+
+    async def _fire_triggers(self, changes: list[OutboxEntry]) -> None:
+        documents = await self._documents()
+        for row in changes:
+            for document in documents:
+                # The first trigger that matches the change and whose filter passes: another
+                # trigger of the same kind may pass where the first one's filter did not.
+                for trigger in document.get("triggers") or []:
+                    if trigger_matches(trigger, row.kind, row.data) and await self._passes_filter(
+                        trigger, row.contact_id
+                    ):
+                        await enroll(
+                            self.db,
+                            self.client,
+                            self.task_queue,
+                            document["id"],
+                            row.contact_id,
+                            entry=trigger.get("entry") or document.get("entry"),
+                        )
+                        break
+
+    async def _passes_filter(self, trigger: dict[str, Any], contact_id: int) -> bool:
+        if not trigger.get("filter"):
+            return True
+        async with self.db.read() as session:
+            (ok,) = await evaluate_all(session, contact_id, [trigger["filter"]], utcnow())
+        return ok
+
+    async def _documents(self) -> list[dict[str, Any]]:
+        """Active automations' documents, re-read only when an automation changed."""
+        async with self.db.read() as session:
+            stamp = await automation_store.change_stamp(session)
+            if stamp != self._documents_stamp:
+                self._active_documents = await automation_store.active_documents(session)
+                self._documents_stamp = stamp
+        return self._active_documents

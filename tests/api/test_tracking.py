@@ -1,0 +1,396 @@
+"""Opens, clicks and unsubscribes through the public tracking routes, as a mail reader makes them."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from core.settings import Settings
+from tests.helpers.mail import parts, tracking_links
+from tests.helpers.providers import outcomes, run_steps
+from tests.helpers.runs import finished
+from tests.helpers.stack import Stack, eventually
+from tests.helpers.tracking import MAIL, NO_TOKEN, PUBLIC, events_of, links_for
+from workflows.tracking import Token, sign
+
+
+async def test_a_click_releases_a_waiting_contact_and_fires_triggers(stack: Stack) -> None:
+    automation_id = await stack.automation(
+        {
+            "start": "mail",
+            "steps": {
+                "mail": {**MAIL, "next": "wait"},
+                "wait": {
+                    "type": "wait",
+                    "condition": {"email": "clicked", "step": "mail"},
+                    "timeout": {"days": 3},
+                    "next": "hot",
+                },
+                "hot": {"type": "add_tag", "tag": "clicked"},
+            },
+        }
+    )
+    await stack.automation(
+        {
+            "triggers": [
+                {
+                    "type": "email_clicked",
+                    "automation": automation_id,
+                    "step": "mail",
+                    "link": "https://shop.test/sale",
+                }
+            ],
+            "start": "fan",
+            "steps": {"fan": {"type": "add_tag", "tag": "fan"}},
+        }
+    )
+    contact = await stack.contact()
+    with stack.env.with_time_skipping_disabled():
+        handle = await stack.enroll(contact["id"], automation_id)
+
+        async def mailed() -> None:
+            assert stack.mailbox.to(contact["email"])
+
+        await eventually(mailed)
+        click = links_for(stack, contact["email"])["click"]
+        clicked_at = time.monotonic()
+        answer = await stack.http.get(click, headers=NO_TOKEN)
+        assert (answer.status_code, answer.headers["location"]) == (302, "https://shop.test/sale")
+        # The click wakes the wait at once (the outbox kick, then a signal), not at a poll: the
+        # run is through the wait and its last step within a second or so (2 s on a loaded box).
+        await asyncio.wait_for(handle.result(), timeout=10)
+        released_in = time.monotonic() - clicked_at
+        assert released_in < 2.0, f"released {released_in:.2f} s after the click"
+        cookie = answer.headers["set-cookie"]
+        assert cookie.startswith("cairn_contact=") and "HttpOnly" in cookie
+        assert "SameSite=lax" in cookie or "samesite=lax" in cookie.lower()
+        run = await finished(stack, handle.id)  # the 3-day timeout cannot have passed
+    assert outcomes(run) == {
+        "mail": ("done", None),
+        "wait": ("done", "condition_met"),
+        "hot": ("done", None),
+    }
+    assert await events_of(stack, contact["id"], "email_clicked") == [
+        {"automation": automation_id, "step": "mail", "link": "https://shop.test/sale"}
+    ]
+
+    async def triggered() -> None:
+        assert "fan" in (await stack.record(contact["id"]))["tags"]
+
+    await eventually(triggered)
+
+
+async def test_open_pixel_records_the_open(stack: Stack) -> None:
+    run, contact = await run_steps(stack, {"mail": MAIL})
+    pixel = links_for(stack, contact["email"])["open"]
+    answer = await stack.http.get(pixel, headers=NO_TOKEN)
+    assert answer.status_code == 200 and answer.headers["content-type"] == "image/gif"
+    assert answer.content.startswith(b"GIF89a") and "no-store" in answer.headers["cache-control"]
+    assert await events_of(stack, contact["id"], "email_opened") == [
+        {"automation": run["automation"], "step": "mail"}
+    ]
+
+
+async def test_forged_altered_or_misused_tokens_are_404(stack: Stack) -> None:
+    run, contact = await run_steps(stack, {"mail": MAIL})
+    links = links_for(stack, contact["email"])
+    payload, signature = links["click"].rsplit("/", 1)[1].split(".")
+    forged_target = sign(
+        Token("click", contact["id"], run["automation"], "mail", "https://evil.test"), "guess"
+    )
+    flipped = signature[:-1] + ("A" if signature[-1] != "A" else "B")
+    attempts = [
+        f"/t/c/{payload}.{flipped}",  # altered signature
+        f"/t/c/{payload[:-2]}xx.{signature}",  # altered payload
+        f"/t/c/{forged_target}",  # signed with another key
+        f"/t/c/{links['open'].rsplit('/', 1)[1]}",  # an open token used as a click
+        f"/t/o/{links['click'].rsplit('/', 1)[1]}",  # and the other way round
+        f"/unsubscribe/{links['open'].rsplit('/', 1)[1]}",
+        "/t/o/garbage",
+        "/t/c/" + "A" * 5000 + ".B",
+        "/unsubscribe/%00.%ff",
+    ]
+    for path in attempts:
+        assert (await stack.http.get(path, headers=NO_TOKEN)).status_code == 404, path
+    assert (await stack.http.post(attempts[0].replace("/t/c/", "/unsubscribe/"))).status_code == 404
+    assert await events_of(stack, contact["id"], "email_clicked") == []
+
+
+async def test_the_redirect_target_comes_only_from_the_token(stack: Stack) -> None:
+    _, contact = await run_steps(stack, {"mail": MAIL})
+    click = links_for(stack, contact["email"])["click"]
+    answer = await stack.http.get(f"{click}?url=https://evil.test&next=https://evil.test")
+    assert answer.headers["location"] == "https://shop.test/sale"
+
+
+async def test_unsubscribe_link_unsubscribes_and_later_emails_are_skipped(stack: Stack) -> None:
+    automation_id = await stack.automation(
+        {
+            "start": "first",
+            "steps": {
+                "first": {**MAIL, "next": "wait"},
+                "wait": {
+                    "type": "wait",
+                    "condition": {"list": "news", "status": "unsubscribed"},
+                    "timeout": {"days": 3},
+                    "next": "second",
+                },
+                "second": {**MAIL, "subject": "More news"},
+            },
+        }
+    )
+    contact = await stack.contact()
+    for name in ("news", "offers"):
+        response = await stack.http.post(
+            f"/api/v1/contacts/{contact['id']}/lists", json={"list": name, "status": "active"}
+        )
+        assert response.status_code in (200, 201), response.text
+    with stack.env.with_time_skipping_disabled():
+        handle = await stack.enroll(contact["id"], automation_id)
+
+        async def mailed() -> None:
+            assert stack.mailbox.to(contact["email"])
+
+        await eventually(mailed)
+        unsubscribe = links_for(stack, contact["email"])["unsubscribe"]
+        page = await stack.http.get(unsubscribe, headers=NO_TOKEN)
+        assert page.status_code == 200 and '<form method="post"' in page.text
+        assert (await stack.record(contact["id"]))["lists"][0]["status"] == "active"  # GET: no
+        done = await stack.http.post(unsubscribe, headers=NO_TOKEN)
+        assert done.status_code == 200 and "Unsubscribed" in done.text
+        run = await finished(stack, handle.id)
+    assert outcomes(run)["second"] == ("skipped", "unsubscribed")
+    assert len(stack.mailbox.to(contact["email"])) == 1
+    lists = (await stack.record(contact["id"]))["lists"]
+    assert sorted((entry["list"], entry["status"]) for entry in lists) == [
+        ("news", "unsubscribed"),
+        ("offers", "unsubscribed"),
+    ]
+
+
+async def test_one_click_unsubscribe_post(stack: Stack) -> None:
+    _, contact = await run_steps(stack, {"mail": MAIL})  # on no list at all: it still receives
+    message = stack.mailbox.to(contact["email"])[0]
+    url = message["List-Unsubscribe"].strip("<>").removeprefix(PUBLIC)
+    answer = await stack.http.post(
+        url,
+        content=b"List-Unsubscribe=One-Click",
+        headers={"Content-Type": "application/x-www-form-urlencoded", **NO_TOKEN},
+    )
+    assert answer.status_code == 200
+    record = await stack.record(contact["id"])
+    assert record["lists"] == [{"list": "all", "status": "unsubscribed"}]
+    automation_id = await stack.automation({"start": "mail", "steps": {"mail": MAIL}})
+    handle = await stack.enroll(contact["id"], automation_id)
+    run = await finished(stack, handle.id)
+    assert outcomes(run) == {"mail": ("skipped", "unsubscribed")}
+
+
+# --- the `email` condition leaf --------------------------------------------------------------
+
+
+async def click_first_link(stack: Stack, email: str, link: int = 0) -> None:
+    async def mailed() -> None:
+        assert stack.mailbox.to(email)
+
+    await eventually(mailed)
+    html = parts(stack.mailbox.to(email)[0])["text/html"]
+    click = tracking_links(html)["click"][link].removeprefix(PUBLIC)
+    assert (await stack.http.get(click, headers=NO_TOKEN)).status_code == 302
+
+
+def clicked_wait(step: str = "mail", then: str | None = None) -> dict[str, Any]:
+    return {
+        "type": "wait",
+        "condition": {"email": "clicked", "step": step},
+        "timeout": {"days": 3},
+        "next": then,
+    }
+
+
+async def test_a_step_without_automation_is_this_automations_step(stack: Stack) -> None:
+    """A click in automation A never meets B's condition on B's own step of the same name; naming
+    A with `automation` does."""
+    first = await stack.automation(
+        {"start": "mail", "steps": {"mail": {**MAIL, "next": "wait"}, "wait": clicked_wait()}}
+    )
+    contact = await stack.contact()
+    with stack.env.with_time_skipping_disabled():
+        handle = await stack.enroll(contact["id"], first)
+        await click_first_link(stack, contact["email"])
+        await finished(stack, handle.id)
+    second = await stack.automation(
+        {
+            "start": "mail",
+            "steps": {
+                "mail": {**MAIL, "subject": "Second", "next": "own"},
+                "own": {
+                    "type": "if_else",
+                    "condition": {"email": "clicked", "step": "mail"},
+                    "yes": "other",
+                    "no": "other",
+                },
+                "other": {
+                    "type": "if_else",
+                    "condition": {"email": "clicked", "step": "mail", "automation": first},
+                    "yes": None,
+                    "no": None,
+                },
+            },
+        }
+    )
+    run = await finished(stack, (await stack.enroll(contact["id"], second)).id)
+    assert outcomes(run) == {
+        "mail": ("done", None),
+        "own": ("done", "no"),  # the click was in `first`
+        "other": ("done", "yes"),
+    }
+    # Stored as meant: the leaf names its automation, so any reader sees the same thing.
+    document = (await stack.http.get(f"/api/v1/automations/{second}")).json()["document"]
+    assert document["steps"]["own"]["condition"] == {
+        "email": "clicked",
+        "step": "mail",
+        "automation": second,
+    }
+
+
+async def test_an_email_condition_must_name_a_send_email_step(stack: Stack) -> None:
+    document = {
+        "name": stack.unique("bad"),
+        "start": "tag",
+        "steps": {
+            "tag": {"type": "add_tag", "tag": "x", "next": "check"},
+            "check": {
+                "type": "if_else",
+                "condition": {"email": "opened", "step": "tag"},
+                "yes": None,
+                "no": None,
+            },
+        },
+    }
+    answer = await stack.http.post("/api/v1/automations", json=document)
+    assert answer.status_code == 422, answer.text
+    (problem,) = answer.json()["detail"]
+    assert problem["path"] == "steps.check.condition.step"
+    assert 'step "tag" sends no email' in problem["message"]
+
+
+def check(name: str, condition: dict[str, Any], then: str | None) -> dict[str, Any]:
+    return {name: {"type": "if_else", "condition": condition, "yes": then, "no": then}}
+
+
+async def test_link_within_and_the_negative_leaves_in_if_else(stack: Stack) -> None:
+    mail = {
+        **MAIL,
+        "html": '<p><a href="https://shop.test/sale">Sale</a> <a href="https://shop.test/x">X</a>',
+    }
+    clicked = {"email": "clicked", "step": "mail"}
+    automation_id = await stack.automation(
+        {
+            "start": "mail",
+            "steps": {
+                "mail": {**mail, "next": "wait"},
+                **{"wait": clicked_wait(then="later")},
+                # Real seconds: this run does not skip time (it must wait for the click).
+                "later": {"type": "wait", "for": {"seconds": 3}, "next": "sale"},
+                **check("sale", {**clicked, "link": "https://shop.test/sale"}, "x"),
+                **check("x", {**clicked, "link": "https://shop.test/x"}, "not_clicked"),
+                **check("not_clicked", {"email": "not_clicked", "step": "mail"}, "not_opened"),
+                **check("not_opened", {"email": "not_opened", "step": "mail"}, "recent"),
+                **check("recent", {**clicked, "within": {"seconds": 2}}, "day"),
+                **check("day", {**clicked, "within": {"days": 1}}, None),
+            },
+        }
+    )
+    contact = await stack.contact()
+    with stack.env.with_time_skipping_disabled():
+        handle = await stack.enroll(contact["id"], automation_id)
+        await click_first_link(stack, contact["email"])  # the sale link
+        run = await finished(stack, handle.id)
+    assert {step: reason for step, (_, reason) in outcomes(run).items()} == {
+        "mail": None,
+        "wait": "condition_met",
+        "later": None,
+        "sale": "yes",
+        "x": "no",  # not that link
+        "not_clicked": "no",
+        "not_opened": "yes",  # no pixel fetched
+        "recent": "no",  # clicked over 3 s ago
+        "day": "yes",
+    }
+
+
+async def test_an_open_meets_a_goal_and_fires_the_email_opened_trigger(stack: Stack) -> None:
+    automation_id = await stack.automation(
+        {
+            "start": "mail",
+            "steps": {
+                "mail": {**MAIL, "next": "pause"},
+                "pause": {"type": "wait", "for": {"days": 3}, "next": "reminder"},
+                "reminder": {**MAIL, "subject": "Reminder", "next": "read"},
+                "read": {
+                    "type": "goal",
+                    "condition": {"email": "opened", "step": "mail"},
+                    "next": "tag",
+                },
+                "tag": {"type": "add_tag", "tag": "reader"},
+            },
+        }
+    )
+    await stack.automation(
+        {
+            "triggers": [{"type": "email_opened", "automation": automation_id, "step": "mail"}],
+            "start": "fan",
+            "steps": {"fan": {"type": "add_tag", "tag": "opener"}},
+        }
+    )
+    contact = await stack.contact()
+    with stack.env.with_time_skipping_disabled():
+        handle = await stack.enroll(contact["id"], automation_id)
+
+        async def mailed() -> None:
+            assert stack.mailbox.to(contact["email"])
+
+        await eventually(mailed)
+        pixel = links_for(stack, contact["email"])["open"]
+        assert (await stack.http.get(pixel, headers=NO_TOKEN)).status_code == 200
+        run = await finished(stack, handle.id)  # the open, not the 3 days, ended the wait
+    steps = outcomes(run)
+    assert steps["read"][0] == "done" and steps["tag"] == ("done", None)
+    assert "reminder" not in steps and len(stack.mailbox.to(contact["email"])) == 1
+
+    async def triggered() -> None:
+        assert {"reader", "opener"} <= set((await stack.record(contact["id"]))["tags"])
+
+    await eventually(triggered)
+
+
+# --- the tracking secret ---------------------------------------------------------------------
+
+
+def test_published_secrets_are_refused_off_localhost(tmp_path: Path) -> None:
+    cairn = Path(__file__).resolve().parents[2] / ".venv" / "bin" / "cairn"
+    env = {"PATH": "/usr/bin:/bin", "CAIRN_PUBLIC_URL": "https://mail.example.com"}
+    answer = subprocess.run(
+        [str(cairn), "setup"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60
+    )
+    assert answer.returncode == 2, answer
+    assert "CAIRN_SECRET_KEY and CAIRN_API_TOKEN still has a published default" in answer.stderr
+    assert "Traceback" not in answer.stderr
+
+    def settings(**values: Any) -> Settings:
+        return Settings(_env_file=None, **values)  # type: ignore[call-arg]
+
+    public = "https://mail.example.com"
+    with pytest.raises(ValueError, match="CAIRN_SECRET_KEY still"):
+        settings(public_url=public, api_token="a-long-random-token")
+    with pytest.raises(ValueError, match="CAIRN_API_TOKEN still"):
+        settings(public_url=public, secret_key="a-long-random-secret", api_token="change-me")
+    assert settings(public_url=public, secret_key="s" * 32, api_token="t" * 32).public_url == public
+    for local in ("http://localhost:8000", "http://127.0.0.1:8000", "http://cairn.localhost"):
+        assert settings(public_url=local).secret_key == "dev-secret-change-me"
