@@ -11,9 +11,12 @@ WORKDIR /app
 COPY pyproject.toml README.md ./
 COPY workflows ./workflows
 COPY activities ./activities
+COPY core ./core
 COPY store ./store
+COPY domain ./domain
 COPY api ./api
 COPY worker ./worker
+COPY cli ./cli
 RUN pip install . \
     && useradd --create-home --uid 10001 cairn \
     && mkdir /data && chown cairn /data

@@ -14,7 +14,7 @@ $(VENV): $(INSTALLED)
 
 $(INSTALLED): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install -e '.[dev]'
+	$(BIN)/python -m pip install -e '.[embedded,dev]'
 	touch $@
 
 run: $(INSTALLED)

@@ -159,7 +159,7 @@ async def send_smtp(settings: Settings, message: EmailMessage) -> dict[str, str]
             message.as_bytes(policy=WIRE_POLICY),
             sender=sender,
             recipients=recipients,
-            hostname=settings.smtp_host,
+            hostname=settings.smtp_relay_host,
             port=settings.smtp_port,
             username=settings.smtp_username or None,
             password=settings.smtp_password or None,
@@ -189,7 +189,7 @@ async def send_smtp(settings: Settings, message: EmailMessage) -> dict[str, str]
             kind="SmtpRetry",
         ) from err
     except (aiosmtplib.SMTPException, OSError) as err:
-        where = f"{settings.smtp_host}:{settings.smtp_port}"
+        where = f"{settings.smtp_relay_host}:{settings.smtp_port}"
         raise retry_later(f"SMTP {where}: {type(err).__name__}: {err}", kind="SmtpRetry") from err
     return {address: f"{reply.code} {reply.message}" for address, reply in refused_replies.items()}
 

@@ -17,7 +17,9 @@ async def main() -> None:
     settings = get_settings()
     db = await open_database(settings.resolved_database_url)
     client = await connect(settings)
-    async with running_worker(settings, client, db, extra_workflows=[BaselineReferenceFlow]):
+    async with running_worker(
+        settings, client, db, extra_workflows=[BaselineReferenceFlow], extra_passthrough=["bench"]
+    ):
         print("bench worker ready", flush=True)
         await asyncio.Event().wait()
 

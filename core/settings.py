@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
 
-from pydantic import Field, ValidationInfo, field_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from core.keys import parse_encryption_key
@@ -17,6 +17,8 @@ from core.keys import parse_encryption_key
 KNOWN_SECRET_KEYS = frozenset({"", "dev-secret-change-me", "change-me-too", "change-me"})
 KNOWN_API_TOKENS = frozenset({"", "dev-token", "change-me"})
 _LOCAL_HOSTS = frozenset({"localhost", "127.0.0.1", "::1", "0.0.0.0"})
+# Hosts the development mailbox answers on (it listens on 127.0.0.1).
+_LOCAL_MAILBOX_HOSTS = ("localhost", "127.0.0.1")
 
 
 def _is_local_url(url: str) -> bool:
@@ -45,9 +47,14 @@ class Settings(BaseSettings):
     secret_key: str = "dev-secret-change-me"
     public_url: str = "http://localhost:8000"
 
-    # Email: by default the embedded development mailbox that `make run` starts on :1025.
-    smtp_host: str = "localhost"
+    # Email relay. Empty host: none configured, so mail goes to the development mailbox on this
+    # machine's smtp_port, which `cairn run` starts (see dev_mailbox).
+    smtp_host: str = ""
     smtp_port: int = 1025
+    # Whether `cairn run` starts the development mailbox, an SMTP catcher on 127.0.0.1:smtp_port
+    # that keeps what it receives for /api/v1/dev/outbox. Unset: only when no SMTP host is set,
+    # so a real relay on localhost (a local Postfix, another catcher) is used, not fought over.
+    dev_mailbox: bool | None = None
     smtp_username: str = ""
     smtp_password: str = ""
     smtp_starttls: bool = False
@@ -103,6 +110,25 @@ class Settings(BaseSettings):
     metrics_address: str = ""
     log_format: Literal["text", "json"] = "text"
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+
+    @property
+    def uses_dev_mailbox(self) -> bool:
+        return self.dev_mailbox if self.dev_mailbox is not None else not self.smtp_host
+
+    @property
+    def smtp_relay_host(self) -> str:
+        """Where mail is sent: the configured relay, else the development mailbox."""
+        return self.smtp_host or "localhost"
+
+    @model_validator(mode="after")
+    def _dev_mailbox_is_local(self) -> Settings:
+        if self.dev_mailbox and self.smtp_host not in ("", *_LOCAL_MAILBOX_HOSTS):
+            raise ValueError(
+                f"CAIRN_DEV_MAILBOX=true catches mail on this machine, but CAIRN_SMTP_HOST is "
+                f"{self.smtp_host!r}: leave CAIRN_SMTP_HOST empty, or unset CAIRN_DEV_MAILBOX "
+                "to send through that relay"
+            )
+        return self
 
     @field_validator("public_url")
     @classmethod

@@ -34,12 +34,15 @@ from workflows.date_enrollment import DateFieldEnrollment
 
 log = logging.getLogger("cairn.worker")
 
+
 # The sandbox re-imports (and here even recompiled) every non-passed-through module for each
 # new workflow instance: profiled at ~9% of the worker's CPU. Cairn's workflow packages keep no
 # mutable module state and do no I/O, so they are imported once and shared by every run.
-WORKFLOW_RUNNER = SandboxedWorkflowRunner(
-    restrictions=SandboxRestrictions.default.with_passthrough_modules("workflows", "bench")
-)
+def workflow_runner(*passthrough: str) -> SandboxedWorkflowRunner:
+    return SandboxedWorkflowRunner(
+        restrictions=SandboxRestrictions.default.with_passthrough_modules("workflows", *passthrough)
+    )
+
 
 # A cached workflow costs ~100 KB of worker memory (measured by `make bench`); the bound keeps
 # RSS flat however many contacts are parked (an evicted run replays its history when woken).
@@ -96,12 +99,14 @@ async def running_worker(
     *,
     task_queue: str | None = None,
     extra_workflows: Sequence[type] = (),
+    extra_passthrough: Sequence[str] = (),
 ) -> AsyncIterator[Worker]:
     """A started worker plus its outbox dispatcher and the schedules' repair (a pass at start,
     then every few minutes); all stop when the block exits.
 
     `extra_workflows` run beside AutomationRun with the same settings (the benchmark's
-    hand-written baseline)."""
+    hand-written baseline), their packages named in `extra_passthrough` (shared like
+    `workflows`, so both are measured alike)."""
     queue = task_queue or settings.task_queue
     dispatcher = OutboxDispatcher(db, client, queue, poll_seconds=settings.outbox_poll_seconds)
     deps = Deps(db=db, settings=settings, client=client, kick=dispatcher.kick)
@@ -111,7 +116,7 @@ async def running_worker(
         workflows=[AutomationRun, DateFieldEnrollment, *extra_workflows],
         activities=activities_for(deps),  # type: ignore[arg-type]
         max_cached_workflows=MAX_CACHED_WORKFLOWS,
-        workflow_runner=WORKFLOW_RUNNER,
+        workflow_runner=workflow_runner(*extra_passthrough),
         interceptors=[StepLoggingInterceptor()],
     )
     async with worker:

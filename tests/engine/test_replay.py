@@ -19,7 +19,7 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer
 
 from tests.helpers.stack import Stack, eventually
-from worker.main import WORKFLOW_RUNNER
+from worker.main import workflow_runner
 from workflows.automation_run import AutomationRun
 
 HISTORIES = Path(__file__).parent / "histories"
@@ -64,7 +64,7 @@ def _replayer() -> Replayer:
     return Replayer(
         workflows=[AutomationRun],
         data_converter=pydantic_data_converter,
-        workflow_runner=WORKFLOW_RUNNER,
+        workflow_runner=workflow_runner(),
     )
 
 

@@ -34,14 +34,8 @@ from cli.temporal_dev_server import dev_server_args
 from core.settings import Settings
 from core.temporal import SEARCH_ATTRIBUTES, register_search_attributes
 from store.mailbox import list_messages
-from tests.helpers.stack import local_settings
+from tests.helpers.stack import Mailbox, local_settings
 from workflows.contracts import AUTOMATION_KEY
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def option_values(args: list[str], option: str) -> list[str]:
@@ -139,6 +133,43 @@ async def test_mailbox_keeps_what_it_receives(tmp_path: Path) -> None:
     # The envelope is kept too: a Bcc'd recipient is visible nowhere else.
     stored = next((settings.data_dir / "mailbox" / "new").iterdir()).read_text()
     assert "X-Original-To: ada@example.com, audit@example.com" in stored
+
+
+def test_the_dev_mailbox_is_used_only_when_no_relay_is_set(tmp_path: Path) -> None:
+    def mailbox(**values: object) -> tuple[bool, str]:
+        settings = Settings(data_dir=tmp_path, _env_file=None, **values)  # type: ignore[call-arg]
+        return settings.uses_dev_mailbox, settings.smtp_relay_host
+
+    assert mailbox() == (True, "localhost")
+    # A relay on this machine (a local Postfix, another catcher) is a relay like any other.
+    assert mailbox(smtp_host="localhost") == (False, "localhost")
+    assert mailbox(smtp_host="mail.example.com") == (False, "mail.example.com")
+    assert mailbox(dev_mailbox=True, smtp_host="127.0.0.1") == (True, "127.0.0.1")
+    assert mailbox(dev_mailbox=False) == (False, "localhost")
+    with pytest.raises(ValueError, match="CAIRN_DEV_MAILBOX=true catches mail on this machine"):
+        mailbox(dev_mailbox=True, smtp_host="mail.example.com")
+
+
+async def test_a_relay_listening_on_localhost_is_used_not_fought_over(tmp_path: Path) -> None:
+    relay = Mailbox()  # a real SMTP server on the port the dev mailbox would take
+    relay.controller.start()
+    settings = local_settings(tmp_path, smtp_host="localhost", smtp_port=relay.port)
+    out = io.StringIO()
+    stack = EmbeddedStack(settings, out=out)
+    running = asyncio.create_task(stack.run())
+    try:
+        deadline = time.monotonic() + 120
+        while "Cairn is running" not in out.getvalue():
+            assert not running.done(), out.getvalue()
+            assert time.monotonic() < deadline, out.getvalue()
+            await asyncio.sleep(0.2)
+        assert [child.name for child in stack.children] == ["temporal", "worker", "api"]
+        assert f"SMTP relay      localhost:{relay.port}" in out.getvalue()
+        assert "Dev mailbox" not in out.getvalue()
+    finally:
+        stack.stop()
+        assert await running == 0
+        relay.controller.stop()
 
 
 def test_an_empty_mailbox_lists_nothing(tmp_path: Path) -> None:
