@@ -95,7 +95,11 @@ async def _scenario(stack: Stack, relay: TcpProxy, direct: Client) -> None:
     put = await stack.http.put(f"/api/v1/automations/{automation_id}", json=v2)
     put_in = time.monotonic() - started
     assert put.status_code == 200 and put.json()["version"] == 2, put.text
-    assert put_in < 4, put_in  # the schedule sync gives up after 2 s; the worker repairs it
+    # The schedule sync gave up on its own deadline rather than waiting out Temporal's retries
+    # (the worker repairs the schedule later). Not a timed assertion: on a loaded machine the
+    # PUT's other work may take seconds, and a wall-clock bound failed there.
+    (warning,) = put.json()["warnings"]
+    assert "Temporal did not answer in time" in warning["message"], warning
     print(
         f"\nwith Temporal unreachable: enrollment answered in {enrolled_in:.1f} s, PUT in {put_in:.1f} s"
     )
