@@ -27,6 +27,8 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)  # score comparisons need no clock
 
 
 def _same(a: Any, b: Any) -> bool:
+    if a is None or b is None:  # null is "no value", not the text "None"
+        return a is b
     return a == b or str(a).strip().lower() == str(b).strip().lower()
 
 
@@ -41,7 +43,8 @@ def trigger_matches(trigger: dict[str, Any], kind: str, data: dict[str, Any]) ->
     if ttype == "field_changed":
         if trigger["field"] != data.get("field"):
             return False
-        return "to" not in trigger or trigger["to"] is None or _same(trigger["to"], data.get("to"))
+        # An absent `to` means any change; `"to": null` means the field was cleared.
+        return "to" not in trigger or _same(trigger["to"], data.get("to"))
     if ttype == "event":
         return trigger["event"] == data.get("event") and is_subset(
             trigger.get("data") or {}, data.get("data") or {}

@@ -196,28 +196,6 @@ async def test_trigger_filter_and_entry_override(stack: Stack) -> None:
     assert automation_id
 
 
-async def test_field_changed_trigger_with_to(stack: Stack) -> None:
-    automation_id = await stack.automation(
-        {
-            "triggers": [{"type": "field_changed", "field": "stage", "to": "customer"}],
-            "start": "t",
-            "steps": {"t": {"type": "add_tag", "tag": "became-customer"}},
-        }
-    )
-    contact = await stack.contact(fields={"stage": "lead"})
-    await stack.http.patch(f"/api/v1/contacts/{contact['id']}", json={"fields": {"stage": "trial"}})
-    await stack.http.patch(
-        f"/api/v1/contacts/{contact['id']}", json={"fields": {"stage": "customer"}}
-    )
-
-    async def tagged() -> None:
-        record = await stack.record(contact["id"])
-        assert "became-customer" in record["tags"]
-        assert [a["automation"] for a in record["automations"]] == [automation_id]
-
-    await eventually(tagged)
-
-
 async def test_goals_met_on_entry_or_by_the_runs_own_write_jump_at_once(stack: Stack) -> None:
     document = {
         "start": "first",
