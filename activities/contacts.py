@@ -15,7 +15,7 @@ from store import contacts as contact_store
 from store import crm as crm_store
 from store import runs as run_store
 from store.conditions import evaluate_all
-from store.models import Contact, Deal
+from store.models import Contact, Deal, Subscription
 from workflows.contracts import StepContext, StepOutcome
 from workflows.personalization import contact_values, render
 
@@ -34,7 +34,10 @@ async def _subscribe(s: AsyncSession, contact: Contact, c: StepContext, step: An
     changed = await contact_store.set_subscription(
         s, contact.id, step.list, status, origin=c.workflow_id
     )
-    return DONE if changed else skipped(f"already_{status}")
+    if changed:
+        return DONE
+    member = await s.get(Subscription, (contact.id, step.list.strip()))
+    return skipped(f"already_{status}" if member is not None else "not_subscribed")
 
 
 async def _add_tag(s: AsyncSession, contact: Contact, c: StepContext, step: Any) -> Outcome:

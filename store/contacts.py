@@ -169,6 +169,10 @@ async def set_subscription(
     subscription = await session.get(Subscription, (contact_id, list_name))
     if subscription is not None and subscription.status == status:
         return False
+    if subscription is None and status == "unsubscribed":
+        # Leaving a list one never joined changes nothing (as in ActiveCampaign): no row that
+        # would count as "unsubscribed from every list", no list_unsubscribed trigger.
+        return False
     if subscription is None:
         session.add(Subscription(contact_id=contact_id, list=list_name, status=status))
     else:
@@ -330,7 +334,11 @@ async def unsubscribe_everywhere(
     rows = (
         await session.scalars(select(Subscription).where(Subscription.contact_id == contact_id))
     ).all()
-    lists = [s.list for s in rows if s.status == "active"] or ([] if rows else [ALL_EMAIL_LIST])
+    if not rows:
+        session.add(Subscription(contact_id=contact_id, list=ALL_EMAIL_LIST, status="unsubscribed"))
+        emit(session, contact_id, "list_unsubscribed", {"list": ALL_EMAIL_LIST}, origin=origin)
+        return [ALL_EMAIL_LIST]
+    lists = [s.list for s in rows if s.status == "active"]
     for list_name in lists:
         await set_subscription(session, contact_id, list_name, "unsubscribed", origin=origin)
     return lists

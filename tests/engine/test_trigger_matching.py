@@ -6,10 +6,8 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from sqlalchemy import func, select
 
 from domain.trigger_matching import trigger_matches
-from store.models import OutboxEntry
 from tests.helpers.stack import Stack, eventually
 
 
@@ -195,18 +193,7 @@ async def _patch(stack: Stack, contact_id: int, fields: dict[str, Any]) -> None:
 
 
 async def _tagged_after_settling(stack: Stack, contact_id: int, tag: str) -> bool:
-    """Whether `tag` is on the contact once the outbox has delivered every change so far."""
-
-    async def delivered() -> None:
-        async with stack.db.read() as session:
-            pending = await session.scalar(
-                select(func.count())
-                .select_from(OutboxEntry)
-                .where(OutboxEntry.contact_id == contact_id)
-            )
-            assert not pending
-
-    await eventually(delivered)
+    await stack.settled(contact_id)
     return tag in (await stack.record(contact_id))["tags"]
 
 

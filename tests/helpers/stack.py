@@ -19,7 +19,7 @@ from typing import Any
 import httpx
 import pytest
 from aiosmtpd.controller import Controller
-from sqlalchemy import text
+from sqlalchemy import func, select, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import create_async_engine
 from temporalio.client import Client, WorkflowHandle
@@ -29,6 +29,7 @@ from api.app import create_app
 from core.codec import data_converter
 from core.settings import Settings
 from store.db import Database, open_database
+from store.models import OutboxEntry
 from worker.main import running_worker
 from workflows.contracts import RunState
 
@@ -120,6 +121,21 @@ class Stack:
         response = await self.http.get(f"/api/v1/runs/{workflow_id}")
         assert response.status_code == 200, response.text
         return response.json()  # type: ignore[no-any-return]
+
+    async def settled(self, contact_id: int) -> None:
+        """Wait until every change of the contact so far has reached runs and triggers (its
+        outbox rows are gone): after it, a trigger that did not fire will not."""
+
+        async def delivered() -> None:
+            async with self.db.read() as session:
+                pending = await session.scalar(
+                    select(func.count())
+                    .select_from(OutboxEntry)
+                    .where(OutboxEntry.contact_id == contact_id)
+                )
+            assert not pending, f"{pending} changes of contact {contact_id} not delivered yet"
+
+        await eventually(delivered)
 
     async def record(self, contact_id: int) -> dict[str, Any]:
         response = await self.http.get(f"/api/v1/contacts/{contact_id}")
