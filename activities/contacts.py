@@ -15,7 +15,7 @@ from store import contacts as contact_store
 from store import crm as crm_store
 from store import runs as run_store
 from store.conditions import evaluate_all
-from store.models import Contact, Deal, Subscription
+from store.models import Contact, Deal
 from workflows.contracts import StepContext, StepOutcome
 from workflows.personalization import contact_values, render
 
@@ -36,7 +36,7 @@ async def _subscribe(s: AsyncSession, contact: Contact, c: StepContext, step: An
     )
     if changed:
         return DONE
-    member = await s.get(Subscription, (contact.id, step.list.strip()))
+    member = await contact_store.subscription_to(s, contact.id, step.list)
     return skipped(f"already_{status}" if member is not None else "not_subscribed")
 
 

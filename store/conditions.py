@@ -29,6 +29,7 @@ from store.models import (
     Score,
     Subscription,
 )
+from store.names import name_key
 
 Condition = dict[str, Any]
 DURATION_UNITS = {"seconds": 1, "minutes": 60, "hours": 3600, "days": 86400, "weeks": 604800}
@@ -101,7 +102,7 @@ class _Evaluator:
     async def _tags(self) -> set[str]:
         if self.facts.tags is None:
             query = select(ContactTag.tag).where(ContactTag.contact_id == self.facts.contact_id)
-            self.facts.tags = set((await self.session.scalars(query)).all())
+            self.facts.tags = {name_key(tag) for tag in await self.session.scalars(query)}
         return self.facts.tags
 
     async def _lists(self) -> dict[str, str]:
@@ -109,7 +110,9 @@ class _Evaluator:
             query = select(Subscription.list, Subscription.status).where(
                 Subscription.contact_id == self.facts.contact_id
             )
-            self.facts.lists = {name: status for name, status in await self.session.execute(query)}
+            self.facts.lists = {
+                name_key(name): status for name, status in await self.session.execute(query)
+            }
         return self.facts.lists
 
     async def _scores(self) -> dict[str, float]:
@@ -128,9 +131,9 @@ class _Evaluator:
         if "field" in c:
             return compare(self.facts.values.get(c["field"]), c["op"], c.get("value"), self.now)
         if "tag" in c:
-            return (c["tag"] in await self._tags()) == c.get("has", True)
+            return (name_key(c["tag"]) in await self._tags()) == c.get("has", True)
         if "list" in c:
-            return (await self._lists()).get(c["list"]) == c.get("status", "active")
+            return (await self._lists()).get(name_key(c["list"])) == c.get("status", "active")
         if "score" in c:
             scores = await self._scores()
             return compare(scores.get(c["score"], 0.0), c["op"], c["value"], self.now)
@@ -404,7 +407,7 @@ async def _read_for_chunk(
             select(ContactTag.contact_id, ContactTag.tag).where(ContactTag.contact_id.in_(ids))
         )
         for contact_id, tag in rows:
-            chunk[contact_id].tags.add(tag)  # type: ignore[union-attr]
+            chunk[contact_id].tags.add(name_key(tag))  # type: ignore[union-attr]
     if needs.lists:
         for facts in chunk.values():
             facts.lists = {}
@@ -414,7 +417,7 @@ async def _read_for_chunk(
             )
         )
         for contact_id, name, status in subscriptions:
-            chunk[contact_id].lists[name] = status  # type: ignore[index]
+            chunk[contact_id].lists[name_key(name)] = status  # type: ignore[index]
     if needs.scores:
         for facts in chunk.values():
             facts.scores = {}

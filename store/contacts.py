@@ -11,6 +11,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import delete, func, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from store.models import (
@@ -25,6 +26,7 @@ from store.models import (
     Subscription,
     utcnow,
 )
+from store.names import name_key, named
 
 STANDARD_FIELDS = ("first_name", "last_name", "phone")
 EMAIL_PATTERN = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
@@ -132,13 +134,38 @@ async def update_fields(
     return changed
 
 
+async def _spelling(session: AsyncSession, column: Any, name: str) -> str:
+    """The spelling `name` already has on any contact (the first one used), else `name`."""
+    # By the lowered name only, which the index on lower(name) serves: the exact-spelling arm
+    # of named() would scan the table (no index leads with the name).
+    first = select(column).where(func.lower(column) == name_key(name)).limit(1)
+    return await session.scalar(first) or name.strip()
+
+
+async def _insert(session: AsyncSession, row: ContactTag | Subscription) -> bool:
+    """Add `row`; False when a concurrent transaction added the same name (another case) for
+    the contact first: the unique index on the lowered name has the last word."""
+    try:
+        async with session.begin_nested():
+            session.add(row)
+            await session.flush()
+    except IntegrityError:
+        return False
+    return True
+
+
 async def add_tag(
     session: AsyncSession, contact_id: int, tag: str, *, origin: str | None = None
 ) -> bool:
-    tag = tag.strip()
-    if await session.get(ContactTag, (contact_id, tag)) is not None:
+    """Tag the contact; False when it already has the tag in any case."""
+    has = select(ContactTag.tag).where(
+        ContactTag.contact_id == contact_id, named(ContactTag.tag, tag)
+    )
+    if await session.scalar(has) is not None:
         return False
-    session.add(ContactTag(contact_id=contact_id, tag=tag))
+    tag = await _spelling(session, ContactTag.tag, tag)
+    if not await _insert(session, ContactTag(contact_id=contact_id, tag=tag)):
+        return False
     emit(session, contact_id, "tag_added", {"tag": tag}, origin=origin)
     return True
 
@@ -146,12 +173,15 @@ async def add_tag(
 async def remove_tag(
     session: AsyncSession, contact_id: int, tag: str, *, origin: str | None = None
 ) -> bool:
-    result = await session.execute(
-        delete(ContactTag).where(ContactTag.contact_id == contact_id, ContactTag.tag == tag.strip())
+    """Remove the tag in whatever case the contact has it; False when it has none."""
+    removed = await session.scalar(
+        delete(ContactTag)
+        .where(ContactTag.contact_id == contact_id, named(ContactTag.tag, tag))
+        .returning(ContactTag.tag)
     )
-    if not result.rowcount:  # type: ignore[attr-defined]
+    if removed is None:
         return False
-    emit(session, contact_id, "tag_removed", {"tag": tag.strip()}, origin=origin)
+    emit(session, contact_id, "tag_removed", {"tag": removed}, origin=origin)
     return True
 
 
@@ -165,8 +195,7 @@ async def set_subscription(
 ) -> bool:
     if status not in ("active", "unsubscribed"):
         raise InvalidChange(f"list status must be active or unsubscribed, not {status!r}")
-    list_name = list_name.strip()
-    subscription = await session.get(Subscription, (contact_id, list_name))
+    subscription = await subscription_to(session, contact_id, list_name)
     if subscription is not None and subscription.status == status:
         return False
     if subscription is None and status == "unsubscribed":
@@ -174,13 +203,28 @@ async def set_subscription(
         # would count as "unsubscribed from every list", no list_unsubscribed trigger.
         return False
     if subscription is None:
-        session.add(Subscription(contact_id=contact_id, list=list_name, status=status))
+        list_name = await _spelling(session, Subscription.list, list_name)
+        row = Subscription(contact_id=contact_id, list=list_name, status=status)
+        if not await _insert(session, row):
+            return False
     else:
+        list_name = subscription.list
         subscription.status = status
         subscription.updated_at = utcnow()
     kind = "list_subscribed" if status == "active" else "list_unsubscribed"
     emit(session, contact_id, kind, {"list": list_name}, origin=origin)
     return True
+
+
+async def subscription_to(
+    session: AsyncSession, contact_id: int, list_name: str
+) -> Subscription | None:
+    """The contact's membership of the list, whatever the case it is spelled in."""
+    return await session.scalar(
+        select(Subscription).where(
+            Subscription.contact_id == contact_id, named(Subscription.list, list_name)
+        )
+    )
 
 
 async def adjust_score(

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -33,6 +33,7 @@ from store.models import (
     User,
     utcnow,
 )
+from store.names import name_key, named
 
 DEAL_STATUSES = ("open", "won", "lost")
 # Deal fields a condition (or a copy) can name besides custom fields and scores.
@@ -49,16 +50,6 @@ class Conflict(ValueError):
 
 # Minor units: far beyond any deal, and inside a BIGINT on every database.
 MAX_DEAL_VALUE = 2**62
-
-
-def _key(name: str) -> str:
-    return name.strip().lower()
-
-
-def _named(column: Any, name: str) -> Any:
-    """`column` matches `name` whatever the case. The exact spelling always matches: SQLite's
-    lower() only folds ASCII, so "Équipe" must still find "Équipe" there."""
-    return or_(column == name.strip(), func.lower(column) == _key(name))
 
 
 def _fits(value: str, column: Any, what: str) -> str:
@@ -93,7 +84,7 @@ def _check_value(value: int) -> int:
 
 
 async def find_pipeline(session: AsyncSession, name: str) -> Pipeline | None:
-    return await session.scalar(select(Pipeline).where(_named(Pipeline.name, name)))
+    return await session.scalar(select(Pipeline).where(named(Pipeline.name, name)))
 
 
 async def pipeline_named(session: AsyncSession, name: str) -> Pipeline:
@@ -110,7 +101,7 @@ async def stages_of(session: AsyncSession, pipeline_id: int) -> list[Stage]:
 
 async def stage_named(session: AsyncSession, pipeline: Pipeline, name: str) -> Stage:
     stage = await session.scalar(
-        select(Stage).where(Stage.pipeline_id == pipeline.id, _named(Stage.name, name))
+        select(Stage).where(Stage.pipeline_id == pipeline.id, named(Stage.name, name))
     )
     if stage is None:
         raise UnknownReference(f'stage "{name}" does not exist in pipeline "{pipeline.name}"')
@@ -119,10 +110,10 @@ async def stage_named(session: AsyncSession, pipeline: Pipeline, name: str) -> S
 
 async def find_users(session: AsyncSession, ref: str) -> list[User]:
     """Users an owner/assignee reference names: by email first, else by name."""
-    by_email = await session.scalar(select(User).where(_named(User.email, ref)))
+    by_email = await session.scalar(select(User).where(named(User.email, ref)))
     if by_email is not None:
         return [by_email]
-    return list(await session.scalars(select(User).where(_named(User.name, ref))))
+    return list(await session.scalars(select(User).where(named(User.name, ref))))
 
 
 async def user_named(session: AsyncSession, ref: str) -> User:
@@ -135,7 +126,7 @@ async def user_named(session: AsyncSession, ref: str) -> User:
 
 
 async def find_account(session: AsyncSession, name: str) -> Account | None:
-    return await session.scalar(select(Account).where(_named(Account.name, name)))
+    return await session.scalar(select(Account).where(named(Account.name, name)))
 
 
 # --- users -----------------------------------------------------------------------------------
@@ -175,9 +166,9 @@ def _check_stage_names(names: Sequence[str]) -> list[str]:
     for name in cleaned:
         if not name:
             raise InvalidChange("a stage name cannot be empty")
-        if _key(name) in seen:
+        if name_key(name) in seen:
             raise InvalidChange(f'stage "{name}" is listed twice')
-        seen.add(_key(name))
+        seen.add(name_key(name))
     if not cleaned:
         raise InvalidChange("a pipeline needs at least one stage")
     return cleaned
@@ -213,8 +204,8 @@ async def update_pipeline(
     if stages is None:
         return
     names = _check_stage_names(stages)
-    existing = {_key(stage.name): stage for stage in await stages_of(session, pipeline.id)}
-    wanted = {_key(name) for name in names}
+    existing = {name_key(stage.name): stage for stage in await stages_of(session, pipeline.id)}
+    wanted = {name_key(name) for name in names}
     for key, stage in existing.items():
         if key in wanted:
             continue
@@ -223,7 +214,7 @@ async def update_pipeline(
         await session.delete(stage)
     await session.flush()
     for position, stage_name in enumerate(names):
-        kept = existing.get(_key(stage_name))
+        kept = existing.get(name_key(stage_name))
         if kept is None:
             session.add(Stage(pipeline_id=pipeline.id, name=stage_name, position=position))
         else:
@@ -599,9 +590,9 @@ async def complete_tasks(
     """Complete the deal's open tasks matching title and/or type (case-insensitive); how many."""
     query = update(Task).where(Task.deal_id == deal_id, Task.done.is_(False))
     if title is not None:
-        query = query.where(_named(Task.title, title))
+        query = query.where(named(Task.title, title))
     if task_type is not None:
-        query = query.where(_named(Task.type, task_type))
+        query = query.where(named(Task.type, task_type))
     result = await session.execute(query.values(done=True, done_at=utcnow()))
     return int(result.rowcount or 0)  # type: ignore[attr-defined]
 
@@ -868,10 +859,10 @@ async def reference_warnings(
     """Warnings (never errors: they may be created later) for pipelines, stages and users the
     automation names that do not exist now, and user names several users share; a step naming
     one fails when it runs."""
-    pipelines = {_key(p.name): p.id for p in (await session.scalars(select(Pipeline))).all()}
+    pipelines = {name_key(p.name): p.id for p in (await session.scalars(select(Pipeline))).all()}
     stages: dict[int, set[str]] = {}
     for stage in (await session.scalars(select(Stage))).all():
-        stages.setdefault(stage.pipeline_id, set()).add(_key(stage.name))
+        stages.setdefault(stage.pipeline_id, set()).add(name_key(stage.name))
     warnings: list[dict[str, Any]] = []
 
     def warn(ref: _Reference, message: str) -> None:
@@ -880,16 +871,18 @@ async def reference_warnings(
         )
 
     for ref in _references(document):
-        if ref.kind == "pipeline" and _key(ref.name) not in pipelines:
+        if ref.kind == "pipeline" and name_key(ref.name) not in pipelines:
             warn(
                 ref, f'pipeline "{ref.name}" does not exist yet: create it before contacts get here'
             )
         elif ref.kind == "stage":
             if ref.pipeline is not None:
-                pipeline_id = pipelines.get(_key(ref.pipeline))
-                if pipeline_id is not None and _key(ref.name) not in stages.get(pipeline_id, set()):
+                pipeline_id = pipelines.get(name_key(ref.pipeline))
+                if pipeline_id is not None and name_key(ref.name) not in stages.get(
+                    pipeline_id, set()
+                ):
                     warn(ref, f'pipeline "{ref.pipeline}" has no stage "{ref.name}"')
-            elif not any(_key(ref.name) in names for names in stages.values()):
+            elif not any(name_key(ref.name) in names for names in stages.values()):
                 warn(ref, f'no pipeline has a stage "{ref.name}"')
         elif ref.kind == "user":
             users = await find_users(session, ref.name)

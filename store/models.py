@@ -70,7 +70,14 @@ class Contact(Base):
 
 
 class ContactTag(Base):
+    """A tag on a contact. "VIP" and "vip" are one tag: unique whatever the case per contact,
+    and found by its lowered name (the first spelling used is kept, store/names.py)."""
+
     __tablename__ = "contact_tags"
+    __table_args__ = (
+        Index("uq_contact_tags_lower_tag", "contact_id", func.lower(text("tag")), unique=True),
+        Index("ix_contact_tags_lower_tag", func.lower(text("tag"))),
+    )
 
     contact_id: Mapped[int] = mapped_column(
         ForeignKey("contacts.id", ondelete="CASCADE"), primary_key=True
@@ -83,6 +90,11 @@ class Subscription(Base):
     """A contact's membership of a list: `active` or `unsubscribed`."""
 
     __tablename__ = "subscriptions"
+    # One list whatever its case, as tags are.
+    __table_args__ = (
+        Index("uq_subscriptions_lower_list", "contact_id", func.lower(text("list")), unique=True),
+        Index("ix_subscriptions_lower_list", func.lower(text("list"))),
+    )
 
     contact_id: Mapped[int] = mapped_column(
         ForeignKey("contacts.id", ondelete="CASCADE"), primary_key=True

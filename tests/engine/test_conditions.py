@@ -48,9 +48,8 @@ async def _ada(any_stack: Stack) -> tuple[int, datetime]:
     contact = await any_stack.contact(first_name="Ada", fields={"plan": "pro", "seats": 3})
     cid = contact["id"]
     await http.post(f"/api/v1/contacts/{cid}/tags", json={"tag": "vip"})
-    await http.post(
-        f"/api/v1/contacts/{cid}/lists", json={"list": "news", "status": "unsubscribed"}
-    )
+    for status in ("active", "unsubscribed"):  # joined the list, then left it
+        await http.post(f"/api/v1/contacts/{cid}/lists", json={"list": "news", "status": status})
     now = datetime.now(UTC)
     for n in range(3):
         await http.post(
