@@ -9,9 +9,11 @@ from temporalio import activity
 
 from activities.contacts import CONTACT_WRITES
 from activities.crm import CRM_WRITES
+from activities.step_activity import ContactDeleted, step_activity
 from activities.writes import StepWrites
 from worker.main import activities_for
 from workflows.automation_run import HANDLERS, SELF_CHECKING_STEPS, AutomationRun
+from workflows.contracts import StepContext, StepOutcome
 from workflows.steps import (
     CONTACT_WRITE,
     CRM_WRITE,
@@ -62,3 +64,23 @@ def test_local_steps_check_the_goals_after_their_write() -> None:
 def test_a_write_table_refuses_a_step_another_activity_carries_out() -> None:
     with pytest.raises(TypeError, match="AddTagStep is not carried out by apply_crm_step"):
         CRM_WRITES.applies(AddTagStep)
+
+
+class _Gone:
+    @step_activity("gone")
+    async def gone(self, context: StepContext) -> StepOutcome:
+        raise ContactDeleted(context.contact_id)
+
+
+async def test_a_step_activity_skips_the_step_of_a_deleted_contact() -> None:
+    context = StepContext(
+        workflow_id="w", automation_id="a", version=1, contact_id=1, step_id="s", visit=1
+    )
+    assert await _Gone().gone(context) == StepOutcome(outcome="skipped", reason="contact_deleted")
+    # Temporal still reads the method's own signature, to decode its input.
+    definition = activity._Definition.must_from_callable(_Gone().gone)
+    assert (definition.name, definition.arg_types, definition.ret_type) == (
+        "gone",
+        [StepContext],
+        StepOutcome,
+    )
