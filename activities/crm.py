@@ -9,90 +9,44 @@ creates it.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
-from datetime import date
-from typing import Any
+from typing import Any, TypeVar
 
-from sqlalchemy.ext.asyncio import AsyncSession
-from temporalio import activity
-from temporalio.exceptions import ApplicationError
-
-from activities.contacts import write_once
 from activities.deps import Deps
+from activities.step_activity import step_activity
+from activities.writes import Outcome, StepWrites, Visit, done, skipped
 from store import crm as crm_store
 from store.contacts import STANDARD_FIELDS, InvalidChange
-from store.crm import Conflict, UnknownReference
+from store.crm import Conflict
 from store.models import Contact, Deal, Pipeline, User, utcnow
 from workflows.contracts import StepContext, StepOutcome
-from workflows.personalization import contact_values, render
+from workflows.steps import (
+    CRM_WRITE,
+    AddDealNoteStep,
+    AddDealStep,
+    AddTaskStep,
+    AddToAccountStep,
+    AdjustDealScoreStep,
+    CompleteTaskStep,
+    StepBase,
+    UpdateAccountFieldStep,
+    UpdateDealFieldStep,
+    UpdateDealOwnerStep,
+    UpdateDealStageStep,
+    UpdateDealStatusStep,
+    UpdateDealTitleStep,
+    UpdateDealValueStep,
+)
 
-Outcome = dict[str, Any]
-
-# What no retry can fix: the step fails (non-retryably) with the error's message.
-PERMANENT_ERRORS = (UnknownReference, Conflict, InvalidChange)
-
-
-def skipped(reason: str) -> Outcome:
-    return {"outcome": "skipped", "reason": reason}
-
-
-def done(**detail: Any) -> Outcome:
-    return {"outcome": "done", "detail": detail}
-
-
-@dataclass
-class Visit:
-    """One CRM step visit: its transaction, contact, context and step."""
-
-    session: AsyncSession
-    contact: Contact
-    context: StepContext
-    step: Any
-    _values: dict[str, str] | None = field(default=None, repr=False)
-
-    @property
-    def origin(self) -> str:
-        return self.context.workflow_id
-
-    async def text(self, template: str) -> str:
-        """`template` with its personalization tags filled in (plain text)."""
-        if self._values is None:
-            extra = await crm_store.personalization_values(self.session, self.contact.id)
-            self._values = contact_values(
-                contact_dict(self.contact), today=date.today(), extra=extra
-            )
-        return render(template, self._values, html=False)
-
-    async def value(self, value: Any) -> Any:
-        """A field value: strings are personalized, other values kept as they are."""
-        return await self.text(value) if isinstance(value, str) else value
-
-    async def current_deal(self) -> Deal | None:
-        pipeline_id = None
-        if getattr(self.step, "pipeline", None) is not None:
-            pipeline_id = (await crm_store.pipeline_named(self.session, self.step.pipeline)).id
-        return await crm_store.current_deal(self.session, self.contact.id, pipeline_id)
+CRM_WRITES = StepWrites(CRM_WRITE, "CRM")
+S = TypeVar("S", bound=StepBase)
 
 
-def contact_dict(contact: Contact) -> dict[str, Any]:
-    """The shape `contact_values` reads."""
-    return {
-        "email": contact.email,
-        "first_name": contact.first_name,
-        "last_name": contact.last_name,
-        "phone": contact.phone,
-        "fields": contact.fields or {},
-    }
-
-
-Apply = Callable[[Visit], Awaitable[Outcome]]
-DealApply = Callable[[Visit, Deal], Awaitable[Outcome]]
-
-
-def on_current_deal(apply: DealApply) -> Apply:
+def on_current_deal(
+    apply: Callable[[Visit[S], Deal], Awaitable[Outcome]],
+) -> Callable[[Visit[S]], Awaitable[Outcome]]:
     """A deal step: find the current deal first; none is a skip, not a failure."""
 
-    async def run(visit: Visit) -> Outcome:
+    async def run(visit: Visit[S]) -> Outcome:
         deal = await visit.current_deal()
         if deal is None:
             return skipped("no_deal")
@@ -101,7 +55,7 @@ def on_current_deal(apply: DealApply) -> Apply:
     return run
 
 
-async def _update(visit: Visit, deal: Deal, changes: dict[str, Any]) -> Outcome:
+async def _update(visit: Visit[Any], deal: Deal, changes: dict[str, Any]) -> Outcome:
     changed = await crm_store.update_deal(visit.session, deal, changes, origin=visit.origin)
     return done(deal=deal.id, changed=changed)
 
@@ -109,7 +63,8 @@ async def _update(visit: Visit, deal: Deal, changes: dict[str, Any]) -> Outcome:
 # --- deals -----------------------------------------------------------------------------------
 
 
-async def _add_deal(visit: Visit) -> Outcome:
+@CRM_WRITES.applies(AddDealStep)
+async def _add_deal(visit: Visit[AddDealStep]) -> Outcome:
     step, session = visit.step, visit.session
     pipeline = await crm_store.pipeline_named(session, step.pipeline)
     stage = await crm_store.stage_named(session, pipeline, step.stage)
@@ -129,31 +84,43 @@ async def _add_deal(visit: Visit) -> Outcome:
     return done(deal=deal.id)
 
 
-async def _set_title(visit: Visit, deal: Deal) -> Outcome:
+@CRM_WRITES.applies(UpdateDealTitleStep)
+@on_current_deal
+async def _set_title(visit: Visit[UpdateDealTitleStep], deal: Deal) -> Outcome:
     return await _update(visit, deal, {"title": await visit.text(visit.step.value)})
 
 
-async def _set_status(visit: Visit, deal: Deal) -> Outcome:
+@CRM_WRITES.applies(UpdateDealStatusStep)
+@on_current_deal
+async def _set_status(visit: Visit[UpdateDealStatusStep], deal: Deal) -> Outcome:
     return await _update(visit, deal, {"status": visit.step.value})
 
 
-async def _set_value(visit: Visit, deal: Deal) -> Outcome:
+@CRM_WRITES.applies(UpdateDealValueStep)
+@on_current_deal
+async def _set_value(visit: Visit[UpdateDealValueStep], deal: Deal) -> Outcome:
     return await _update(visit, deal, {"value": visit.step.value})
 
 
-async def _set_owner(visit: Visit, deal: Deal) -> Outcome:
+@CRM_WRITES.applies(UpdateDealOwnerStep)
+@on_current_deal
+async def _set_owner(visit: Visit[UpdateDealOwnerStep], deal: Deal) -> Outcome:
     owner = await crm_store.user_named(visit.session, visit.step.value)
     return await _update(visit, deal, {"owner": owner})
 
 
-async def _set_stage(visit: Visit, deal: Deal) -> Outcome:
+@CRM_WRITES.applies(UpdateDealStageStep)
+@on_current_deal
+async def _set_stage(visit: Visit[UpdateDealStageStep], deal: Deal) -> Outcome:
     pipeline = await visit.session.get(Pipeline, deal.pipeline_id)
     assert pipeline is not None  # a deal's pipeline cannot be deleted
     stage = await crm_store.stage_named(visit.session, pipeline, visit.step.value)
     return await _update(visit, deal, {"stage": stage})
 
 
-async def _set_field(visit: Visit, deal: Deal) -> Outcome:
+@CRM_WRITES.applies(UpdateDealFieldStep)
+@on_current_deal
+async def _set_field(visit: Visit[UpdateDealFieldStep], deal: Deal) -> Outcome:
     step = visit.step
     if step.clear:
         value = None
@@ -170,7 +137,9 @@ def _contact_field(contact: Contact, name: str) -> Any:
     return (contact.fields or {}).get(name)
 
 
-async def _adjust_score(visit: Visit, deal: Deal) -> Outcome:
+@CRM_WRITES.applies(AdjustDealScoreStep)
+@on_current_deal
+async def _adjust_score(visit: Visit[AdjustDealScoreStep], deal: Deal) -> Outcome:
     step = visit.step
     old, new = await crm_store.adjust_deal_score(
         visit.session, deal, step.score, step.op, step.value, origin=visit.origin
@@ -178,7 +147,9 @@ async def _adjust_score(visit: Visit, deal: Deal) -> Outcome:
     return done(deal=deal.id, **{"from": old, "to": new})
 
 
-async def _add_note(visit: Visit, deal: Deal) -> Outcome:
+@CRM_WRITES.applies(AddDealNoteStep)
+@on_current_deal
+async def _add_note(visit: Visit[AddDealNoteStep], deal: Deal) -> Outcome:
     note = await crm_store.add_deal_note(visit.session, deal.id, await visit.text(visit.step.note))
     return done(deal=deal.id, note=note.id)
 
@@ -186,7 +157,8 @@ async def _add_note(visit: Visit, deal: Deal) -> Outcome:
 # --- tasks -----------------------------------------------------------------------------------
 
 
-async def _add_task(visit: Visit) -> Outcome:
+@CRM_WRITES.applies(AddTaskStep)
+async def _add_task(visit: Visit[AddTaskStep]) -> Outcome:
     step, session = visit.step, visit.session
     deal = None
     if step.on == "deal":
@@ -213,7 +185,9 @@ async def _add_task(visit: Visit) -> Outcome:
     return done(task=task.id, deal=deal.id if deal else None)
 
 
-async def _complete_tasks(visit: Visit, deal: Deal) -> Outcome:
+@CRM_WRITES.applies(CompleteTaskStep)
+@on_current_deal
+async def _complete_tasks(visit: Visit[CompleteTaskStep], deal: Deal) -> Outcome:
     step = visit.step
     count = await crm_store.complete_tasks(
         visit.session, deal.id, title=step.title, task_type=step.task_type
@@ -224,7 +198,8 @@ async def _complete_tasks(visit: Visit, deal: Deal) -> Outcome:
 # --- accounts --------------------------------------------------------------------------------
 
 
-async def _add_to_account(visit: Visit) -> Outcome:
+@CRM_WRITES.applies(AddToAccountStep)
+async def _add_to_account(visit: Visit[AddToAccountStep]) -> Outcome:
     step, session = visit.step, visit.session
     name = (await visit.text(step.account)).strip()
     if not name:
@@ -246,7 +221,8 @@ async def _add_to_account(visit: Visit) -> Outcome:
     return done(account=account.id, created=created)
 
 
-async def _set_account_field(visit: Visit) -> Outcome:
+@CRM_WRITES.applies(UpdateAccountFieldStep)
+async def _set_account_field(visit: Visit[UpdateAccountFieldStep]) -> Outcome:
     membership = await crm_store.contact_account(visit.session, visit.contact.id)
     if membership is None:
         return skipped("no_account")
@@ -265,41 +241,11 @@ async def _set_account_field(visit: Visit) -> Outcome:
     return done(account=account.id, changed=changed)
 
 
-APPLY: dict[str, Apply] = {
-    "add_deal": _add_deal,
-    "update_deal_title": on_current_deal(_set_title),
-    "update_deal_status": on_current_deal(_set_status),
-    "update_deal_owner": on_current_deal(_set_owner),
-    "update_deal_value": on_current_deal(_set_value),
-    "update_deal_stage": on_current_deal(_set_stage),
-    "update_deal_field": on_current_deal(_set_field),
-    "update_account_field": _set_account_field,
-    "add_task": _add_task,
-    "add_deal_note": on_current_deal(_add_note),
-    "complete_task": on_current_deal(_complete_tasks),
-    "adjust_deal_score": on_current_deal(_adjust_score),
-    "add_to_account": _add_to_account,
-}
-CRM_STEPS: tuple[str, ...] = tuple(APPLY)
-
-
 class CrmActivities:
     def __init__(self, deps: Deps) -> None:
         self.deps = deps
 
-    @activity.defn(name="apply_crm_step")
+    @step_activity(CRM_WRITE.name)
     async def apply_crm_step(self, context: StepContext) -> StepOutcome:
         """One CRM write, exactly once per step visit (DESIGN §5)."""
-        step = await self.deps.step(context)
-        apply = APPLY.get(step.type)
-        if apply is None:
-            raise ApplicationError(f"{step.type} is not a CRM step", non_retryable=True)
-
-        async def write(session: AsyncSession, contact: Contact) -> dict[str, Any]:
-            return await apply(Visit(session, contact, context, step))
-
-        try:
-            return await write_once(self.deps, context, write)
-        except PERMANENT_ERRORS as err:
-            # The transaction rolled back: nothing was written, and no retry would help.
-            raise ApplicationError(str(err), type=type(err).__name__, non_retryable=True) from err
+        return await CRM_WRITES.run(self.deps, context)

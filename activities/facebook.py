@@ -39,7 +39,7 @@ from activities.http import (
     retry_later,
     timed_out,
 )
-from store import contacts as contact_store
+from activities.step_activity import step_activity, step_contact
 from store import step_states
 from workflows.contracts import StepContext, StepOutcome
 
@@ -193,11 +193,11 @@ class FacebookActivities:
     def __init__(self, deps: Deps) -> None:
         self.deps = deps
 
-    @activity.defn(name="facebook_audience_add")
+    @step_activity("facebook_audience_add")
     async def facebook_audience_add(self, context: StepContext) -> StepOutcome:
         return await self._change_membership(context, "POST")
 
-    @activity.defn(name="facebook_audience_remove")
+    @step_activity("facebook_audience_remove")
     async def facebook_audience_remove(self, context: StepContext) -> StepOutcome:
         return await self._change_membership(context, "DELETE")
 
@@ -207,9 +207,7 @@ class FacebookActivities:
             return StepOutcome(outcome="skipped", reason="provider_not_configured")
         step = await self.deps.step(context)
         async with self.deps.db.read() as session:
-            contact = await contact_store.get_contact(session, context.contact_id)
-            if contact is None:
-                return StepOutcome(outcome="skipped", reason="contact_deleted")
+            contact = await step_contact(session, context)
             payload = audience_payload(contact.email, contact.phone)
             states = (
                 await step_states.states_of(session, context.automation_id)

@@ -21,10 +21,10 @@ from urllib.parse import quote, urlsplit
 import aiosmtplib
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
-from temporalio import activity
 
 from activities.deps import Deps
 from activities.http import give_up, retry_later
+from activities.step_activity import step_activity, step_contact
 from core.settings import Settings
 from store import contacts as contact_store
 from store import crm as crm_store
@@ -336,14 +336,12 @@ class MessagingActivities:
     def __init__(self, deps: Deps) -> None:
         self.deps = deps
 
-    @activity.defn(name="send_email")
+    @step_activity("send_email")
     async def send_email(self, context: StepContext) -> StepOutcome:
         """Send the step's email to the contact, unless a sending rule says not to."""
         step = await self.deps.step(context)
         async with self.deps.db.read() as session:
-            contact = await contact_store.get_contact(session, context.contact_id)
-            if contact is None:
-                return StepOutcome(outcome="skipped", reason="contact_deleted")
+            contact = await step_contact(session, context)
             reason = await skip_reason(session, contact)
             if reason:
                 return StepOutcome(outcome="skipped", reason=reason)
@@ -367,14 +365,12 @@ class MessagingActivities:
                 )
         self.deps.kick()
 
-    @activity.defn(name="send_notification_email")
+    @step_activity("send_notification_email")
     async def send_notification_email(self, context: StepContext) -> StepOutcome:
         """An internal email about the contact to the step's `to` addresses (no tracking)."""
         step = await self.deps.step(context)
         async with self.deps.db.read() as session:
-            contact = await contact_store.get_contact(session, context.contact_id)
-            if contact is None:
-                return StepOutcome(outcome="skipped", reason="contact_deleted")
+            contact = await step_contact(session, context)
             values = await tag_values(session, contact)
         message = new_message(
             self.deps.settings,

@@ -9,6 +9,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.deps import Deps
+from activities.step_activity import step_activity
 from domain.enrollment import enroll
 from store import runs as run_store
 from store.conditions import duration_of, evaluate_all, matching_contacts
@@ -209,7 +210,7 @@ class RunActivities:
             state.decided_at = now
         return int(after)
 
-    @activity.defn(name="start_automation")
+    @step_activity("start_automation")
     async def start_automation(self, context: StepContext) -> StepOutcome:
         step = await self.deps.step(context)
 
@@ -236,7 +237,7 @@ class RunActivities:
             await run_store.once_per_visit(session, context.visit_key, _returning(outcome))
         return StepOutcome(**outcome)
 
-    @activity.defn(name="end_automation")
+    @step_activity("end_automation")
     async def end_automation(self, context: StepContext) -> StepOutcome:
         step = await self.deps.step(context)
         target = None if step.automation == "all" else step.automation

@@ -30,6 +30,7 @@ from activities.http import (
     retry_later,
     timed_out,
 )
+from activities.step_activity import step_activity, step_contact
 from store import contacts as contact_store
 from store import crm as crm_store
 from store import runs as run_store
@@ -118,11 +119,11 @@ class SalesforceActivities:
     def __init__(self, deps: Deps) -> None:
         self.deps = deps
 
-    @activity.defn(name="salesforce_create_contact")
+    @step_activity("salesforce_create_contact")
     async def salesforce_create_contact(self, context: StepContext) -> StepOutcome:
         return await self._create(context, KINDS["salesforce_create_contact"])
 
-    @activity.defn(name="salesforce_create_lead")
+    @step_activity("salesforce_create_lead")
     async def salesforce_create_lead(self, context: StepContext) -> StepOutcome:
         return await self._create(context, KINDS["salesforce_create_lead"])
 
@@ -134,9 +135,7 @@ class SalesforceActivities:
             recorded = await session.get(ActionLog, context.visit_key)
             if recorded is not None:  # this visit already stored its id: a retry after commit
                 return StepOutcome.model_validate(recorded.outcome)
-            contact = await contact_store.get_contact(session, context.contact_id)
-            if contact is None:
-                return StepOutcome(outcome="skipped", reason="contact_deleted")
+            contact = await step_contact(session, context)
             existing = (contact.fields or {}).get(kind.id_field)
             if existing:
                 return StepOutcome(
@@ -154,9 +153,7 @@ class SalesforceActivities:
         async with self.deps.db.write() as session:
 
             async def store_id() -> dict[str, Any]:
-                contact = await contact_store.get_contact(session, context.contact_id)
-                if contact is None:
-                    return {"outcome": "skipped", "reason": "contact_deleted"}
+                contact = await step_contact(session, context)
                 await contact_store.update_fields(
                     session, contact, {kind.id_field: record_id}, origin=context.workflow_id
                 )

@@ -10,11 +10,11 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
-from temporalio import activity
 
-from activities.contacts import write_once
 from activities.deps import Deps
 from activities.messaging import tag_values
+from activities.step_activity import step_activity
+from activities.writes import write_once
 from store.models import Contact, SiteMessage
 from workflows.contracts import StepContext, StepOutcome
 from workflows.personalization import render
@@ -24,7 +24,7 @@ class SiteActivities:
     def __init__(self, deps: Deps) -> None:
         self.deps = deps
 
-    @activity.defn(name="send_site_message")
+    @step_activity("send_site_message")
     async def send_site_message(self, context: StepContext) -> StepOutcome:
         """Queue the step's personalized HTML; `expires` counts from now."""
         step = await self.deps.step(context)

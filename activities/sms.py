@@ -13,7 +13,6 @@ import re
 from typing import Any
 
 import httpx
-from temporalio import activity
 
 from activities.deps import Deps
 from activities.http import (
@@ -26,7 +25,7 @@ from activities.http import (
     retry_later,
 )
 from activities.messaging import tag_values
-from store import contacts as contact_store
+from activities.step_activity import step_activity, step_contact
 from workflows.contracts import StepContext, StepOutcome
 from workflows.personalization import render
 
@@ -69,15 +68,13 @@ class SmsActivities:
     def __init__(self, deps: Deps) -> None:
         self.deps = deps
 
-    @activity.defn(name="send_sms")
+    @step_activity("send_sms")
     async def send_sms(self, context: StepContext) -> StepOutcome:
         """Send the step's body to the contact's phone, when it may be sent."""
         step = await self.deps.step(context)
         settings = self.deps.settings
         async with self.deps.db.read() as session:
-            contact = await contact_store.get_contact(session, context.contact_id)
-            if contact is None:
-                return StepOutcome(outcome="skipped", reason="contact_deleted")
+            contact = await step_contact(session, context)
             values = await tag_values(session, contact)
         if not (contact.phone or "").strip():
             return StepOutcome(outcome="skipped", reason="no_phone")

@@ -37,7 +37,7 @@ from activities.http import (
     retry_later,
     timed_out,
 )
-from store import contacts as contact_store
+from activities.step_activity import step_activity, step_contact
 from store import step_states
 from store.models import Contact, ContactTag
 from workflows.contracts import StepContext, StepOutcome
@@ -287,7 +287,7 @@ class WebhookActivities:
         self.deps = deps
         self.resolver = resolver
 
-    @activity.defn(name="webhook")
+    @step_activity("webhook")
     async def webhook(self, context: StepContext) -> StepOutcome:
         """Deliver the contact to the step's URL; 2xx is done, the rest per the retry rules."""
         step = await self.deps.step(context)
@@ -298,9 +298,7 @@ class WebhookActivities:
             gone = remembered.get(GONE_KEY)
             if gone and gone.get("url") == step.url:
                 return StepOutcome(outcome="skipped", reason="url_gone", detail=gone)
-            contact = await contact_store.get_contact(session, context.contact_id)
-            if contact is None:
-                return StepOutcome(outcome="skipped", reason="contact_deleted")
+            contact = await step_contact(session, context)
             tags = (
                 await session.scalars(
                     select(ContactTag.tag)

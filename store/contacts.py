@@ -227,6 +227,15 @@ async def subscription_to(
     )
 
 
+def score_after(old: float, op: str, value: float | None) -> float:
+    """A score after add / subtract / set / reset (contacts' and deals' scores alike)."""
+    amount = float(value or 0)
+    new = {"add": old + amount, "subtract": old - amount, "set": amount, "reset": 0.0}.get(op)
+    if new is None:
+        raise InvalidChange(f"unknown score operation {op!r}")
+    return new
+
+
 async def adjust_score(
     session: AsyncSession,
     contact_id: int,
@@ -239,10 +248,7 @@ async def adjust_score(
     """add / subtract / set / reset a named score; returns (old, new)."""
     score = await session.get(Score, (contact_id, name))
     old = score.value if score else 0.0
-    amount = float(value or 0)
-    new = {"add": old + amount, "subtract": old - amount, "set": amount, "reset": 0.0}.get(op)
-    if new is None:
-        raise InvalidChange(f"unknown score operation {op!r}")
+    new = score_after(old, op, value)
     if score is None:
         session.add(Score(contact_id=contact_id, name=name, value=new))
     else:

@@ -18,7 +18,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from store.contacts import InvalidChange, emit, normalize_email
+from store.contacts import InvalidChange, emit, normalize_email, score_after
 from store.models import (
     Account,
     AccountContact,
@@ -410,10 +410,7 @@ async def adjust_deal_score(
     """add / subtract / set / reset a named score of the deal; returns (old, new)."""
     score = await session.get(DealScore, (deal.id, name))
     old = score.value if score else 0.0
-    amount = float(value or 0)
-    new = {"add": old + amount, "subtract": old - amount, "set": amount, "reset": 0.0}.get(op)
-    if new is None:
-        raise InvalidChange(f"unknown score operation {op!r}")
+    new = score_after(old, op, value)
     if score is None:
         session.add(DealScore(deal_id=deal.id, name=name, value=new))
     else:

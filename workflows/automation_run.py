@@ -9,13 +9,14 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar, cast
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
+    from workflows.conditions import Condition
     from workflows.contracts import (
         QUERY_STATE,
         SIGNAL_AUTOMATION_STATUS,
@@ -53,7 +54,20 @@ with workflow.unsafe.imports_passed_through():
         goal_step,
     )
     from workflows.metrics import count_step
-    from workflows.steps import describe_step
+    from workflows.steps import (
+        STEP_ACTIVITIES,
+        EndStep,
+        GoalStep,
+        GotoStep,
+        IfElseStep,
+        LinearStep,
+        SplitEvenStep,
+        SplitUntilStep,
+        StepBase,
+        WaitStep,
+        describe_step,
+        type_of,
+    )
 
 
 # Activities run by name: the workflow never imports activity code (STYLE: layout).
@@ -75,54 +89,6 @@ REMOTE: dict[str, Any] = {
         maximum_attempts=125,
     ),
 }
-CONTACT_STEPS = (
-    "subscribe",
-    "unsubscribe",
-    "update_contact",
-    "add_tag",
-    "remove_tag",
-    "add_contact_note",
-    "adjust_contact_score",
-    "convert",
-    "perform_math",
-)
-# Step types carried out by one activity: (activity name, local?). Local activities are for
-# Cairn's own short database work (one history marker each); anything that talks to the
-# outside world is a regular activity with its own retries and timeouts (~6 events).
-# A type absent from this table and from HANDLERS is recorded as `skipped: not_implemented`.
-ACTIVITY_STEPS: dict[str, tuple[str, bool]] = {
-    **{t: ("apply_contact_step", True) for t in CONTACT_STEPS},
-    "start_automation": ("start_automation", True),
-    "end_automation": ("end_automation", True),
-    "send_email": ("send_email", False),
-    "send_sms": ("send_sms", False),
-    "send_notification_email": ("send_notification_email", False),
-    "send_site_message": ("send_site_message", True),
-    "webhook": ("webhook", False),
-    "facebook_audience_add": ("facebook_audience_add", False),
-    "facebook_audience_remove": ("facebook_audience_remove", False),
-    "salesforce_create_contact": ("salesforce_create_contact", False),
-    "salesforce_create_lead": ("salesforce_create_lead", False),
-    # CRM writes (activities/crm.py): one local activity with its own dispatch table.
-    **{
-        t: ("apply_crm_step", True)
-        for t in (
-            "add_deal",
-            "update_deal_title",
-            "update_deal_status",
-            "update_deal_owner",
-            "update_deal_value",
-            "update_deal_stage",
-            "update_deal_field",
-            "update_account_field",
-            "add_task",
-            "add_deal_note",
-            "complete_task",
-            "adjust_deal_score",
-            "add_to_account",
-        )
-    },
-}
 STEPS_KEPT_IN_STATE = 100  # the `state` query shows the latest ones; older ones are in the history
 # A contact that will sit in a wait for longer than this is "parked": the runs index and the
 # CairnStep search attribute are updated (two history events). Shorter waits are passed through
@@ -143,15 +109,13 @@ def parks_long(deadline: datetime | None, now: datetime) -> bool:
     return deadline is None or deadline - now > PARK_THRESHOLD
 
 
-def wait_kind(step: Any) -> str | None:
+def wait_kind(step: StepBase | None) -> str | None:
     """What a step's `wait_started_at` measures: a timed wait, a conditional wait's timeout, a
     goal's timeout; None for a step that does not wait. A wait resumes in a new version only
     into a step of the same kind."""
-    if step is None:
-        return None
-    if step.type == "goal":
+    if isinstance(step, GoalStep):
         return "goal" if step.unmet == "wait" else None
-    if step.type != "wait":
+    if not isinstance(step, WaitStep):
         return None
     return "for" if step.for_ is not None else "until" if step.until is not None else "condition"
 
@@ -163,6 +127,30 @@ def opening_park(graph: Automation, now: datetime) -> str | None:
         return None
     deadline = now + step.for_.to_timedelta() if step.for_ is not None else step.until
     return graph.start if parks_long(deadline, now) else None
+
+
+Handler = Callable[["AutomationRun", str, StepBase], Awaitable[Next]]
+# Step type → the AutomationRun method that runs it: `@handles` registers the steps the workflow
+# runs itself; every type whose model names an `ACTIVITY` is added below the class. A type in
+# neither is recorded as `skipped: not_implemented`.
+HANDLERS: dict[str, Handler] = {}
+# Steps that look at the goals themselves (in their own round-trip), so the boundary need not.
+SELF_CHECKING_STEPS: set[str] = set()
+H = TypeVar("H", bound=Callable[..., Awaitable[Next]])
+
+
+def handles(*models: type[StepBase], checks_goals: bool = False) -> Callable[[H], H]:
+    """Register a method as the handler of the step models the workflow runs itself;
+    `checks_goals` when it evaluates the goals in its own round-trip."""
+
+    def register(handler: H) -> H:
+        for model in models:
+            HANDLERS[type_of(model)] = cast(Handler, handler)
+            if checks_goals:
+                SELF_CHECKING_STEPS.add(type_of(model))
+        return handler
+
+    return register
 
 
 class _EndRun(Exception):
@@ -400,7 +388,9 @@ class AutomationRun:
             visit=self.state.visit,
         )
 
-    def _record(self, step_id: str, step: Any, outcome: str, reason: str | None = None) -> None:
+    def _record(
+        self, step_id: str, step: StepBase, outcome: str, reason: str | None = None
+    ) -> None:
         state = self.state
         assert state is not None
         record = StepRecord(
@@ -442,7 +432,7 @@ class AutomationRun:
         return [goal_condition(self.graph, g) for g in goals]
 
     async def _evaluate(
-        self, position: str, goals: list[str], own: list[Any], *, park_at: str | None = None
+        self, position: str, goals: list[str], own: list[Condition], *, park_at: str | None = None
     ) -> EvaluateOutput:
         """One round-trip: the goals' conditions, then `own`; the first goal met is recorded."""
         assert self.input is not None and self.graph is not None
@@ -466,7 +456,7 @@ class AutomationRun:
         )
 
     async def _decide(
-        self, position: str, own: list[Any], *, park: bool = False
+        self, position: str, own: list[Condition], *, park: bool = False
     ) -> tuple[str | None, list[bool]]:
         """Evaluate the reachable goals and this step's own conditions in one round-trip.
 
@@ -509,7 +499,12 @@ class AutomationRun:
         return goal.next
 
     async def _park(
-        self, step_id: str, step: Any, why: str, deadline: datetime | None, conditions: list[Any]
+        self,
+        step_id: str,
+        step: WaitStep | GoalStep,
+        why: str,
+        deadline: datetime | None,
+        conditions: list[Condition],
     ) -> tuple[str, str | None]:
         """Wait until a condition, a goal or the deadline; returns ("goal"|"met"|"timeout", goal).
 
@@ -551,7 +546,7 @@ class AutomationRun:
                 return decided
 
     async def _decide_wait(
-        self, step_id: str, conditions: list[Any], *, park: bool = False
+        self, step_id: str, conditions: list[Condition], *, park: bool = False
     ) -> tuple[str, str | None] | None:
         goal, results = await self._decide(step_id, conditions, park=park)
         if goal is not None:
@@ -576,15 +571,17 @@ class AutomationRun:
 
     # --- handlers ----------------------------------------------------------------------
 
-    async def _not_implemented(self, step_id: str, step: Any) -> Next:
+    async def _not_implemented(self, step_id: str, step: StepBase) -> Next:
         self._record(step_id, step, "skipped", "not_implemented")
         return getattr(step, "next", None)
 
-    async def _by_activity(self, step_id: str, step: Any) -> Next:
-        activity, local = ACTIVITY_STEPS[step.type]
+    async def _by_activity(self, step_id: str, step: LinearStep) -> Next:
+        activity, local = STEP_ACTIVITIES[step.type]
         return await self._activity_step(step_id, step, activity, local=local)
 
-    async def _activity_step(self, step_id: str, step: Any, activity: str, *, local: bool) -> Next:
+    async def _activity_step(
+        self, step_id: str, step: LinearStep, activity: str, *, local: bool
+    ) -> Next:
         context = self._context(step_id)
         goals = self._eligible_goals(step_id) if local else []
         woken = self.woken
@@ -624,19 +621,21 @@ class AutomationRun:
                 return await self._achieve(met)
         return step.next
 
-    async def _wait(self, step_id: str, step: Any) -> Next:
+    @handles(WaitStep, checks_goals=True)
+    async def _wait(self, step_id: str, step: WaitStep) -> Next:
         state = self.state
         assert state is not None
         state.gotos_since_wait = 0
         if state.wait_started_at is None:
             state.wait_started_at = workflow.now()
-        conditions: list[Any] = []
+        conditions: list[Condition] = []
         if step.for_ is not None:
             deadline: datetime | None = state.wait_started_at + step.for_.to_timedelta()
             why = f"until {deadline:%Y-%m-%d %H:%M} UTC ({step.for_.describe()})"
         elif step.until is not None:
             deadline, why = step.until, f"until {step.until:%Y-%m-%d %H:%M} UTC"
         else:
+            assert step.condition is not None  # a wait has exactly one kind (its validator)
             conditions = [step.condition]
             deadline = state.wait_started_at + step.timeout.to_timedelta() if step.timeout else None
             why = "until the condition is met" + (
@@ -653,14 +652,16 @@ class AutomationRun:
         self._record(step_id, step, "done", "condition_met" if result == "met" else None)
         return step.next
 
-    async def _if_else(self, step_id: str, step: Any) -> Next:
+    @handles(IfElseStep, checks_goals=True)
+    async def _if_else(self, step_id: str, step: IfElseStep) -> Next:
         goal, (yes,) = await self._decide(step_id, [step.condition])
         if goal is not None:
             return await self._achieve(goal)
         self._record(step_id, step, "done", "yes" if yes else "no")
         return step.yes if yes else step.no
 
-    async def _goal(self, step_id: str, step: Any) -> Next:
+    @handles(GoalStep, checks_goals=True)
+    async def _goal(self, step_id: str, step: GoalStep) -> Next:
         state = self.state
         assert state is not None
         if step_id in state.goals:
@@ -693,7 +694,8 @@ class AutomationRun:
         self._record(step_id, step, "skipped", "goal_timeout")
         return step.next
 
-    async def _split(self, step_id: str, step: Any) -> Next:
+    @handles(SplitEvenStep, SplitUntilStep)
+    async def _split(self, step_id: str, step: SplitEvenStep | SplitUntilStep) -> Next:
         state = self.state
         assert state is not None
         path = state.split_paths.get(step_id)
@@ -712,7 +714,8 @@ class AutomationRun:
         self._record(step_id, step, "done", "after" if path else "before")
         return step.after if path else step.before
 
-    async def _goto(self, step_id: str, step: Any) -> Next:
+    @handles(GotoStep)
+    async def _goto(self, step_id: str, step: GotoStep) -> Next:
         state = self.state
         assert state is not None
         now = workflow.now()
@@ -726,23 +729,15 @@ class AutomationRun:
         self._record(step_id, step, "done")
         return step.target
 
-    async def _end(self, step_id: str, step: Any) -> Next:
+    @handles(EndStep)
+    async def _end(self, step_id: str, step: EndStep) -> Next:
         self._record(step_id, step, "done")
         raise _EndRun("end_step", status="completed")
 
 
-# Steps that look at the goals themselves (in their own round-trip), so the boundary need not.
-SELF_CHECKING_STEPS = {"if_else", "wait", "goal"} | {
-    step_type for step_type, (_, local) in ACTIVITY_STEPS.items() if local
-}
-
-Handler = Callable[[AutomationRun, str, Any], Awaitable[Next]]
-HANDLERS: dict[str, Handler] = {
-    "wait": AutomationRun._wait,
-    "if_else": AutomationRun._if_else,
-    "goal": AutomationRun._goal,
-    "split": AutomationRun._split,
-    "goto": AutomationRun._goto,
-    "end": AutomationRun._end,
-    **{t: AutomationRun._by_activity for t in ACTIVITY_STEPS},
-}
+# Every other step type is carried out by its activity; a local one checks the goals after
+# its write, in the same transaction (see `_activity_step`).
+for _step_type, (_, _local) in STEP_ACTIVITIES.items():
+    HANDLERS[_step_type] = cast(Handler, AutomationRun._by_activity)
+    if _local:
+        SELF_CHECKING_STEPS.add(_step_type)

@@ -1,15 +1,17 @@
 """Step types of an automation (SPEC §2.1): one pydantic model per ``type``.
 
-Each model knows its outgoing references (`references`), the text fields that accept
-personalization tags (`texts`), the conditions it holds (`conditions`) and how to
-summarise itself for the Temporal UI (`detail`), so callers never switch on the type.
+Each model knows what carries it out (`ACTIVITY`), its outgoing references (`references`),
+the text fields that accept personalization tags (`texts`), the conditions it holds
+(`conditions`) and how to summarise itself for the Temporal UI (`detail`), so callers never
+switch on the type. `Step` is the one list of models; every table by step type derives from it.
 """
 
 from __future__ import annotations
 
 import re
 from datetime import UTC, datetime
-from typing import Annotated, Any, ClassVar, Literal
+from types import UnionType
+from typing import Annotated, Any, ClassVar, Literal, NamedTuple, Union, get_args, get_origin
 
 from pydantic import (
     AfterValidator,
@@ -92,6 +94,21 @@ def _quote(text: str) -> str:
     return f'"{text}"'
 
 
+class StepActivity(NamedTuple):
+    """The activity that carries out a step, by its registered name. Local activities are for
+    Cairn's own short database work (one history marker each); anything that talks to the
+    outside world is a regular activity with its own retries and timeouts (~6 events)."""
+
+    name: str
+    local: bool = False
+
+
+# Cairn's own writes: one local activity per family, each with a table from step type to the
+# function that applies it (activities/contacts.py, activities/crm.py).
+CONTACT_WRITE = StepActivity("apply_contact_step", local=True)
+CRM_WRITE = StepActivity("apply_crm_step", local=True)
+
+
 class StepBase(BaseModel):
     """What every step has: an optional label and what to do when its activity fails."""
 
@@ -103,6 +120,9 @@ class StepBase(BaseModel):
     TEXT_FIELDS: ClassVar[tuple[str, ...]] = ()
     # The field that identifies the step in a summary when it has no `name`.
     SUMMARY_FIELD: ClassVar[str | None] = None
+    # The activity that carries the step out; None for a step the workflow runs itself
+    # (a method of AutomationRun registered with `@handles`). Changing it changes histories.
+    ACTIVITY: ClassVar[StepActivity | None] = None
 
     type: str
     name: str | None = Field(default=None, max_length=200)
@@ -157,6 +177,7 @@ class _DealStep(LinearStep):
 class SendEmailStep(LinearStep):
     """Send an email through SMTP."""
 
+    ACTIVITY = StepActivity("send_email")
     TEXT_FIELDS = ("subject", "html", "text", "from_name")
     SUMMARY_FIELD = "subject"
 
@@ -172,6 +193,7 @@ class SendEmailStep(LinearStep):
 class SendSiteMessageStep(LinearStep):
     """Queue a message shown on the contact's next visit of a matching page."""
 
+    ACTIVITY = StepActivity("send_site_message", local=True)
     TEXT_FIELDS = ("html",)
     SUMMARY_FIELD = "page"
 
@@ -184,6 +206,7 @@ class SendSiteMessageStep(LinearStep):
 class SendSmsStep(LinearStep):
     """Send a text message."""
 
+    ACTIVITY = StepActivity("send_sms")
     TEXT_FIELDS = ("body",)
     SUMMARY_FIELD = "body"
 
@@ -194,6 +217,7 @@ class SendSmsStep(LinearStep):
 class SendNotificationEmailStep(LinearStep):
     """Send an internal email about the contact."""
 
+    ACTIVITY = StepActivity("send_notification_email")
     TEXT_FIELDS = ("subject", "body")
     SUMMARY_FIELD = "subject"
 
@@ -419,6 +443,7 @@ class GoalStep(LinearStep):
 class StartAutomationStep(LinearStep):
     """Enroll the contact in another automation."""
 
+    ACTIVITY = StepActivity("start_automation", local=True)
     SUMMARY_FIELD = "automation"
 
     type: Literal["start_automation"]
@@ -434,6 +459,7 @@ class EndStep(StepBase):
 class EndAutomationStep(LinearStep):
     """End the contact's run in another automation (or in all others)."""
 
+    ACTIVITY = StepActivity("end_automation", local=True)
     SUMMARY_FIELD = "automation"
 
     type: Literal["end_automation"]
@@ -443,6 +469,7 @@ class EndAutomationStep(LinearStep):
 class WebhookStep(LinearStep):
     """Send the contact to another system over HTTP."""
 
+    ACTIVITY = StepActivity("webhook")
     SUMMARY_FIELD = "url"
 
     type: Literal["webhook"]
@@ -467,6 +494,8 @@ class WebhookStep(LinearStep):
 class PerformMathStep(LinearStep):
     """Change a numeric (or date) custom field of the contact or its current deal."""
 
+    ACTIVITY = CONTACT_WRITE
+
     type: Literal["perform_math"]
     target: Literal["contact", "deal"] = "contact"
     field: NonEmptyStr
@@ -490,11 +519,15 @@ class _ListStep(LinearStep):
 class SubscribeStep(_ListStep):
     """Subscribe the contact to a list."""
 
+    ACTIVITY = CONTACT_WRITE
+
     type: Literal["subscribe"]
 
 
 class UnsubscribeStep(_ListStep):
     """Unsubscribe the contact from a list."""
+
+    ACTIVITY = CONTACT_WRITE
 
     type: Literal["unsubscribe"]
 
@@ -502,6 +535,7 @@ class UnsubscribeStep(_ListStep):
 class ConvertStep(LinearStep):
     """Record a conversion."""
 
+    ACTIVITY = CONTACT_WRITE
     SUMMARY_FIELD = "conversion"
 
     type: Literal["convert"]
@@ -511,6 +545,8 @@ class ConvertStep(LinearStep):
 
 class UpdateContactStep(LinearStep):
     """Set standard and custom fields of the contact."""
+
+    ACTIVITY = CONTACT_WRITE
 
     type: Literal["update_contact"]
     fields: dict[NonEmptyStr, FieldValue] = Field(min_length=1)
@@ -531,11 +567,15 @@ class _TagStep(LinearStep):
 class AddTagStep(_TagStep):
     """Tag the contact."""
 
+    ACTIVITY = CONTACT_WRITE
+
     type: Literal["add_tag"]
 
 
 class RemoveTagStep(_TagStep):
     """Remove a tag from the contact."""
+
+    ACTIVITY = CONTACT_WRITE
 
     type: Literal["remove_tag"]
 
@@ -543,6 +583,7 @@ class RemoveTagStep(_TagStep):
 class AddContactNoteStep(LinearStep):
     """Add a note to the contact."""
 
+    ACTIVITY = CONTACT_WRITE
     TEXT_FIELDS = ("note",)
 
     type: Literal["add_contact_note"]
@@ -572,11 +613,15 @@ class _AudienceStep(LinearStep):
 class FacebookAudienceAddStep(_AudienceStep):
     """Add the contact to a Facebook custom audience."""
 
+    ACTIVITY = StepActivity("facebook_audience_add")
+
     type: Literal["facebook_audience_add"]
 
 
 class FacebookAudienceRemoveStep(_AudienceStep):
     """Remove the contact from a Facebook custom audience."""
+
+    ACTIVITY = StepActivity("facebook_audience_remove")
 
     type: Literal["facebook_audience_remove"]
 
@@ -600,6 +645,8 @@ class _ScoreStep(LinearStep):
 class AdjustContactScoreStep(_ScoreStep):
     """Change one of the contact's scores."""
 
+    ACTIVITY = CONTACT_WRITE
+
     type: Literal["adjust_contact_score"]
 
 
@@ -609,6 +656,7 @@ class AdjustContactScoreStep(_ScoreStep):
 class AddDealStep(LinearStep):
     """Create a deal for the contact."""
 
+    ACTIVITY = CRM_WRITE
     TEXT_FIELDS = ("title",)
     SUMMARY_FIELD = "title"
 
@@ -637,6 +685,7 @@ class AddDealStep(LinearStep):
 class UpdateDealTitleStep(_DealStep):
     """Rename the current deal."""
 
+    ACTIVITY = CRM_WRITE
     TEXT_FIELDS = ("value",)
     SUMMARY_FIELD = "value"
 
@@ -647,6 +696,7 @@ class UpdateDealTitleStep(_DealStep):
 class UpdateDealStatusStep(_DealStep):
     """Open, win or lose the current deal."""
 
+    ACTIVITY = CRM_WRITE
     SUMMARY_FIELD = "value"
 
     type: Literal["update_deal_status"]
@@ -656,6 +706,7 @@ class UpdateDealStatusStep(_DealStep):
 class UpdateDealOwnerStep(_DealStep):
     """Give the current deal to another user."""
 
+    ACTIVITY = CRM_WRITE
     SUMMARY_FIELD = "value"
 
     type: Literal["update_deal_owner"]
@@ -665,6 +716,7 @@ class UpdateDealOwnerStep(_DealStep):
 class UpdateDealValueStep(_DealStep):
     """Set the current deal's value (minor units)."""
 
+    ACTIVITY = CRM_WRITE
     SUMMARY_FIELD = "value"
 
     type: Literal["update_deal_value"]
@@ -674,6 +726,7 @@ class UpdateDealValueStep(_DealStep):
 class UpdateDealStageStep(_DealStep):
     """Move the current deal to a stage."""
 
+    ACTIVITY = CRM_WRITE
     SUMMARY_FIELD = "value"
 
     type: Literal["update_deal_stage"]
@@ -683,6 +736,7 @@ class UpdateDealStageStep(_DealStep):
 class UpdateDealFieldStep(_DealStep):
     """Set, copy into, or clear a custom field of the current deal."""
 
+    ACTIVITY = CRM_WRITE
     SUMMARY_FIELD = "field"
 
     type: Literal["update_deal_field"]
@@ -705,6 +759,7 @@ class UpdateDealFieldStep(_DealStep):
 class UpdateAccountFieldStep(LinearStep):
     """Set a field of the contact's account."""
 
+    ACTIVITY = CRM_WRITE
     SUMMARY_FIELD = "field"
 
     type: Literal["update_account_field"]
@@ -718,6 +773,7 @@ class UpdateAccountFieldStep(LinearStep):
 class AddTaskStep(_DealStep):
     """Create a task on the contact or its current deal."""
 
+    ACTIVITY = CRM_WRITE
     TEXT_FIELDS = ("title",)
     SUMMARY_FIELD = "title"
 
@@ -733,6 +789,7 @@ class AddTaskStep(_DealStep):
 class AddDealNoteStep(_DealStep):
     """Add a note to the current deal."""
 
+    ACTIVITY = CRM_WRITE
     TEXT_FIELDS = ("note",)
 
     type: Literal["add_deal_note"]
@@ -742,6 +799,7 @@ class AddDealNoteStep(_DealStep):
 class CompleteTaskStep(_DealStep):
     """Complete the current deal's open tasks matching a title and/or task type."""
 
+    ACTIVITY = CRM_WRITE
     SUMMARY_FIELD = "title"
 
     type: Literal["complete_task"]
@@ -752,6 +810,8 @@ class CompleteTaskStep(_DealStep):
 class AdjustDealScoreStep(_ScoreStep):
     """Change one of the current deal's scores."""
 
+    ACTIVITY = CRM_WRITE
+
     type: Literal["adjust_deal_score"]
     pipeline: NonEmptyStr | None = None
 
@@ -759,6 +819,7 @@ class AdjustDealScoreStep(_ScoreStep):
 class AddToAccountStep(LinearStep):
     """Attach the contact to an account (created if missing)."""
 
+    ACTIVITY = CRM_WRITE
     # The name may come from the contact, e.g. "%COMPANY%".
     TEXT_FIELDS = ("account", "job_title")
     SUMMARY_FIELD = "account"
@@ -774,17 +835,22 @@ class AddToAccountStep(LinearStep):
 class SalesforceCreateContactStep(LinearStep):
     """Create the contact in Salesforce as a Contact."""
 
+    ACTIVITY = StepActivity("salesforce_create_contact")
+
     type: Literal["salesforce_create_contact"]
 
 
 class SalesforceCreateLeadStep(LinearStep):
     """Create the contact in Salesforce as a Lead."""
 
+    ACTIVITY = StepActivity("salesforce_create_lead")
+
     type: Literal["salesforce_create_lead"]
 
 
 SplitStep = Annotated[SplitEvenStep | SplitUntilStep, Field(discriminator="mode")]
 
+# Every step model: add a new one here (STEP_MODELS and every table by type derive from it).
 Step = Annotated[
     SendEmailStep
     | SendSiteMessageStep
@@ -828,52 +894,22 @@ Step = Annotated[
     Field(discriminator="type"),
 ]
 
-STEP_MODELS: tuple[type[StepBase], ...] = (
-    SendEmailStep,
-    SendSiteMessageStep,
-    SendSmsStep,
-    SendNotificationEmailStep,
-    WaitStep,
-    IfElseStep,
-    SplitEvenStep,
-    SplitUntilStep,
-    GotoStep,
-    GoalStep,
-    StartAutomationStep,
-    EndStep,
-    EndAutomationStep,
-    WebhookStep,
-    PerformMathStep,
-    SubscribeStep,
-    UnsubscribeStep,
-    ConvertStep,
-    UpdateContactStep,
-    AddTagStep,
-    RemoveTagStep,
-    AddContactNoteStep,
-    FacebookAudienceAddStep,
-    FacebookAudienceRemoveStep,
-    AdjustContactScoreStep,
-    AddDealStep,
-    UpdateDealTitleStep,
-    UpdateDealStatusStep,
-    UpdateDealOwnerStep,
-    UpdateDealValueStep,
-    UpdateDealStageStep,
-    UpdateDealFieldStep,
-    UpdateAccountFieldStep,
-    AddTaskStep,
-    AddDealNoteStep,
-    CompleteTaskStep,
-    AdjustDealScoreStep,
-    AddToAccountStep,
-    SalesforceCreateContactStep,
-    SalesforceCreateLeadStep,
-)
+
+def _models_in(annotation: Any) -> tuple[type[StepBase], ...]:
+    """The models of a (possibly nested, annotated) union, in order."""
+    if get_origin(annotation) is Annotated:
+        return _models_in(get_args(annotation)[0])
+    if get_origin(annotation) in (Union, UnionType):
+        return tuple(model for member in get_args(annotation) for model in _models_in(member))
+    return (annotation,)
 
 
-def _type_of(model: type[StepBase]) -> str:
-    # Each `type` annotation is a one-value Literal; read it rather than repeat it.
+# Every step model, in the order of `Step`.
+STEP_MODELS: tuple[type[StepBase], ...] = _models_in(Step)
+
+
+def type_of(model: type[StepBase]) -> str:
+    """A model's step type: its `type` annotation is a one-value Literal."""
     (value,) = model.model_fields["type"].annotation.__args__  # type: ignore[union-attr]
     return str(value)
 
@@ -881,7 +917,25 @@ def _type_of(model: type[StepBase]) -> str:
 # Step type → its model(s); "split" has one model per mode.
 STEP_TYPES: dict[str, tuple[type[StepBase], ...]] = {}
 for _model in STEP_MODELS:
-    STEP_TYPES[_type_of(_model)] = (*STEP_TYPES.get(_type_of(_model), ()), _model)
+    STEP_TYPES[type_of(_model)] = (*STEP_TYPES.get(type_of(_model), ()), _model)
+
+
+def _activity_of(models: tuple[type[StepBase], ...]) -> StepActivity | None:
+    (activity,) = {model.ACTIVITY for model in models}  # one per type, whatever the mode
+    return activity
+
+
+# Step type → the activity that carries it out, for the types an activity carries out.
+STEP_ACTIVITIES: dict[str, StepActivity] = {
+    step_type: activity
+    for step_type, models in STEP_TYPES.items()
+    if (activity := _activity_of(models)) is not None
+}
+
+
+def steps_run_by(activity: StepActivity) -> frozenset[str]:
+    """The step types `activity` carries out (e.g. every type `CRM_WRITE` applies)."""
+    return frozenset(t for t, carrier in STEP_ACTIVITIES.items() if carrier == activity)
 
 
 def successors(step: StepBase) -> list[str]:
