@@ -16,14 +16,26 @@ from workflows.triggers import TRIGGER_TYPES
 ROOT = Path(__file__).resolve().parents[2]
 PAGES = sorted([ROOT / "README.md", ROOT / "CONTRIBUTING.md", *(ROOT / "docs").glob("*.md")])
 README_MAX_BYTES = 16 * 1024
-# Where code cites a page: `docs/automations.md#wait`, in comments, docstrings and config files.
-CODE_FOLDERS = ("workflows", "core", "store", "domain", "activities", "api", "worker", "cli")
+# Where code cites a page: `docs/automations.md#wait`, `CONTRIBUTING.md#layout`, in comments,
+# docstrings and config files.
+CODE_FOLDERS = (
+    "workflows",
+    "core",
+    "store",
+    "domain",
+    "activities",
+    "api",
+    "worker",
+    "cli",
+    "bench",
+    "tests",
+)
 CODE_FILES = ("Makefile", "docker-compose.yml", "Dockerfile", "pyproject.toml", ".ci/run")
 
 _FENCE = re.compile(r"^(```|~~~)")
 _LINK = re.compile(r"\[[^\]]*\]\(([^)\s]+)\)")
 _CODE_SPAN = re.compile(r"`[^`]*`")
-_DOC_POINTER = re.compile(r"\bdocs/([\w-]+\.md)(#[\w-]+)?")
+_DOC_POINTER = re.compile(r"\b(docs/[\w-]+\.md|CONTRIBUTING\.md)(#[\w-]+)?")
 
 
 def _prose(path: Path) -> list[str]:
@@ -84,7 +96,7 @@ def test_code_points_at_pages_that_exist() -> None:
         for path in files
         for number, line in enumerate(path.read_text().splitlines(), 1)
         for page, anchor in _DOC_POINTER.findall(line)
-        if (why := _broken(ROOT / "README.md", f"docs/{page}{anchor}")) is not None
+        if (why := _broken(ROOT / "README.md", f"{page}{anchor}")) is not None
     )
     assert broken == []
 
