@@ -95,6 +95,7 @@ async def test_diagram_shows_live_counts_as_mermaid_and_svg(stack: Stack) -> Non
 
 
 README = Path(__file__).parents[2] / "README.md"
+REPORTS = Path(__file__).parents[2] / "docs" / "reports.md"
 
 
 def _tour_automation() -> dict[str, Any]:
@@ -107,7 +108,7 @@ def _tour_automation() -> dict[str, Any]:
     return document
 
 
-async def test_readme_diagram_is_what_the_route_draws_for_the_tour(stack: Stack) -> None:
+async def test_documented_diagram_is_what_the_route_draws_for_the_tour(stack: Stack) -> None:
     """Ada's tour: the welcome email, the wait, the purchase that pulls her to the goal."""
     # An id of its own: "welcome-series" belongs to the examples the demo test applies.
     document = {**_tour_automation(), "id": stack.unique("tour")}
@@ -129,6 +130,6 @@ async def test_readme_diagram_is_what_the_route_draws_for_the_tour(stack: Stack)
     await finished(stack, handle.id)
 
     diagram = (await stack.http.get(f"/api/v1/automations/{automation_id}/diagram")).text
-    section = README.read_text().split("## Reports and diagrams", 1)[1]
+    section = REPORTS.read_text().split("## Diagrams", 1)[1]
     shown = section.split("```mermaid\n", 1)[1].split("```", 1)[0]
-    assert shown == diagram, f"the README should show:\n{diagram}"
+    assert shown == diagram, f"docs/reports.md should show:\n{diagram}"

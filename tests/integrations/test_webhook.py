@@ -1,5 +1,5 @@
 """The `webhook` step against real HTTP servers on 127.0.0.1: request shape byte for byte, the
-signature (checked with the README's own snippet), retries, failures, 410 and the SSRF guard."""
+signature (checked with the snippet in docs/integrations.md), retries, failures, 410 and SSRF."""
 
 from __future__ import annotations
 
@@ -39,7 +39,7 @@ from tests.helpers.providers import (
 )
 from tests.helpers.stack import Stack, free_port
 
-README = Path(__file__).parents[2] / "README.md"
+INTEGRATIONS = Path(__file__).parents[2] / "docs" / "integrations.md"
 
 
 @pytest.fixture
@@ -63,11 +63,11 @@ def hook(url: str, **options: Any) -> dict[str, dict[str, Any]]:
     }
 
 
-def readme_verify(body: bytes, signature: str | None, secret: str) -> bool:
-    """The signature check exactly as the README's Webhooks section shows it, run as is."""
-    section = README.read_text().split("### Webhooks", 1)[1]
+def docs_verify(body: bytes, signature: str | None, secret: str) -> bool:
+    """The signature check exactly as docs/integrations.md's Webhooks section shows it, as is."""
+    section = INTEGRATIONS.read_text().split("## Webhooks", 1)[1]
     snippet = re.search(r"```python\n(.*?)```", section, re.S)
-    assert snippet is not None, "the README's Webhooks section has no Python snippet"
+    assert snippet is not None, "docs/integrations.md's Webhooks section has no Python snippet"
     assert len(snippet.group(1).splitlines()) == 5
     namespace: dict[str, Any] = {"body": body, "signature": signature, "secret": secret}
     exec(snippet.group(1), namespace)
@@ -77,7 +77,7 @@ def readme_verify(body: bytes, signature: str | None, secret: str) -> bool:
 def signed_ok(stack: Stack, request: Received) -> bool:
     signature = request.header("X-Cairn-Signature")
     assert signature is not None
-    return readme_verify(request.body, signature, stack.settings.secret_key)
+    return docs_verify(request.body, signature, stack.settings.secret_key)
 
 
 # --- the request ----------------------------------------------------------------------------
@@ -170,7 +170,7 @@ async def test_get_carries_the_form_in_its_query_and_signs_it(
     assert request.method == "GET" and request.body == b""
     assert request.query.startswith("k=1&contact%5Bid%5D=")
     appended = request.query.removeprefix("k=1&").encode()
-    assert readme_verify(appended, request.header("X-Cairn-Signature"), stack.settings.secret_key)
+    assert docs_verify(appended, request.header("X-Cairn-Signature"), stack.settings.secret_key)
     assert request.query_params()["contact[email]"] == contact["email"]
 
 
