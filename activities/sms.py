@@ -3,7 +3,8 @@
 `POST {CAIRN_SMS_BASE_URL}/2010-04-01/Accounts/{sid}/Messages.json`, form-encoded To/From/Body,
 HTTP basic auth (account SID, auth token), `Idempotency-Key` = the step visit's key so a retried
 attempt can be dropped by the provider. Skips (recorded, not failed): no phone, a phone that is
-not a valid E.164 number, no SMS consent, no provider configured.
+not a valid E.164 number, no SMS consent, no provider configured. A recipient who replied STOP
+(Twilio's 21610) has their consent revoked, so later SMS steps skip them.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from activities.http import (
 )
 from activities.messaging import tag_values
 from activities.step_activity import step_activity, step_contact
+from store import contacts as contact_store
 from workflows.contracts import StepContext, StepOutcome
 from workflows.personalization import render
 
@@ -35,6 +37,7 @@ CONSENT_FIELD = "sms_consent"
 # 21407 unsupported region, 21408 region not enabled, 21610 recipient replied STOP,
 # 21612 unreachable route, 21614 not a mobile number.
 UNDELIVERABLE_CODES = frozenset({21211, 21214, 21217, 21401, 21407, 21408, 21610, 21612, 21614})
+OPTED_OUT = 21610  # the recipient replied STOP: their consent is revoked
 E164 = re.compile(r"^\+[1-9]\d{7,14}$")
 
 
@@ -104,7 +107,18 @@ class SmsActivities:
             raise retry_later(f"SMS provider at {url}: no answer in time", kind="SmsRetry") from err
         except httpx.HTTPError as err:
             raise network_failure(err, f"SMS provider at {url}", kind="SmsRetry") from err
+        if _code(response) == OPTED_OUT:
+            await self._revoke_consent(context)
         return outcome_of(response, to)
+
+    async def _revoke_consent(self, context: StepContext) -> None:
+        """The recipient replied STOP: no later SMS may go to them until they opt in again
+        (a `field_changed` of sms_consent, which triggers and conditions see)."""
+        async with self.deps.db.write() as session:
+            contact = await step_contact(session, context)
+            await contact_store.update_fields(
+                session, contact, {CONSENT_FIELD: False}, origin=context.workflow_id
+            )
 
 
 def outcome_of(response: httpx.Response, to: str) -> StepOutcome:
@@ -122,10 +136,21 @@ def outcome_of(response: httpx.Response, to: str) -> StepOutcome:
         raise retry_later(
             f"{what}: {excerpt(response)}", delay=retry_after(response), kind="SmsRetry"
         )
-    code = _json(response).get("code")
+    code = _code(response)
+    if code == OPTED_OUT:
+        raise give_up(
+            f"{what}: {to} replied STOP to earlier messages (code {code}); "
+            f"{CONSENT_FIELD} is now false",
+            kind="SmsUndeliverable",
+        )
     if code in UNDELIVERABLE_CODES:
         raise give_up(f"{what}: {to} cannot receive SMS (code {code})", kind="SmsUndeliverable")
     raise give_up(f"{what}: {excerpt(response)}", kind="SmsRejected")
+
+
+def _code(response: httpx.Response) -> Any:
+    """Twilio's error code of a 4xx answer, if any."""
+    return _json(response).get("code") if 400 <= response.status_code < 500 else None
 
 
 def _json(response: httpx.Response) -> dict[str, Any]:

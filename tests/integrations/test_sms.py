@@ -76,6 +76,24 @@ async def test_invalid_number_fails_for_good(stack: Stack) -> None:
     assert len(server.received) == 1
 
 
+async def test_a_stop_reply_revokes_consent_and_later_sms_are_skipped(stack: Stack) -> None:
+    stopped = {
+        "first": {"type": "send_sms", "body": "Sale!", "next": "second"},
+        "second": {"type": "send_sms", "body": "Last chance"},
+    }
+    with twilio(stack) as server:
+        server.reply(
+            400,
+            {"code": 21610, "message": "Attempt to send to unsubscribed recipient"},
+        )
+        run, contact = await run_steps(stack, stopped, CONSENTING)
+    first_outcome, reason = outcomes(run)["first"]
+    assert first_outcome == "failed" and "replied STOP" in (reason or ""), reason
+    assert outcomes(run)["second"] == ("skipped", "no_sms_consent")
+    assert len(server.received) == 1
+    assert (await stack.record(contact["id"]))["fields"]["sms_consent"] is False
+
+
 @pytest.mark.parametrize(
     ("contact", "reason"),
     [
