@@ -28,6 +28,7 @@ from activities.step_activity import step_activity, step_contact
 from core.settings import Settings
 from store import contacts as contact_store
 from store import crm as crm_store
+from store import runs as run_store
 from store.models import Contact, Subscription
 from workflows.contracts import StepContext, StepOutcome
 from workflows.personalization import contact_values, render
@@ -353,7 +354,28 @@ class MessagingActivities:
             if err.recipient:
                 await self._bounced(context, str(err))
             raise give_up(f"rejected by the SMTP server: {err}", kind="SmtpRejected") from err
+        await self._sent(context, message["Message-ID"])
         return StepOutcome(outcome="done", detail={"message_id": message["Message-ID"]})
+
+    async def _sent(self, context: StepContext, message_id: str) -> None:
+        """Record `email_sent` (for the email leaf `sent`), once per step visit: a retry after
+        the send finds it recorded."""
+        data = {"automation": context.automation_id, "step": context.step_id}
+
+        async def record() -> dict[str, Any]:
+            await contact_store.record_event(
+                session,
+                context.contact_id,
+                "email_sent",
+                {**data, "message_id": message_id},
+                origin=context.workflow_id,
+            )
+            return {"event": "email_sent"}
+
+        async with self.deps.db.write() as session:
+            if await contact_store.get_contact(session, context.contact_id) is not None:
+                await run_store.once_per_visit(session, f"{context.visit_key}:sent", record)
+        self.deps.kick()
 
     async def _bounced(self, context: StepContext, reply: str) -> None:
         async with self.deps.db.write() as session:

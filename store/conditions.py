@@ -210,7 +210,7 @@ class _Evaluator:
         name = _email_event(kind)
         wanted = {k: c[k] for k in ("step", "automation", "link") if c.get(k) is not None}
         hit = any(is_subset(wanted, e.data) for e in await self._events(name, c.get("within")))
-        return hit if kind in ("opened", "clicked") else not hit
+        return not hit if kind.startswith("not_") else hit
 
     async def _page_visited(self, c: Condition) -> bool:
         pattern = c["page_visited"]
@@ -232,7 +232,8 @@ def _events_query(name: str, within: Any, now: datetime) -> Any:
 
 
 def _email_event(kind: str) -> str:
-    return "email_opened" if kind in ("opened", "not_opened") else "email_clicked"
+    """`sent`, `not_opened`… → the event recorded for it: email_sent, email_opened…"""
+    return f"email_{kind.removeprefix('not_')}"
 
 
 def is_subset(wanted: dict[str, Any], data: dict[str, Any]) -> bool:

@@ -144,9 +144,10 @@ class EventCondition(_ConditionModel):
 
 
 class EmailCondition(_ConditionModel):
-    """The contact opened/clicked (or not) an email, optionally of one step or link."""
+    """An email was sent to the contact, or opened or clicked (or not), optionally of one step
+    or link."""
 
-    email: Literal["opened", "clicked", "not_opened", "not_clicked"]
+    email: Literal["sent", "opened", "clicked", "not_sent", "not_opened", "not_clicked"]
     step: NonEmptyStr | None = None
     automation: NonEmptyStr | None = None
     link: NonEmptyStr | None = None

@@ -27,6 +27,7 @@ from tests.helpers.mail import header, parts, tracking_links
 from tests.helpers.providers import configured, outcomes, run_steps
 from tests.helpers.runs import finished
 from tests.helpers.stack import Stack, eventually, free_port
+from tests.helpers.tracking import events_of
 from workflows.contracts import StepContext
 
 
@@ -379,6 +380,39 @@ async def test_default_sender_is_cairn_mail_from(stack: Stack) -> None:
     (message,) = stack.mailbox.to(contact["email"])
     assert header(message, "From") == "Shop News <news@shop.test>"
     assert message["Reply-To"] is None
+
+
+SENT_THEN_CHECKED = {
+    "mail": {"type": "send_email", "subject": "News", "html": "<p>x</p>", "next": "check"},
+    "check": {
+        "type": "if_else",
+        "condition": {"email": "sent", "step": "mail"},
+        "yes": "sent",
+        "no": "unsent",
+    },
+    "sent": {"type": "add_tag", "tag": "was-sent"},
+    "unsent": {"type": "add_tag", "tag": "not-sent"},
+}
+
+
+async def test_the_sent_leaf_is_true_once_the_step_sent_its_email(stack: Stack) -> None:
+    run, contact = await run_steps(stack, SENT_THEN_CHECKED)
+    assert outcomes(run)["check"] == ("done", "yes")
+    (event,) = await events_of(stack, contact["id"], "email_sent")
+    (message,) = stack.mailbox.to(contact["email"])
+    assert event["step"] == "mail" and event["message_id"] == message["Message-ID"]
+
+    # A skipped send is not "sent": unsubscribed from the one list it was on.
+    leaver = await stack.contact()
+    for status in ("active", "unsubscribed"):
+        await stack.http.post(
+            f"/api/v1/contacts/{leaver['id']}/lists", json={"list": "news", "status": status}
+        )
+    automation_id = await stack.automation({"start": "mail", "steps": SENT_THEN_CHECKED})
+    run = await finished(stack, (await stack.enroll(leaver["id"], automation_id)).id)
+    assert outcomes(run)["mail"][0] == "skipped"
+    assert outcomes(run)["check"] == ("done", "no")
+    assert await events_of(stack, leaver["id"], "email_sent") == []
 
 
 async def test_a_contact_without_email_is_skipped(stack: Stack) -> None:
