@@ -98,7 +98,11 @@ async def _contact(session: AsyncSession, contact_id: int) -> Contact:
     return contact
 
 
-@router.post("", status_code=201, responses={200: {"description": "updated"}, **answers(409, 422)})
+@router.post(
+    "",
+    status_code=201,
+    responses={200: {"model": ContactPublic, "description": "updated"}, **answers(409, 422)},
+)
 async def upsert_contact(
     body: ContactIn, services: ServicesDep, response: Response
 ) -> ContactPublic:
@@ -159,7 +163,7 @@ async def delete_contact(contact_id: ContactId, services: ServicesDep) -> Respon
 @router.post(
     "/{contact_id}/tags",
     status_code=201,
-    responses={200: {"description": "the contact had the tag"}, **answers(404)},
+    responses={200: {"model": TagAdded, "description": "the contact had the tag"}, **answers(404)},
 )
 async def add_tag(
     contact_id: ContactId, body: TagIn, services: ServicesDep, response: Response

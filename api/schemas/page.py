@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Generic, TypeVar
+from typing import Generic, TypeVar
 
 from pydantic import BaseModel
 
@@ -10,14 +10,10 @@ Item = TypeVar("Item", bound=BaseModel)
 
 
 class Page(BaseModel, Generic[Item]):
-    """`?limit=&offset=` lists answer this: `items`, and `total` records in all."""
+    """`?limit=&offset=` lists answer this: `items`, and `total` records in all.
+    /openapi.json names each page after its items: `Page_UserPublic_`."""
 
     items: list[Item]
     total: int
     limit: int
     offset: int
-
-    @classmethod
-    def model_parametrized_name(cls, params: tuple[Any, ...]) -> str:
-        # "UserPublicPage" in /openapi.json rather than pydantic's "Page_UserPublic_".
-        return f"{getattr(params[0], '__name__', params[0])}Page"
