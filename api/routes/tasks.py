@@ -22,7 +22,7 @@ from store.models import Contact, Deal, Task
 
 async def _present(session: AsyncSession, tasks: Sequence[Task]) -> list[TaskPublic]:
     assignees = await crm_store.task_assignees(session, tasks)
-    return [TaskPublic.of(t, assignees.get(t.assignee_id or 0)) for t in tasks]
+    return [TaskPublic.of(task, assignees) for task in tasks]
 
 
 router = APIRouter(prefix="/tasks", tags=["crm"])

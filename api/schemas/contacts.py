@@ -84,7 +84,7 @@ class ContactPublic(BaseModel):
                 for c in details.conversions
             ],
             deals=[DealPublic.of(deal) for deal in crm.deals],
-            tasks=[TaskPublic.of(t, crm.assignees.get(t.assignee_id or 0)) for t in crm.tasks],
+            tasks=[TaskPublic.of(task, crm.assignees) for task in crm.tasks],
             account=ContactAccountPublic.of_membership(*crm.account) if crm.account else None,
             automations=[
                 ContactRun(

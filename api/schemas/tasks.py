@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
 
 from pydantic import BaseModel
@@ -23,7 +24,9 @@ class TaskPublic(BaseModel):
     created_at: datetime
 
     @classmethod
-    def of(cls, task: models.Task, assignee: models.User | None) -> TaskPublic:
+    def of(cls, task: models.Task, assignees: Mapping[int, models.User]) -> TaskPublic:
+        """`assignees`: by id, at least the task's own (see store.crm.task_assignees)."""
+        assignee = assignees.get(task.assignee_id) if task.assignee_id is not None else None
         return cls(
             id=task.id,
             title=task.title,
