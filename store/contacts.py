@@ -263,8 +263,8 @@ class ContactDetails:
 
 
 async def contact_details(session: AsyncSession, contact: Contact) -> ContactDetails:
-    """The contact's tags, lists, scores (each by name), notes, conversions and runs (oldest
-    first)."""
+    """The contact's tags, lists and scores (ordered by name), and its notes, conversions and
+    runs (oldest first)."""
     cid = contact.id
 
     async def rows(model: Any, *where: Any, order: Any) -> list[Any]:
