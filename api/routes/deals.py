@@ -1,4 +1,4 @@
-"""Deals. Their changes reach the deal's contacts' runs and triggers through the outbox (SPEC §5),
+"""Deals. Their changes reach the deal's contacts' runs and triggers through the outbox,
 exactly as a step's change does."""
 
 from __future__ import annotations

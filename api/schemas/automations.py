@@ -11,7 +11,7 @@ from store import models
 
 
 class DocumentProblem(BaseModel):
-    """What is wrong with an automation document, and where (SPEC §2)."""
+    """What is wrong with an automation document, and where."""
 
     step: str | None
     path: str
