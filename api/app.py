@@ -12,7 +12,22 @@ from temporalio.client import Client
 from api.deps import API_PREFIX, Services, install_token_check, require_token
 from api.errors import answers, install_error_handlers
 from api.request_limits import install_limits
-from api.routes import automations, contacts, crm, dev, events, health, runs, site, tracking
+from api.routes import (
+    accounts,
+    automations,
+    contacts,
+    deal_notes,
+    deals,
+    dev,
+    events,
+    health,
+    pipelines,
+    runs,
+    site,
+    tasks,
+    tracking,
+    users,
+)
 from api.routes import reports as report_routes
 from api.routes.codec import codec_app
 from api.routes.metrics import install_metrics
@@ -64,7 +79,8 @@ def create_app(
     install_token_check(app)  # outside the limits: no answer but 401 without the token
     install_metrics(app)
     protected = [Depends(require_token)]
-    for module in (automations, contacts, crm, events, runs, dev, site, report_routes):
+    crm = (users, pipelines, deals, deal_notes, tasks, accounts)
+    for module in (automations, contacts, *crm, events, runs, dev, site, report_routes):
         app.include_router(
             module.router,
             prefix=API_PREFIX,

@@ -7,6 +7,7 @@ runs and fires triggers exactly as an API call does.
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -302,66 +303,38 @@ async def record_event(
     return event
 
 
-async def contact_record(session: AsyncSession, contact: Contact) -> dict[str, Any]:
-    """The full record the API returns: fields, tags, lists, scores, notes, deals, tasks,
-    account, automations."""
-    # Imported here: store.crm builds on this module (emit, InvalidChange).
-    from store.crm import contact_crm
+@dataclass(frozen=True)
+class ContactDetails:
+    """What a contact's record shows besides its own columns (its CRM side is in store.crm)."""
 
+    contact: Contact
+    tags: list[str]
+    subscriptions: list[Subscription]
+    scores: list[Score]
+    notes: list[Note]
+    conversions: list[Conversion]
+    runs: list[Run]
+
+
+async def contact_details(session: AsyncSession, contact: Contact) -> ContactDetails:
+    """The contact's tags, lists and scores (ordered by name), and its notes, conversions and
+    runs (oldest first)."""
     cid = contact.id
-    tags = (
-        await session.scalars(
-            select(ContactTag.tag).where(ContactTag.contact_id == cid).order_by(ContactTag.tag)
-        )
-    ).all()
-    subscriptions = (
-        await session.scalars(
-            select(Subscription).where(Subscription.contact_id == cid).order_by(Subscription.list)
-        )
-    ).all()
-    scores = (
-        await session.scalars(select(Score).where(Score.contact_id == cid).order_by(Score.name))
-    ).all()
-    notes = (
-        await session.scalars(select(Note).where(Note.contact_id == cid).order_by(Note.id))
-    ).all()
-    conversions = (
-        await session.scalars(
-            select(Conversion).where(Conversion.contact_id == cid).order_by(Conversion.id)
-        )
-    ).all()
-    runs = (await session.scalars(select(Run).where(Run.contact_id == cid).order_by(Run.id))).all()
-    return {
-        "id": cid,
-        "email": contact.email,
-        "first_name": contact.first_name,
-        "last_name": contact.last_name,
-        "phone": contact.phone,
-        "fields": contact.fields or {},
-        "bounced": contact.bounced,
-        "tags": list(tags),
-        "lists": [{"list": s.list, "status": s.status} for s in subscriptions],
-        "scores": {s.name: s.value for s in scores},
-        "notes": [{"id": n.id, "note": n.body, "created_at": n.created_at} for n in notes],
-        "conversions": [
-            {"conversion": c.name, "value": c.value, "created_at": c.created_at}
-            for c in conversions
-        ],
-        **await contact_crm(session, cid),  # deals, tasks, account
-        "automations": [
-            {
-                "automation": r.automation_id,
-                "workflow_id": r.workflow_id,
-                "status": r.status,
-                "reason": r.reason,
-                "current_step": r.current_step,
-                "started_at": r.started_at,
-            }
-            for r in runs
-        ],
-        "created_at": contact.created_at,
-        "updated_at": contact.updated_at,
-    }
+
+    async def rows(model: Any, *where: Any, order: Any) -> list[Any]:
+        return list((await session.scalars(select(model).where(*where).order_by(order))).all())
+
+    return ContactDetails(
+        contact=contact,
+        tags=await rows(ContactTag.tag, ContactTag.contact_id == cid, order=ContactTag.tag),
+        subscriptions=await rows(
+            Subscription, Subscription.contact_id == cid, order=Subscription.list
+        ),
+        scores=await rows(Score, Score.contact_id == cid, order=Score.name),
+        notes=await rows(Note, Note.contact_id == cid, order=Note.id),
+        conversions=await rows(Conversion, Conversion.contact_id == cid, order=Conversion.id),
+        runs=await rows(Run, Run.contact_id == cid, order=Run.id),
+    )
 
 
 async def count_contacts(session: AsyncSession) -> int:

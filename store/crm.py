@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import Select, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -153,10 +153,6 @@ async def update_user(session: AsyncSession, user: User, changes: dict[str, Any]
         user.name = changes["name"].strip()
 
 
-def user_record(user: User) -> dict[str, Any]:
-    return {"id": user.id, "email": user.email, "name": user.name, "created_at": user.created_at}
-
-
 # --- pipelines -------------------------------------------------------------------------------
 
 
@@ -220,18 +216,6 @@ async def update_pipeline(
         else:
             kept.name, kept.position = stage_name, position
     await session.flush()
-
-
-async def pipeline_record(session: AsyncSession, pipeline: Pipeline) -> dict[str, Any]:
-    return {
-        "id": pipeline.id,
-        "name": pipeline.name,
-        "stages": [
-            {"id": s.id, "name": s.name, "position": s.position}
-            for s in await stages_of(session, pipeline.id)
-        ],
-        "created_at": pipeline.created_at,
-    }
 
 
 # --- deals -----------------------------------------------------------------------------------
@@ -453,15 +437,10 @@ async def condition_deal(
     return await session.scalar(query.order_by(Deal.updated_at.desc(), Deal.id.desc()).limit(1))
 
 
-async def list_deals(
-    session: AsyncSession,
-    *,
-    contact_id: int | None = None,
-    pipeline_id: int | None = None,
-    status: str | None = None,
-    limit: int,
-    offset: int,
-) -> tuple[list[Deal], int]:
+def deals_query(
+    *, contact_id: int | None = None, pipeline_id: int | None = None, status: str | None = None
+) -> Select[Deal]:
+    """Deals, filtered by one of their contacts, their pipeline and their status."""
     query = select(Deal)
     if contact_id is not None:
         query = query.join(DealContact, DealContact.deal_id == Deal.id).where(
@@ -471,7 +450,7 @@ async def list_deals(
         query = query.where(Deal.pipeline_id == pipeline_id)
     if status is not None:
         query = query.where(Deal.status == status)
-    return await page(session, query, Deal.id, limit=limit, offset=offset)
+    return query
 
 
 async def page(
@@ -483,8 +462,20 @@ async def page(
     return list(rows), int(total or 0)
 
 
-async def deal_records(session: AsyncSession, deals: Sequence[Deal]) -> list[dict[str, Any]]:
-    """Deals as the API shows them, with pipeline, stage and owner by name (batched reads)."""
+@dataclass(frozen=True)
+class DealDetails:
+    """A deal with what its record names besides its own columns (batched reads)."""
+
+    deal: Deal
+    pipeline: str | None
+    stage: str | None
+    owner: User | None
+    scores: dict[str, float]
+    contacts: list[int]
+
+
+async def deal_details(session: AsyncSession, deals: Sequence[Deal]) -> list[DealDetails]:
+    """Each deal with its pipeline and stage by name, its owner, scores and contacts."""
     if not deals:
         return []
     ids = [d.id for d in deals]
@@ -508,23 +499,14 @@ async def deal_records(session: AsyncSession, deals: Sequence[Deal]) -> list[dic
     ):
         contacts.setdefault(link.deal_id, []).append(link.contact_id)
     return [
-        {
-            "id": d.id,
-            "title": d.title,
-            "description": d.description,
-            "value": d.value,
-            "currency": d.currency,
-            "formatted_value": format_money(d.value, d.currency),
-            "status": d.status,
-            "pipeline": pipelines.get(d.pipeline_id),
-            "stage": stages.get(d.stage_id),
-            "owner": user_record(owners[d.owner_id]) if d.owner_id in owners else None,
-            "fields": d.fields or {},
-            "scores": scores.get(d.id, {}),
-            "contacts": contacts.get(d.id, []),
-            "created_at": d.created_at,
-            "updated_at": d.updated_at,
-        }
+        DealDetails(
+            deal=d,
+            pipeline=pipelines.get(d.pipeline_id),
+            stage=stages.get(d.stage_id),
+            owner=owners.get(d.owner_id) if d.owner_id is not None else None,
+            scores=scores.get(d.id, {}),
+            contacts=contacts.get(d.id, []),
+        )
         for d in deals
     ]
 
@@ -543,13 +525,21 @@ async def deal_values(
     deal = await condition_deal(session, contact_id, pipeline_id)
     if deal is None:
         return None
-    (record,) = await deal_records(session, [deal])
+    (details,) = await deal_details(session, [deal])
     # Custom fields, then scores, never mask a standard field of the same name.
-    values: dict[str, Any] = {**record["scores"], **record["fields"]}
-    values.update({name: record[name] for name in STANDARD_DEAL_FIELDS if name != "owner"})
-    owner = record["owner"]
-    values["owner"] = owner["email"] if owner else None
-    values["owner_name"] = owner["name"] if owner else None
+    values: dict[str, Any] = {**details.scores, **(deal.fields or {})}
+    owner = details.owner
+    standard = {
+        "title": deal.title,
+        "value": deal.value,
+        "currency": deal.currency,
+        "status": deal.status,
+        "stage": details.stage,
+        "pipeline": details.pipeline,
+        "owner": owner.email if owner else None,
+    }
+    values.update({name: standard[name] for name in STANDARD_DEAL_FIELDS})
+    values["owner_name"] = owner.name if owner else None
     return values
 
 
@@ -600,24 +590,32 @@ def set_task_done(task: Task, done: bool) -> None:
         task.done_at = utcnow() if done else None
 
 
-async def task_records(session: AsyncSession, tasks: Sequence[Task]) -> list[dict[str, Any]]:
-    assignee_ids = {t.assignee_id for t in tasks if t.assignee_id is not None}
-    users = {u.id: u for u in await session.scalars(select(User).where(User.id.in_(assignee_ids)))}
-    return [
-        {
-            "id": t.id,
-            "title": t.title,
-            "type": t.type,
-            "due_at": t.due_at,
-            "assignee": user_record(users[t.assignee_id]) if t.assignee_id in users else None,
-            "done": t.done,
-            "done_at": t.done_at,
-            "deal": t.deal_id,
-            "contact": t.contact_id,
-            "created_at": t.created_at,
-        }
-        for t in tasks
-    ]
+async def task_assignees(session: AsyncSession, tasks: Sequence[Task]) -> dict[int, User]:
+    """The users the tasks are assigned to, by id (one read)."""
+    ids = {t.assignee_id for t in tasks if t.assignee_id is not None}
+    if not ids:
+        return {}
+    return {u.id: u for u in await session.scalars(select(User).where(User.id.in_(ids)))}
+
+
+def tasks_query(
+    *,
+    deal_id: int | None = None,
+    contact_id: int | None = None,
+    assignee_id: int | None = None,
+    done: bool | None = None,
+) -> Select[Task]:
+    """Tasks, filtered by deal, contact (tasks on the contact), assignee and done."""
+    query = select(Task)
+    for column, wanted in (
+        (Task.deal_id, deal_id),
+        (Task.contact_id, contact_id),
+        (Task.assignee_id, assignee_id),
+        (Task.done, done),
+    ):
+        if wanted is not None:
+            query = query.where(column == wanted)
+    return query
 
 
 async def add_deal_note(session: AsyncSession, deal_id: int, body: str) -> DealNote:
@@ -625,16 +623,6 @@ async def add_deal_note(session: AsyncSession, deal_id: int, body: str) -> DealN
     session.add(note)
     await session.flush()
     return note
-
-
-def note_record(note: DealNote) -> dict[str, Any]:
-    return {
-        "id": note.id,
-        "deal": note.deal_id,
-        "note": note.body,
-        "created_at": note.created_at,
-        "updated_at": note.updated_at,
-    }
 
 
 # --- accounts --------------------------------------------------------------------------------
@@ -712,31 +700,21 @@ async def contact_account(
     return None if account is None else (account, link)
 
 
-def account_record(account: Account) -> dict[str, Any]:
-    return {
-        "id": account.id,
-        "name": account.name,
-        "url": account.url,
-        "fields": account.fields or {},
-        "created_at": account.created_at,
-        "updated_at": account.updated_at,
-    }
-
-
-def link_record(link: AccountContact) -> dict[str, Any]:
-    return {
-        "account": link.account_id,
-        "contact": link.contact_id,
-        "job_title": link.job_title,
-        "created_at": link.created_at,
-    }
-
-
 # --- a contact's CRM side: its record and personalization ------------------------------------
 
 
-async def contact_crm(session: AsyncSession, contact_id: int) -> dict[str, Any]:
-    """The deals (newest first), tasks (on the contact or its deals) and account of a contact."""
+@dataclass(frozen=True)
+class ContactCrm:
+    """A contact's deals (newest first), tasks (on it or its deals) and account membership."""
+
+    deals: list[DealDetails]
+    tasks: list[Task]
+    assignees: dict[int, User]
+    account: tuple[Account, AccountContact] | None
+
+
+async def contact_crm(session: AsyncSession, contact_id: int) -> ContactCrm:
+    """The CRM side of a contact's record."""
     deals = (
         await session.scalars(
             select(Deal)
@@ -754,15 +732,12 @@ async def contact_crm(session: AsyncSession, contact_id: int) -> dict[str, Any]:
             .order_by(Task.id)
         )
     ).all()
-    membership = await contact_account(session, contact_id)
-    account = None
-    if membership is not None:
-        account = {**account_record(membership[0]), "job_title": membership[1].job_title}
-    return {
-        "deals": await deal_records(session, deals),
-        "tasks": await task_records(session, tasks),
-        "account": account,
-    }
+    return ContactCrm(
+        deals=await deal_details(session, deals),
+        tasks=list(tasks),
+        assignees=await task_assignees(session, tasks),
+        account=await contact_account(session, contact_id),
+    )
 
 
 # Minor units per major unit, where it is not 100 (ISO 4217 exponents).

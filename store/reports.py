@@ -50,13 +50,14 @@ LAG_NOTE = (
 # --- versions ------------------------------------------------------------------------------
 
 
-async def list_versions(session: AsyncSession, automation_id: str) -> list[dict[str, Any]]:
+async def list_versions(session: AsyncSession, automation_id: str) -> list[tuple[int, datetime]]:
+    """(version, created_at) of every version, oldest first (documents left unread)."""
     rows = await session.execute(
         select(AutomationVersion.version, AutomationVersion.created_at)
         .where(AutomationVersion.automation_id == automation_id)
         .order_by(AutomationVersion.version)
     )
-    return [{"version": version, "created_at": created} for version, created in rows.all()]
+    return [(version, created) for version, created in rows.all()]
 
 
 async def read_version(
@@ -75,7 +76,7 @@ async def automation_contacts(
     limit: int,
     offset: int,
     status: RunStatus | None = None,
-) -> tuple[int, list[dict[str, Any]]]:
+) -> tuple[int, list[tuple[Run, str | None]]]:
     """(total, one page of runs, newest first) with each contact's email."""
     where = [Run.automation_id == automation_id]
     if status is not None:
@@ -90,24 +91,7 @@ async def automation_contacts(
         .where(Run.id.in_(page_ids.scalar_subquery()))
         .order_by(Run.id.desc())
     )
-    page = [
-        {
-            "contact_id": run.contact_id,
-            "email": email,
-            "status": run.status,
-            "reason": run.reason,
-            "held": run.status == RUNNING and run.reason == HELD,
-            "current_step": run.current_step,
-            "version": run.version,
-            "entry": run.entry,
-            "entered_at": run.started_at,
-            "last_activity_at": run.updated_at,
-            "ended_at": run.ended_at,
-            "workflow_id": run.workflow_id,
-        }
-        for run, email in rows.all()
-    ]
-    return total or 0, page
+    return total or 0, [(run, email) for run, email in rows.all()]
 
 
 # --- the report ----------------------------------------------------------------------------

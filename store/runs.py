@@ -22,7 +22,7 @@ from store.models import (
     StepEvent,
     utcnow,
 )
-from workflows.contracts import SavedSteps
+from workflows.contracts import SavedSteps, StepRecord
 
 RUNNING = "running"
 # A running run's `reason` while an inactive automation holds it at `current_step` (a running
@@ -348,7 +348,7 @@ async def save_steps(session: AsyncSession, saved: SavedSteps | None) -> None:
 class RunTrail:
     """What Cairn's own tables know of a run's path, for when Temporal no longer has it."""
 
-    steps: list[dict[str, Any]]
+    steps: list[StepRecord]
     goals: list[str]
     split_paths: dict[str, int]
 
@@ -376,14 +376,14 @@ async def run_trail(session: AsyncSession, workflow_id: str) -> RunTrail:
     ).all()
     return RunTrail(
         steps=[
-            {
-                "seq": s.seq,
-                "step": s.step_id,
-                "type": s.step_type,
-                "outcome": s.outcome,
-                "reason": s.reason,
-                "at": s.at,
-            }
+            StepRecord(
+                seq=s.seq,
+                step=s.step_id,
+                type=s.step_type,
+                outcome=s.outcome,  # type: ignore[arg-type]  # an Outcome, stored as text
+                reason=s.reason,
+                at=s.at,
+            )
             for s in steps
         ],
         goals=list(goals),

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import fnmatch
 from datetime import datetime
-from typing import Any
 
 from sqlalchemy import or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -22,7 +21,7 @@ def page_matches(pattern: str | None, url: str) -> bool:
 
 async def record_visit(
     session: AsyncSession, contact_id: int, url: str, now: datetime
-) -> list[dict[str, Any]]:
+) -> list[SiteMessage]:
     """Record a `page_visited` event and claim the contact's pending messages for `url`.
 
     Each message is claimed by a conditional UPDATE (`shown_at` still empty), so two visits
@@ -40,7 +39,7 @@ async def record_visit(
             .order_by(SiteMessage.id)
         )
     ).all()
-    shown: list[dict[str, Any]] = []
+    shown: list[SiteMessage] = []
     for message in pending:
         if not page_matches(message.page, url):
             continue
@@ -51,12 +50,5 @@ async def record_visit(
             .execution_options(synchronize_session=False)
         )
         if claimed.rowcount == 1:  # type: ignore[attr-defined]
-            shown.append(
-                {
-                    "id": message.id,
-                    "html": message.html,
-                    "automation": message.automation_id,
-                    "step": message.step_id,
-                }
-            )
+            shown.append(message)
     return shown

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, HTTPException
 from fastapi.encoders import jsonable_encoder
@@ -19,6 +19,13 @@ from temporalio.service import RPCError
 
 from api.deps import ServicesDep
 from api.errors import FieldError, answers
+from api.schemas.automations import (
+    AutomationPublic,
+    AutomationSaved,
+    AutomationSummary,
+    BulkEnrollment,
+    DocumentProblem,
+)
 from domain.date_schedules import pause_schedule, sync_schedule
 from domain.enrollment import enroll_many
 from domain.outbox import automation_changed
@@ -34,15 +41,6 @@ from workflows.document import automation_json_schema, validate_automation
 router = APIRouter(prefix="/automations", tags=["automations"])
 CONDITION: TypeAdapter[Any] = TypeAdapter(BoundedCondition)
 SCHEDULE_SYNC_SECONDS = 2.0
-
-
-class DocumentProblem(BaseModel):
-    """What is wrong with an automation document, and where (SPEC §2)."""
-
-    step: str | None
-    path: str
-    message: str
-    severity: Literal["error", "warning"]
 
 
 class DocumentRejected(BaseModel):
@@ -66,17 +64,6 @@ def _validated(document: Any, known: set[str]) -> tuple[dict[str, Any], list[dic
     return stored, [p for p in listed if p["severity"] == "warning"]
 
 
-def _summary(row: AutomationRow) -> dict[str, Any]:
-    return {
-        "id": row.id,
-        "name": row.name,
-        "status": row.status,
-        "version": row.version,
-        "created_at": row.created_at,
-        "updated_at": row.updated_at,
-    }
-
-
 @router.get("/schema")
 async def document_schema() -> dict[str, Any]:
     """JSON Schema of the automation document (SPEC §2)."""
@@ -84,7 +71,7 @@ async def document_schema() -> dict[str, Any]:
 
 
 @router.post("", status_code=201, responses={**answers(409), **DOCUMENT_REJECTED})
-async def create_automation(services: ServicesDep, document: Any = Body(...)) -> dict[str, Any]:
+async def create_automation(services: ServicesDep, document: Any = Body(...)) -> AutomationSaved:
     async with services.db.write() as session:
         known = await automation_store.automation_ids(session)
         wanted = document.get("id") if isinstance(document, dict) else None
@@ -104,13 +91,21 @@ async def create_automation(services: ServicesDep, document: Any = Body(...)) ->
         warnings += await tag_warnings(session, stored)
         row = await automation_store.create_automation(session, automation_id, stored)
     warnings += await _sync_schedule(services, row.id, stored, row.status)
-    return {**_summary(row), "warnings": warnings}
+    return _saved(row, warnings)
 
 
 @router.get("")
-async def list_automations(services: ServicesDep) -> list[dict[str, Any]]:
+async def list_automations(services: ServicesDep) -> list[AutomationSummary]:
     async with services.db.read() as session:
-        return [_summary(row) for row in await automation_store.list_automations(session)]
+        rows = await automation_store.list_automations(session)
+        return [AutomationSummary.of(row) for row in rows]
+
+
+def _saved(row: AutomationRow, warnings: list[dict[str, Any]]) -> AutomationSaved:
+    return AutomationSaved(
+        **AutomationSummary.of(row).model_dump(),
+        warnings=[DocumentProblem.model_validate(w) for w in warnings],
+    )
 
 
 async def _row(session: Any, automation_id: str) -> AutomationRow:
@@ -121,17 +116,17 @@ async def _row(session: Any, automation_id: str) -> AutomationRow:
 
 
 @router.get("/{automation_id}", responses=answers(404))
-async def read_automation(automation_id: str, services: ServicesDep) -> dict[str, Any]:
+async def read_automation(automation_id: str, services: ServicesDep) -> AutomationPublic:
     async with services.db.read() as session:
         row = await _row(session, automation_id)
         document = await automation_store.get_document(session, automation_id)
-        return {**_summary(row), "document": document}
+        return AutomationPublic(**AutomationSummary.of(row).model_dump(), document=document)
 
 
 @router.put("/{automation_id}", responses={**answers(404), **DOCUMENT_REJECTED})
 async def new_version(
     automation_id: str, services: ServicesDep, document: Any = Body(...)
-) -> dict[str, Any]:
+) -> AutomationSaved:
     """A new version; running contacts move to it at their next step boundary (SPEC §3)."""
     async with services.db.write() as session:
         row = await _row(session, automation_id)
@@ -145,7 +140,7 @@ async def new_version(
         session.add(automation_changed(automation_id, version))
     services.dispatcher.kick()
     warnings += await _sync_schedule(services, automation_id, stored, row.status)
-    return {**_summary(row), "warnings": warnings}
+    return _saved(row, warnings)
 
 
 async def _sync_schedule(
@@ -188,7 +183,7 @@ class BulkEnrollIn(BaseModel):
 @router.post("/{automation_id}/enroll", status_code=202, responses=answers(404))
 async def enroll_contacts(
     automation_id: str, body: BulkEnrollIn, services: ServicesDep
-) -> dict[str, Any]:
+) -> BulkEnrollment:
     """Enroll many contacts at once; each obeys the automation's entry rule."""
     async with services.db.read() as session:
         await _row(session, automation_id)
@@ -200,11 +195,9 @@ async def enroll_contacts(
     result = await enroll_many(
         services.db, services.client, services.settings.task_queue, automation_id, contact_ids
     )
-    return {
-        "enrolled": len(result.enrolled),
-        "refused": result.refused,
-        "workflow_ids": result.enrolled,
-    }
+    return BulkEnrollment(
+        enrolled=len(result.enrolled), refused=result.refused, workflow_ids=result.enrolled
+    )
 
 
 def _condition(raw: dict[str, Any]) -> dict[str, Any]:
@@ -221,7 +214,7 @@ def _condition(raw: dict[str, Any]) -> dict[str, Any]:
 
 
 @router.delete("/{automation_id}", responses=answers(404))
-async def deactivate(automation_id: str, services: ServicesDep) -> dict[str, Any]:
+async def deactivate(automation_id: str, services: ServicesDep) -> AutomationSummary:
     """Admits no one from now on; the automation, its versions and its runs are kept.
 
     Deactivating is a new version: the current document with `"status": "inactive"`, so what
@@ -236,7 +229,7 @@ async def deactivate(automation_id: str, services: ServicesDep) -> dict[str, Any
             inactive = {**document, "status": "inactive"}
             version = await automation_store.add_version(session, row, inactive)
             session.add(automation_changed(automation_id, version))
-        summary = _summary(row)
+        summary = AutomationSummary.of(row)
     services.dispatcher.kick()
     # Paused, not deleted: reactivating (a PUT with status active) resumes it. If Temporal
     # does not answer, the worker's schedule repair pauses it later.

@@ -11,8 +11,17 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from api.deps import ServicesDep
 from api.errors import answers, invalid
+from api.schemas.contacts import (
+    ContactPublic,
+    Enrolled,
+    ListChanged,
+    RunsEnded,
+    TagAdded,
+    TagRemoved,
+)
 from domain.enrollment import enroll
 from store import contacts as contact_store
+from store import crm as crm_store
 from store import runs as run_store
 from store.contacts import EmailTaken, InvalidChange
 from store.models import Contact
@@ -77,6 +86,11 @@ def _invalid(err: InvalidChange) -> HTTPException:
     )
 
 
+async def _record(session: AsyncSession, contact: Contact) -> ContactPublic:
+    details = await contact_store.contact_details(session, contact)
+    return ContactPublic.of(details, await crm_store.contact_crm(session, contact.id))
+
+
 async def _contact(session: AsyncSession, contact_id: int) -> Contact:
     contact = await contact_store.get_contact(session, contact_id)
     if contact is None:
@@ -84,10 +98,14 @@ async def _contact(session: AsyncSession, contact_id: int) -> Contact:
     return contact
 
 
-@router.post("", status_code=201, responses={200: {"description": "updated"}, **answers(409, 422)})
+@router.post(
+    "",
+    status_code=201,
+    responses={200: {"model": ContactPublic, "description": "updated"}, **answers(409, 422)},
+)
 async def upsert_contact(
     body: ContactIn, services: ServicesDep, response: Response
-) -> dict[str, Any]:
+) -> ContactPublic:
     """Create or update by email: 201 when new, 200 when it existed."""
     values = body.model_dump(include={"first_name", "last_name", "phone"}, exclude_unset=True)
     try:
@@ -95,7 +113,7 @@ async def upsert_contact(
             contact, created = await contact_store.upsert_contact(
                 session, email=body.email, values=values, fields=body.fields
             )
-            record = await contact_store.contact_record(session, contact)
+            record = await _record(session, contact)
     except InvalidChange as err:
         raise _invalid(err) from None
     services.dispatcher.kick()
@@ -104,15 +122,15 @@ async def upsert_contact(
 
 
 @router.get("/{contact_id}", responses=answers(404))
-async def read_contact(contact_id: ContactId, services: ServicesDep) -> dict[str, Any]:
+async def read_contact(contact_id: ContactId, services: ServicesDep) -> ContactPublic:
     async with services.db.read() as session:
-        return await contact_store.contact_record(session, await _contact(session, contact_id))
+        return await _record(session, await _contact(session, contact_id))
 
 
 @router.patch("/{contact_id}", responses=answers(404, 409, 422))
 async def patch_contact(
     contact_id: ContactId, body: ContactPatch, services: ServicesDep
-) -> dict[str, Any]:
+) -> ContactPublic:
     changes = body.model_dump(exclude={"fields", "scores"}, exclude_unset=True)
     if "email" in changes and changes["email"] is None:
         raise invalid("email cannot be removed", "email")
@@ -122,7 +140,7 @@ async def patch_contact(
             await contact_store.update_fields(session, contact, {**changes, **body.fields})
             for name, value in body.scores.items():
                 await contact_store.adjust_score(session, contact.id, name, "set", value)
-            record = await contact_store.contact_record(session, contact)
+            record = await _record(session, contact)
     except InvalidChange as err:
         raise _invalid(err) from None
     services.dispatcher.kick()
@@ -145,48 +163,43 @@ async def delete_contact(contact_id: ContactId, services: ServicesDep) -> Respon
 @router.post(
     "/{contact_id}/tags",
     status_code=201,
-    responses={200: {"description": "the contact had the tag"}, **answers(404)},
+    responses={200: {"model": TagAdded, "description": "the contact had the tag"}, **answers(404)},
 )
 async def add_tag(
     contact_id: ContactId, body: TagIn, services: ServicesDep, response: Response
-) -> dict[str, Any]:
+) -> TagAdded:
     async with services.db.write() as session:
         await _contact(session, contact_id)
         added = await contact_store.add_tag(session, contact_id, body.tag)
     services.dispatcher.kick()
     response.status_code = 201 if added else 200
-    return {"contact": contact_id, "tag": body.tag.strip(), "added": added}
+    return TagAdded(contact=contact_id, tag=body.tag.strip(), added=added)
 
 
 @router.delete("/{contact_id}/tags/{tag}", responses=answers(404))
-async def remove_tag(contact_id: ContactId, tag: str, services: ServicesDep) -> dict[str, Any]:
+async def remove_tag(contact_id: ContactId, tag: str, services: ServicesDep) -> TagRemoved:
     async with services.db.write() as session:
         await _contact(session, contact_id)
         removed = await contact_store.remove_tag(session, contact_id, tag)
     if not removed:
         raise HTTPException(status_code=404, detail=f"contact {contact_id} has no tag {tag!r}")
     services.dispatcher.kick()
-    return {"contact": contact_id, "tag": tag, "removed": True}
+    return TagRemoved(contact=contact_id, tag=tag, removed=True)
 
 
 @router.post("/{contact_id}/lists", responses=answers(404))
-async def set_list(contact_id: ContactId, body: ListIn, services: ServicesDep) -> dict[str, Any]:
+async def set_list(contact_id: ContactId, body: ListIn, services: ServicesDep) -> ListChanged:
     async with services.db.write() as session:
         await _contact(session, contact_id)
         changed = await contact_store.set_subscription(session, contact_id, body.list, body.status)
     services.dispatcher.kick()
-    return {
-        "contact": contact_id,
-        "list": body.list.strip(),
-        "status": body.status,
-        "changed": changed,
-    }
+    return ListChanged(
+        contact=contact_id, list=body.list.strip(), status=body.status, changed=changed
+    )
 
 
 @router.post("/{contact_id}/automations", status_code=201, responses=answers(404, 409))
-async def enroll_contact(
-    contact_id: ContactId, body: EnrollIn, services: ServicesDep
-) -> dict[str, Any]:
+async def enroll_contact(contact_id: ContactId, body: EnrollIn, services: ServicesDep) -> Enrolled:
     """Enroll now; 409 when the automation's entry rule (or its status) forbids it."""
     async with services.db.read() as session:
         await _contact(session, contact_id)
@@ -197,13 +210,13 @@ async def enroll_contact(
         if result.reason == "unknown_automation":
             raise HTTPException(status_code=404, detail=f"automation {body.automation!r} not found")
         raise HTTPException(status_code=409, detail=f"entry refused: {result.reason}")
-    return {"workflow_id": result.workflow_id, "automation": body.automation, "contact": contact_id}
+    return Enrolled(workflow_id=result.workflow_id, automation=body.automation, contact=contact_id)
 
 
 @router.delete("/{contact_id}/automations/{automation_id}", responses=answers(404))
 async def end_contact_run(
     contact_id: ContactId, automation_id: str, services: ServicesDep
-) -> dict[str, Any]:
+) -> RunsEnded:
     async with services.db.read() as session:
         await _contact(session, contact_id)
         runs = await run_store.running_runs(session, contact_id, automation_id=automation_id)
@@ -213,7 +226,7 @@ async def end_contact_run(
         )
     for run in runs:
         await _end(services, run.workflow_id, "ended_by:api")
-    return {"ended": [r.workflow_id for r in runs]}
+    return RunsEnded(ended=[r.workflow_id for r in runs])
 
 
 async def _end(services: Any, workflow_id: str, reason: str) -> None:

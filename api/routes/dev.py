@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Any
 
 from fastapi import APIRouter, HTTPException, Query, Response
 
 from api.deps import ServicesDep
 from api.errors import answers
+from api.schemas.mailbox import MailboxMessage
 from store.mailbox import list_messages, message_body
 
 router = APIRouter(prefix="/dev", tags=["development"])
@@ -17,11 +17,11 @@ router = APIRouter(prefix="/dev", tags=["development"])
 @router.get("/outbox")
 async def outbox(
     services: ServicesDep, limit: int = Query(50, ge=1, le=500)
-) -> list[dict[str, Any]]:
+) -> list[MailboxMessage]:
     """Newest first: subject, from, to, date, Message-ID of each email Cairn sent, and `body`:
     the link to its content."""
     messages = await asyncio.to_thread(list_messages, services.settings, limit)
-    return [{**m, "body": f"/api/v1/dev/outbox/{m['id']}"} for m in messages]
+    return [MailboxMessage(**m, body=f"/api/v1/dev/outbox/{m['id']}") for m in messages]
 
 
 @router.get(

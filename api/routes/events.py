@@ -10,6 +10,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validat
 
 from api.deps import ServicesDep
 from api.errors import answers, invalid
+from api.schemas.events import EventRecorded
 from store import contacts as contact_store
 from store.contacts import InvalidChange
 from workflows.limits import MAX_EVENT_DATA_DEPTH, MAX_EVENT_DATA_KEYS
@@ -52,7 +53,7 @@ class EventIn(BaseModel):
 
 
 @router.post("", status_code=202, responses=answers(404))
-async def record_event(body: EventIn, services: ServicesDep) -> dict[str, Any]:
+async def record_event(body: EventIn, services: ServicesDep) -> EventRecorded:
     try:
         async with services.db.write() as session:
             if body.contact is not None:
@@ -69,4 +70,4 @@ async def record_event(body: EventIn, services: ServicesDep) -> dict[str, Any]:
     except InvalidChange as err:
         raise invalid(str(err)) from None
     services.dispatcher.kick()
-    return {"id": event_id, "contact": contact_id, "event": body.event}
+    return EventRecorded(id=event_id, contact=contact_id, event=body.event)

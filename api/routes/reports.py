@@ -11,6 +11,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from api.deps import ServicesDep
 from api.diagram import Flow, to_mermaid, to_svg
 from api.errors import answers
+from api.schemas.reports import (
+    AutomationContact,
+    AutomationContacts,
+    VersionPublic,
+    VersionSummary,
+)
 from store import automations as automation_store
 from store import reports as report_store
 from store.models import Automation as AutomationRow
@@ -29,17 +35,18 @@ async def _automation(session: AsyncSession, automation_id: str) -> AutomationRo
 
 
 @router.get("/{automation_id}/versions", responses=answers(404))
-async def list_versions(automation_id: str, services: ServicesDep) -> list[dict[str, Any]]:
+async def list_versions(automation_id: str, services: ServicesDep) -> list[VersionSummary]:
     """Every version ever saved, oldest first (versions are immutable)."""
     async with services.db.read() as session:
         await _automation(session, automation_id)
-        return await report_store.list_versions(session, automation_id)
+        versions = await report_store.list_versions(session, automation_id)
+    return [VersionSummary(version=version, created_at=at) for version, at in versions]
 
 
 @router.get("/{automation_id}/versions/{version}", responses=answers(404))
 async def read_version(
     automation_id: str, version: Annotated[int, Path(ge=1, le=2**31 - 1)], services: ServicesDep
-) -> dict[str, Any]:
+) -> VersionPublic:
     """The document exactly as stored for that version."""
     async with services.db.read() as session:
         await _automation(session, automation_id)
@@ -48,7 +55,7 @@ async def read_version(
             raise HTTPException(
                 status_code=404, detail=f"automation {automation_id!r} has no version {version}"
             )
-        return {"version": row.version, "created_at": row.created_at, "document": row.document}
+        return VersionPublic.of(row)
 
 
 @router.get("/{automation_id}/contacts", responses=answers(404))
@@ -58,14 +65,15 @@ async def automation_contacts(
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 100,
     offset: Annotated[int, Query(ge=0, le=2**62)] = 0,
     status: RunStatus | None = None,
-) -> dict[str, Any]:
+) -> AutomationContacts:
     """The automation's runs, newest first: contact, status, current step, entered, last activity."""
     async with services.db.read() as session:
         await _automation(session, automation_id)
         total, page = await report_store.automation_contacts(
             session, automation_id, limit=limit, offset=offset, status=status
         )
-    return {"total": total, "limit": limit, "offset": offset, "contacts": page}
+    contacts = [AutomationContact.of(run, email) for run, email in page]
+    return AutomationContacts(total=total, limit=limit, offset=offset, contacts=contacts)
 
 
 async def _report(services: Any, automation_id: str) -> tuple[dict[str, Any], report_store.Report]:

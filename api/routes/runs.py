@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Any
 from urllib.parse import quote
 
 from fastapi import APIRouter, HTTPException
@@ -12,6 +11,7 @@ from temporalio.service import RPCError
 
 from api.deps import ServicesDep
 from api.errors import answers
+from api.schemas.runs import RunPublic, RunStep
 from store import runs as run_store
 from workflows.contracts import QUERY_STATE, RunState
 
@@ -19,7 +19,7 @@ router = APIRouter(prefix="/runs", tags=["runs"])
 
 
 @router.get("/{workflow_id}", responses=answers(404))
-async def read_run(workflow_id: str, services: ServicesDep) -> dict[str, Any]:
+async def read_run(workflow_id: str, services: ServicesDep) -> RunPublic:
     async with services.db.read() as session:
         run = await run_store.get_run(session, workflow_id)
     if run is None:
@@ -34,26 +34,24 @@ async def read_run(workflow_id: str, services: ServicesDep) -> dict[str, Any]:
     if state is None:
         async with services.db.read() as session:
             trail = await run_store.run_trail(session, workflow_id)
-        steps, goals, split_paths = trail.steps, trail.goals, trail.split_paths
+        records, goals, split_paths = trail.steps, trail.goals, trail.split_paths
     else:
-        steps = [s.model_dump(mode="json") for s in state.steps]
-        goals, split_paths = state.goals, state.split_paths
+        records, goals, split_paths = state.steps, state.goals, state.split_paths
+    steps = [RunStep.model_validate(record.model_dump()) for record in records]
     settings = services.settings
-    return {
-        "workflow_id": workflow_id,
-        "automation": run.automation_id,
-        "contact": run.contact_id,
-        "version": state.version if state else run.version,
-        "status": run.status,
-        "reason": run.reason,
-        "current_step": run.current_step
-        if run.status != "running" or not state
-        else state.position,
-        "started_at": run.started_at,
-        "ended_at": run.ended_at,
-        "steps": steps,
-        "goals": goals,
-        "split_paths": split_paths,
-        "temporal_ui_url": f"{settings.temporal_ui_url}/namespaces/{settings.temporal_namespace}"
+    return RunPublic(
+        workflow_id=workflow_id,
+        automation=run.automation_id,
+        contact=run.contact_id,
+        version=state.version if state else run.version,
+        status=run.status,  # type: ignore[arg-type]  # a RunStatus, stored as text
+        reason=run.reason,
+        current_step=run.current_step if run.status != "running" or not state else state.position,
+        started_at=run.started_at,
+        ended_at=run.ended_at,
+        steps=steps,
+        goals=goals,
+        split_paths=split_paths,
+        temporal_ui_url=f"{settings.temporal_ui_url}/namespaces/{settings.temporal_namespace}"
         f"/workflows/{quote(workflow_id, safe='')}",
-    }
+    )

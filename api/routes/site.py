@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, HTTPException
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from api.deps import Services, ServicesDep
 from api.errors import answers, invalid
+from api.schemas.site import SiteMessagePublic, VisitRecorded
 from store import contacts as contact_store
 from store import site as site_store
 from store.contacts import InvalidChange
@@ -35,7 +36,7 @@ class VisitIn(BaseModel):
 
 async def record_visit(
     services: Services, url: str, *, contact_id: int | None = None, email: str | None = None
-) -> tuple[int, list[dict[str, Any]]] | None:
+) -> tuple[int, list[SiteMessagePublic]] | None:
     """Record the visit and claim the messages to show; None when no such contact exists.
 
     Raises InvalidChange for an email that is not one."""
@@ -46,14 +47,15 @@ async def record_visit(
             contact = await contact_store.find_by_email(session, email or "")
         if contact is None:
             return None
-        messages = await site_store.record_visit(session, contact.id, url, datetime.now(UTC))
+        claimed = await site_store.record_visit(session, contact.id, url, datetime.now(UTC))
+        messages = [SiteMessagePublic.of(message) for message in claimed]
         found = contact.id
     services.dispatcher.kick()  # the page_visited event wakes runs and fires triggers
     return found, messages
 
 
 @router.post("/visits", responses=answers(404))
-async def visit(body: VisitIn, services: ServicesDep) -> dict[str, Any]:
+async def visit(body: VisitIn, services: ServicesDep) -> VisitRecorded:
     """`{"contact": id}` or `{"email"}`, and the `url` visited → the messages to show there."""
     try:
         recorded = await record_visit(services, body.url, contact_id=body.contact, email=body.email)
@@ -62,4 +64,4 @@ async def visit(body: VisitIn, services: ServicesDep) -> dict[str, Any]:
     if recorded is None:
         raise HTTPException(status_code=404, detail="contact not found")
     contact_id, messages = recorded
-    return {"contact": contact_id, "url": body.url, "messages": messages}
+    return VisitRecorded(contact=contact_id, url=body.url, messages=messages)

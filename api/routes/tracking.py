@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from api.deps import Services, ServicesDep
 from api.errors import ERROR_ANSWERS, answers, invalid
 from api.routes.site import Url, record_visit
+from api.schemas.site import SiteMessagePublic
 from store import contacts as contact_store
 from store.contacts import InvalidChange
 from workflows.tracking import Kind, Token, email_signature_holds, sign, verify
@@ -221,7 +222,7 @@ async def public_visit(
     visitor = None
     if cairn_contact and not body.email:  # an email the site passes names who is logged in
         visitor = verify(cairn_contact, services.settings.secret_key, kind="visitor")
-    messages: list[dict[str, Any]] = []
+    messages: list[SiteMessagePublic] = []
     try:
         if visitor is not None or body.email:
             recorded = await record_visit(
@@ -233,7 +234,7 @@ async def public_visit(
             messages = recorded[1] if recorded else []
     except InvalidChange as err:
         raise invalid(str(err), "email") from None
-    shown = [{"id": m["id"], "html": m["html"]} for m in messages]
+    shown = [{"id": m.id, "html": m.html} for m in messages]
     return _cors(
         request, Response(json.dumps({"messages": shown}), media_type="application/json"), services
     )

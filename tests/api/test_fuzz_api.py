@@ -166,7 +166,7 @@ async def fuzz_in_a_process(base_url: str, share: float) -> tuple[int, list[str]
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-c",
-        "import json, sys; from tests.test_fuzz_api import fuzz; "
+        "import json, sys; from tests.api.test_fuzz_api import fuzz; "
         "print(json.dumps(fuzz(sys.argv[1], float(sys.argv[2]))))",
         base_url,
         str(share),

@@ -613,7 +613,7 @@ async def test_a_run_temporal_has_forgotten_is_read_from_cairns_tables(stack: St
     async with stack.db.read() as session:
         saved = await run_store.run_trail(session, handle.id)
     assert [s["step"] for s in live["steps"]] in (["split", "t", "g"], ["g"])
-    assert remembered["steps"] == [{**s, "at": _iso(s["at"])} for s in saved.steps] != []
+    assert remembered["steps"] == [{**s.model_dump(), "at": _iso(s.at)} for s in saved.steps] != []
     assert (remembered["goals"], remembered["split_paths"]) == (["g"], saved.split_paths)
     assert remembered["status"] == "completed"
 

@@ -1,0 +1,1 @@
+"""What the API answers: one response model per record, built from what store/ reads."""

@@ -1,0 +1,26 @@
+"""A page visit recorded through the API, and the site messages to show there."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel
+
+from store import models
+
+
+class SiteMessagePublic(BaseModel):
+    id: int
+    html: str
+    automation: str
+    step: str
+
+    @classmethod
+    def of(cls, message: models.SiteMessage) -> SiteMessagePublic:
+        return cls(
+            id=message.id, html=message.html, automation=message.automation_id, step=message.step_id
+        )
+
+
+class VisitRecorded(BaseModel):
+    contact: int
+    url: str
+    messages: list[SiteMessagePublic]
