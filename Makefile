@@ -1,4 +1,4 @@
-# Cairn's entry points (SPEC §7). Every target that runs Cairn first makes sure .venv is
+# Cairn's entry points (docs/cli.md#make-targets). Every target that runs Cairn first makes sure .venv is
 # installed and up to date with pyproject.toml.
 
 PYTHON ?= python3

@@ -162,5 +162,5 @@ class ContactActivities:
 
     @step_activity(CONTACT_WRITE.name)
     async def apply_contact_step(self, context: StepContext) -> StepOutcome:
-        """One contact write, exactly once per step visit (DESIGN §5)."""
+        """One contact write, exactly once per step visit (docs/architecture.md#exactly-once-writes)."""
         return await CONTACT_WRITES.run(self.deps, context)

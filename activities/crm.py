@@ -1,4 +1,4 @@
-"""CRM steps (SPEC §2.1 "CRM"): deals, tasks, notes, accounts, deal scores — once per step visit.
+"""CRM steps (docs/crm.md): deals, tasks, notes, accounts, deal scores — once per step visit.
 
 Deal steps act on the contact's *current deal* (its most recently created open deal, within
 the step's `pipeline` when it names one); without one the step is skipped with `no_deal`.
@@ -247,5 +247,5 @@ class CrmActivities:
 
     @step_activity(CRM_WRITE.name)
     async def apply_crm_step(self, context: StepContext) -> StepOutcome:
-        """One CRM write, exactly once per step visit (DESIGN §5)."""
+        """One CRM write, exactly once per step visit (docs/architecture.md#exactly-once-writes)."""
         return await CRM_WRITES.run(self.deps, context)

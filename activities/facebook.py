@@ -1,4 +1,4 @@
-"""Facebook custom audiences: `facebook_audience_add` / `facebook_audience_remove` (SPEC §2.1).
+"""Facebook custom audiences: `facebook_audience_add` / `facebook_audience_remove` (docs/integrations.md#facebook-custom-audiences).
 
 The contact goes to `{CAIRN_FACEBOOK_GRAPH_URL}/{audience}/users` as Meta's SDKs send it: the
 parameters (`payload`, `access_token`) form-encoded in the body of a POST, in the query string of

@@ -96,7 +96,7 @@ def message_id(context: StepContext, public_url: str) -> str:
 
 
 async def skip_reason(session: AsyncSession, contact: Contact) -> str | None:
-    """SPEC §2.1 sending rules; None means send."""
+    """Why not to send (docs/integrations.md#email): a skip reason; None means send."""
     if not contact.email:
         return "no_email"
     if contact.bounced:
@@ -112,7 +112,7 @@ async def skip_reason(session: AsyncSession, contact: Contact) -> str | None:
 
 
 async def tag_values(session: AsyncSession, contact: Contact) -> dict[str, str]:
-    """Every personalization tag's value for `contact` (SPEC §4), CRM tags included."""
+    """Every personalization tag's value for `contact` (docs/automations.md#personalization), CRM tags included."""
     return contact_values(
         {
             "email": contact.email,

@@ -122,7 +122,7 @@ class RunActivities:
 
     @activity.defn(name="assign_split_path")
     async def assign_split_path(self, input: SplitInput) -> SplitOutput:
-        """Fair assignment from a counter row (DESIGN §6); the answer is stored per run."""
+        """Fair assignment from a counter row (docs/architecture.md#splits); the answer is stored per run."""
         c = input.context
         step = await self.deps.step(c)
         async with self.deps.db.write() as session:

@@ -1,4 +1,4 @@
-"""Salesforce: `salesforce_create_contact` / `salesforce_create_lead` (SPEC §2.1).
+"""Salesforce: `salesforce_create_contact` / `salesforce_create_lead` (docs/integrations.md#salesforce).
 
 `POST {instance}/services/data/v{version}/sobjects/{Contact|Lead}/` with a bearer token; the new
 record's id is stored on the contact (custom field `salesforce_contact_id` / `salesforce_lead_id`)

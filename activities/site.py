@@ -1,6 +1,6 @@
 """The `send_site_message` step: a message queued for the contact's next matching page visit.
 
-Cairn's own write, so a local activity, exactly once per step visit (DESIGN §5): a retried
+Cairn's own write, so a local activity, exactly once per step visit (docs/architecture.md#exactly-once-writes): a retried
 attempt finds the action-log row and queues nothing twice.
 """
 

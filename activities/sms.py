@@ -1,4 +1,4 @@
-"""The `send_sms` step: a text message through a Twilio-compatible REST API (SPEC §2.1, §6).
+"""The `send_sms` step: a text message through a Twilio-compatible REST API (docs/integrations.md#sms).
 
 `POST {CAIRN_SMS_BASE_URL}/2010-04-01/Accounts/{sid}/Messages.json`, form-encoded To/From/Body,
 HTTP basic auth (account SID, auth token), `Idempotency-Key` = the step visit's key so a retried

@@ -1,4 +1,4 @@
-"""The `webhook` step: the contact, signed, to another system over HTTP (SPEC §2.1).
+"""The `webhook` step: the contact, signed, to another system over HTTP (docs/integrations.md#webhooks).
 
 The body has ActiveCampaign's shape (`contact[email]`, `contact[fields][plan]`…) or the same data
 as JSON, signed `X-Cairn-Signature: sha256=<HMAC-SHA256 of the body with CAIRN_SECRET_KEY>`.
@@ -252,7 +252,7 @@ def encode(data: dict[str, Any], body_format: str) -> tuple[bytes, str]:
 
 
 def signature(secret: str, signed: bytes) -> str:
-    """The `X-Cairn-Signature` value: the README's snippet checks exactly this."""
+    """The `X-Cairn-Signature` value: the snippet in docs/integrations.md#webhooks checks exactly this."""
     return "sha256=" + hmac.new(secret.encode(), signed, hashlib.sha256).hexdigest()
 
 

@@ -121,7 +121,7 @@ async def write_once(
     write: Callable[[AsyncSession, Contact], Awaitable[Outcome]],
 ) -> StepOutcome:
     """The frame of every step that writes Cairn's database: one transaction holding the write
-    (at most once per step visit, DESIGN §5), the runs index's step and the goals it may have
+    (at most once per step visit, docs/architecture.md#exactly-once-writes), the runs index's step and the goals it may have
     met; then the outbox is delivered at once."""
     try:
         async with deps.db.write() as session:

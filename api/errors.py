@@ -1,4 +1,4 @@
-"""Failures of what the API depends on become clear 503s, never a 500 (SPEC §5)."""
+"""Failures of what the API depends on become clear 503s, never a 500 (docs/api.md#conventions)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Request limits (README "Limits"): body size per route, JSON nesting, duplicate keys, NUL.
+"""Request limits (docs/automations.md#limits): body size per route, JSON nesting, duplicate keys, NUL.
 
 One ASGI middleware reads every request body as it streams in: a Content-Length over the
 limit is answered before anything is read, a chunked body is cut off as soon as it passes

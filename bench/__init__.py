@@ -1,1 +1,1 @@
-"""`make bench`: Cairn's engine measured against hand-written Temporal code, in one run (SPEC §8)."""
+"""`make bench`: Cairn's engine measured against hand-written Temporal code, in one run (docs/performance.md#the-benchmark)."""

@@ -1,4 +1,4 @@
-"""The yardstick: the SPEC §8 reference flow written by hand as a plain Temporal workflow.
+"""The yardstick: the benchmark's reference flow (docs/performance.md#the-benchmark) written by hand as a plain Temporal workflow.
 
 It calls the very activities AutomationRun calls for this flow, in the same order, with the
 same inputs and options (summaries included), so the difference between the two is what the

@@ -1,4 +1,4 @@
-"""`make run`'s embedded stack (DESIGN §10): the Temporal dev server, the development mailbox, the
+"""`make run`'s embedded stack (docs/architecture.md#processes): the Temporal dev server, the development mailbox, the
 worker and the API as child processes that this launcher starts in order, watches and stops."""
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """The development mailbox: an SMTP server that keeps every message it receives in a Maildir under
-`<data_dir>/mailbox`, so the embedded stack can send email without a real relay (SPEC §6)."""
+`<data_dir>/mailbox`, so the embedded stack can send email without a real relay (docs/integrations.md#the-development-mailbox)."""
 
 from __future__ import annotations
 

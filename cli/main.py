@@ -1,4 +1,4 @@
-"""The `cairn` command: every process of the stack is one subcommand (DESIGN §10), so `cairn run`
+"""The `cairn` command: every process of the stack is one subcommand (docs/architecture.md#processes), so `cairn run`
 and a production deployment run the same programs."""
 
 from __future__ import annotations

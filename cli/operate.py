@@ -1,5 +1,5 @@
 """The `cairn` commands an operator runs against a running API over HTTP: apply automations,
-read reports, import contacts (SPEC §7). Each returns the process exit code."""
+read reports, import contacts (docs/cli.md). Each returns the process exit code."""
 
 from __future__ import annotations
 

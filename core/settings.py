@@ -1,4 +1,4 @@
-"""Cairn's configuration: one pydantic-settings class, every variable prefixed `CAIRN_` (SPEC §6)."""
+"""Cairn's configuration: one pydantic-settings class, every variable prefixed `CAIRN_` (docs/configuration.md)."""
 
 from __future__ import annotations
 
@@ -100,7 +100,7 @@ class Settings(BaseSettings):
     # decrypt, never encrypt. Keep one here until no run sealed with it is left in Temporal.
     encryption_old_keys: str = ""
 
-    # Outbox dispatcher: how often it looks for rows nobody kicked it about (DESIGN §2).
+    # Outbox dispatcher: how often it looks for rows nobody kicked it about (docs/architecture.md#the-outbox).
     outbox_poll_seconds: float = Field(default=1.0, gt=0)
 
     # Hour of the day (UTC) at which `date_field` triggers' daily schedules fire.

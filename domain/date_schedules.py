@@ -1,4 +1,4 @@
-"""One Temporal Schedule per automation with `date_field` triggers (SPEC §2.2).
+"""One Temporal Schedule per automation with `date_field` triggers (docs/automations.md#date-triggers).
 
 The schedule starts `DateFieldEnrollment` once a day; it lives and dies with the automation:
 created or updated when a version has a date trigger, paused while the automation is

@@ -1,4 +1,4 @@
-"""Enrolling a contact: entry decided in the runs index, then the workflow started (DESIGN §1).
+"""Enrolling a contact: entry decided in the runs index, then the workflow started (docs/architecture.md#entry-rules).
 
 Shared by the API, the trigger dispatcher and the `start_automation` step.
 """

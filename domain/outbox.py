@@ -1,4 +1,4 @@
-"""The outbox dispatcher (DESIGN §2): committed changes → running runs (signals) → triggers.
+"""The outbox dispatcher (docs/architecture.md#the-outbox): committed changes → running runs (signals) → triggers.
 
 Any number of dispatchers may run (one in each API and worker process): rows are claimed with
 a lease, so a crashed dispatcher's rows are picked up by another after the lease expires.
@@ -6,7 +6,7 @@ Delivery is at-least-once; signals are idempotent wake-ups and enrollment obeys 
 so delivering a row twice is harmless.
 
 Three kinds of rows: a contact's change (wake its runs, fire triggers), a queued `start_run`,
-and an `automation_changed` (a new version, live edits and (de)activation included, SPEC §3):
+and an `automation_changed` (a new version, live edits and (de)activation included, docs/api.md#live-edits):
 one row per change, expanded into pages of `new_version` signals to the automation's running
 runs, a page per claim, the row keeping its place so that any dispatcher carries on after it.
 """
@@ -224,7 +224,7 @@ class OutboxDispatcher:
 
     async def _wake_runs(self, changes: list[OutboxEntry]) -> None:
         """One signal per running run, however many of its contact's changes the batch holds:
-        a signal is a wake-up, and the run re-reads the database anyway (DESIGN §3)."""
+        a signal is a wake-up, and the run re-reads the database anyway (docs/architecture.md#conditions-and-goals)."""
         async with self.db.read() as session:
             runs = await running_runs_of(session, {r.contact_id for r in changes})
         wake: dict[str, str] = {}

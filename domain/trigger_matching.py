@@ -1,4 +1,4 @@
-"""Does a committed change fire an automation's trigger? (SPEC §2.2; pure matching on dicts)."""
+"""Does a committed change fire an automation's trigger? (docs/automations.md#triggers; pure matching on dicts)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Automations as immutable versions (DESIGN §7)."""
+"""Automations as immutable versions (docs/architecture.md#versions-and-live-edits)."""
 
 from __future__ import annotations
 

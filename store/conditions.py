@@ -1,4 +1,4 @@
-"""Evaluate SPEC §2.3 conditions against the database, several at once (DESIGN §3).
+"""Evaluate conditions against the database, several at once (docs/architecture.md#conditions-and-goals).
 
 Conditions arrive as validated JSON (the document model checked their shape when the
 automation was saved). Each kind of fact a call needs (fields, tags, lists, scores, events)
@@ -276,7 +276,7 @@ def _blank(value: Any) -> bool:
 
 
 def compare(actual: Any, op: str, expected: Any, now: datetime) -> bool:
-    """One field operator of SPEC §2.3. Text comparisons ignore case, as a marketer expects."""
+    """One field operator (docs/automations.md#conditions). Text comparisons ignore case, as a marketer expects."""
     if op == "is_blank":
         return _blank(actual)
     if op == "is_not_blank":

@@ -1,4 +1,4 @@
-"""Every change to a contact, each written with its outbox row in the same transaction (DESIGN §2).
+"""Every change to a contact, each written with its outbox row in the same transaction (docs/architecture.md#the-outbox).
 
 The API and the step activities call these same functions, so a step's `add_tag` wakes other
 runs and fires triggers exactly as an API call does.
@@ -342,7 +342,7 @@ async def count_contacts(session: AsyncSession) -> int:
 
 
 # The list an unsubscribe link records when the contact was on no list at all: without it such a
-# contact (who receives email, SPEC §2.1) would keep receiving it after unsubscribing.
+# contact (who receives email, docs/integrations.md#email) would keep receiving it after unsubscribing.
 ALL_EMAIL_LIST = "all"
 
 

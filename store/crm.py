@@ -1,8 +1,8 @@
-"""CRM data (SPEC §2.1 "CRM", §5): users, pipelines, deals, tasks, notes, accounts.
+"""CRM data (docs/crm.md): users, pipelines, deals, tasks, notes, accounts.
 
 Steps, conditions and the API name pipelines, stages, owners and accounts by name, matched
 without regard to case. Every deal change that can matter to a condition is written with one
-outbox row per contact of the deal, in the same transaction (DESIGN §2): `deal_created`,
+outbox row per contact of the deal, in the same transaction (docs/architecture.md#the-outbox): `deal_created`,
 `deal_changed`, `deal_stage_changed` (a trigger) and `score_changed` (a trigger, with
 `"target": "deal"`).
 """

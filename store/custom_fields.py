@@ -1,4 +1,4 @@
-"""Which custom fields contacts have: what a `%TAG%` of an automation may name (SPEC §4)."""
+"""Which custom fields contacts have: what a `%TAG%` of an automation may name (docs/automations.md#personalization)."""
 
 from __future__ import annotations
 

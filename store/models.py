@@ -161,7 +161,7 @@ class Automation(Base):
 
 
 class AutomationVersion(Base):
-    """Automations are immutable versions; runs name the version they follow (DESIGN §7)."""
+    """Automations are immutable versions; runs name the version they follow (docs/architecture.md#versions-and-live-edits)."""
 
     __tablename__ = "automation_versions"
 
@@ -174,7 +174,7 @@ class AutomationVersion(Base):
 
 
 class Run(Base):
-    """The runs index (DESIGN §1): entry rules are decided here, not by Temporal's ID reuse."""
+    """The runs index (docs/architecture.md#entry-rules): entry rules are decided here, not by Temporal's ID reuse."""
 
     __tablename__ = "runs"
     __table_args__ = (
@@ -221,7 +221,7 @@ class GoalAchievement(Base):
 
 
 class SplitState(Base):
-    """Per-(automation, step) smooth weighted round-robin state and the decided winner (DESIGN §6)."""
+    """Per-(automation, step) smooth weighted round-robin state and the decided winner (docs/architecture.md#splits)."""
 
     __tablename__ = "split_states"
 
@@ -252,7 +252,7 @@ OUTBOX_LEASE = timedelta(seconds=30)
 
 
 class OutboxEntry(Base):
-    """A committed change not yet delivered to running runs and triggers (DESIGN §2)."""
+    """A committed change not yet delivered to running runs and triggers (docs/architecture.md#the-outbox)."""
 
     __tablename__ = "outbox"
 
@@ -288,7 +288,7 @@ class StepState(Base):
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
 
-# --- CRM (SPEC §2.1 "CRM", §5): users, pipelines, deals, tasks, notes, accounts ----------------
+# --- CRM (docs/crm.md): users, pipelines, deals, tasks, notes, accounts ----------------
 
 
 class User(Base):
@@ -452,7 +452,7 @@ class StepEvent(Base):
     at: Mapped[datetime] = mapped_column()
 
 
-# --- Site messages (SPEC §2.1 send_site_message, §5 site tracking) ---------------------------
+# --- Site messages (docs/integrations.md#site-messages) ---------------------------
 
 
 class SiteMessage(Base):

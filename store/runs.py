@@ -1,4 +1,4 @@
-"""The runs index and entry rules (DESIGN §1), the action log (DESIGN §5), goals and splits."""
+"""The runs index and entry rules (docs/architecture.md#entry-rules), the action log (docs/architecture.md#exactly-once-writes), goals and splits."""
 
 from __future__ import annotations
 
@@ -31,7 +31,7 @@ HELD = "held"
 
 
 def workflow_id_for(automation_id: str, contact_id: int, entry: int) -> str:
-    """`cairn:<automation>:<contact>`, plus `:<n>` from the second entry on (SPEC §3)."""
+    """`cairn:<automation>:<contact>`, plus `:<n>` from the second entry on (docs/architecture.md#runs-in-temporal)."""
     base = f"cairn:{automation_id}:{contact_id}"
     return base if entry == 1 else f"{base}:{entry}"
 

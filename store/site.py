@@ -1,4 +1,4 @@
-"""Site messages and page visits (SPEC §2.1 `send_site_message`, §5 site tracking)."""
+"""Site messages and page visits (docs/integrations.md#site-messages)."""
 
 from __future__ import annotations
 

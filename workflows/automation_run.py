@@ -1,8 +1,8 @@
-"""AutomationRun: one contact walking one automation's flow graph (SPEC §1, §3).
+"""AutomationRun: one contact walking one automation's flow graph (docs/architecture.md#runs-in-temporal).
 
 The interpreter is a loop over steps with a dispatch table from step type to a small handler.
 Every decision that depends on the contact is made by an activity reading the database, so the
-history records it and replay is deterministic (DESIGN §3).
+history records it and replay is deterministic (docs/architecture.md#conditions-and-goals).
 """
 
 from __future__ import annotations
@@ -70,7 +70,7 @@ with workflow.unsafe.imports_passed_through():
     )
 
 
-# Activities run by name: the workflow never imports activity code (STYLE: layout).
+# Activities run by name: the workflow never imports activity code (CONTRIBUTING.md#layout).
 # Local activities for short database work: one history marker instead of ~6 events.
 LOCAL: dict[str, Any] = {
     "start_to_close_timeout": timedelta(seconds=60),
@@ -272,7 +272,7 @@ class AutomationRun:
         return state
 
     async def _load(self, version: int, *, check_goals: bool = False) -> list[str]:
-        """Fetch the graph (DESIGN §7); on a fresh start, also the goals already met."""
+        """Fetch the graph (docs/architecture.md#versions-and-live-edits); on a fresh start, also the goals already met."""
         assert self.input is not None
         loaded = await workflow.execute_local_activity(
             "load_automation",

@@ -1,4 +1,4 @@
-"""Conditions of the segment builder (SPEC §2.3), as pydantic models.
+"""Conditions of the segment builder (docs/automations.md#conditions), as pydantic models.
 
 A condition is a JSON object whose *key* says what it is (``{"tag": ...}``,
 ``{"all": [...]}``), so the union is discriminated by which key is present.

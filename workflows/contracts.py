@@ -1,6 +1,6 @@
 """Inputs and outputs that cross between the AutomationRun workflow, its activities and clients.
 
-Kept small on purpose (DESIGN §7): ids and counters, never the document or the contact's data,
+Kept small on purpose (docs/architecture.md#runs-in-temporal): ids and counters, never the document or the contact's data,
 so histories stay short and hold no PII beyond what a step's outcome needs.
 """
 
@@ -19,7 +19,7 @@ SIGNAL_END_RUN = "end_run"
 SIGNAL_AUTOMATION_STATUS = "automation_status"
 QUERY_STATE = "state"
 
-# Cairn's custom search attributes (SPEC §3): ids only, since search attributes are never encoded.
+# Cairn's custom search attributes (docs/reports.md#the-temporal-ui): ids only, since search attributes are never encoded.
 AUTOMATION_KEY = SearchAttributeKey.for_keyword("CairnAutomation")
 CONTACT_KEY = SearchAttributeKey.for_keyword("CairnContact")
 STEP_KEY = SearchAttributeKey.for_keyword("CairnStep")
@@ -30,7 +30,7 @@ Outcome = Literal["done", "skipped", "failed"]
 
 
 class StepContext(BaseModel):
-    """Identifies one step visit: the key of Cairn's exactly-once writes (DESIGN §5)."""
+    """Identifies one step visit: the key of Cairn's exactly-once writes (docs/architecture.md#exactly-once-writes)."""
 
     workflow_id: str
     automation_id: str
@@ -40,7 +40,7 @@ class StepContext(BaseModel):
     visit: int
     # Goals this contact may jump to: a step that writes Cairn's database evaluates them right
     # after its write, in the same transaction, so its own change can trigger a goal without
-    # another round-trip (DESIGN §3–4). `now` is the workflow's clock for their time windows.
+    # another round-trip (docs/architecture.md#conditions-and-goals). `now` is the workflow's clock for their time windows.
     goal_conditions: list[dict[str, Any]] = Field(default_factory=list)
     # Their goal step ids: the first one met is recorded in that same transaction too.
     goal_ids: list[str] = Field(default_factory=list)
@@ -68,7 +68,7 @@ class StepRecord(BaseModel):
 
 
 class RunState(BaseModel):
-    """Everything a run carries across continue-as-new (DESIGN §8) and shows in its `state` query."""
+    """Everything a run carries across continue-as-new (docs/architecture.md#loops-and-continue-as-new) and shows in its `state` query."""
 
     version: int
     position: str | None
@@ -143,7 +143,7 @@ class EvaluateInput(BaseModel):
     park_at: str | None = None
     steps: SavedSteps | None = None  # saved with the park
     # The first conditions are these goals': the first one met is recorded by this same call
-    # (the goal's jump then costs no second round-trip — goal latency, DESIGN §4).
+    # (the goal's jump then costs no second round-trip — goal latency, docs/architecture.md#conditions-and-goals).
     goal_ids: list[str] = Field(default_factory=list)
     automation_id: str | None = None
 

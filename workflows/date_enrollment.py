@@ -1,4 +1,4 @@
-"""DateFieldEnrollment: what a `date_field` trigger's daily Temporal Schedule starts (SPEC §2.2).
+"""DateFieldEnrollment: what a `date_field` trigger's daily Temporal Schedule starts (docs/automations.md#date-triggers).
 
 One schedule per automation starts this workflow once a day; it hands the day to one activity
 that finds the contacts whose date matches and enrolls them in batches.

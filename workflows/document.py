@@ -1,4 +1,4 @@
-"""The automation document (SPEC §2) and its validation: every problem at once, per step."""
+"""The automation document (docs/automations.md) and its validation: every problem at once, per step."""
 
 from __future__ import annotations
 
@@ -767,7 +767,7 @@ def goal_condition(automation: Automation, goal_id: str) -> dict[str, Any]:
 def eligible_goals(
     automation: Automation, sources: dict[str, set[str]], position: str, achieved: Collection[str]
 ) -> list[str]:
-    """The goals a contact at `position` may jump to now (SPEC §2.1 `scope`; once per run)."""
+    """The goals a contact at `position` may jump to now (`scope` in docs/automations.md#goal; once per run)."""
     return [
         goal
         for goal, reachers in sources.items()

@@ -1,4 +1,4 @@
-"""Every size limit Cairn enforces on what it is given, in one place (README "Limits").
+"""Every size limit Cairn enforces on what it is given, in one place (docs/automations.md#limits).
 
 Each keeps one hostile or mistaken input from costing memory, CPU, a recursion or a database
 error; each is far above what a real automation, contact or event needs.

@@ -1,4 +1,4 @@
-"""Personalization tags (SPEC §4): ``%FIRSTNAME%``, ``%FIELD_NAME%``… found, checked, rendered."""
+"""Personalization tags (docs/automations.md#personalization): ``%FIRSTNAME%``, ``%FIELD_NAME%``… found, checked, rendered."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Step types of an automation (SPEC §2.1): one pydantic model per ``type``.
+"""Step types of an automation (docs/automations.md#steps): one pydantic model per ``type``.
 
 Each model knows what carries it out (`ACTIVITY`), its outgoing references (`references`),
 the text fields that accept personalization tags (`texts`), the conditions it holds

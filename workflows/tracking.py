@@ -1,4 +1,4 @@
-"""Signed tracking tokens: opens, clicks, unsubscribes and the site-visitor cookie (SPEC §5).
+"""Signed tracking tokens: opens, clicks, unsubscribes and the site-visitor cookie (docs/integrations.md#tracking).
 
 Pure code (hmac, base64, json), so both the sending activities (which build the links) and the
 API (which verifies them) import it. A token is `<payload>.<signature>`, each base64url without

@@ -1,4 +1,4 @@
-"""Triggers that enroll contacts in an automation (SPEC §2.2), one model per ``type``."""
+"""Triggers that enroll contacts in an automation (docs/automations.md#triggers), one model per ``type``."""
 
 from __future__ import annotations
 

@@ -2,7 +2,7 @@
 
 A new version (a PUT, or a DELETE: the current document with status inactive) is committed with
 an `automation_changed` outbox row, which the dispatcher delivers to the running runs
-(DESIGN §2): the request does no per-run work, and a crash or a Temporal outage after the
+(docs/architecture.md#the-outbox): the request does no per-run work, and a crash or a Temporal outage after the
 commit only delays the delivery.
 """
 
@@ -66,7 +66,7 @@ def _validated(document: Any, known: set[str]) -> tuple[dict[str, Any], list[dic
 
 @router.get("/schema")
 async def document_schema() -> dict[str, Any]:
-    """JSON Schema of the automation document (SPEC §2)."""
+    """JSON Schema of the automation document (docs/automations.md)."""
     return automation_json_schema()
 
 
@@ -127,7 +127,7 @@ async def read_automation(automation_id: str, services: ServicesDep) -> Automati
 async def new_version(
     automation_id: str, services: ServicesDep, document: Any = Body(...)
 ) -> AutomationSaved:
-    """A new version; running contacts move to it at their next step boundary (SPEC §3)."""
+    """A new version; running contacts move to it at their next step boundary (docs/api.md#live-edits)."""
     async with services.db.write() as session:
         row = await _row(session, automation_id)
         known = await automation_store.automation_ids(session)
@@ -164,7 +164,7 @@ async def _sync_schedule(
 
 
 class BulkEnrollIn(BaseModel):
-    """Either explicit contact ids or a segment condition (SPEC §2.3)."""
+    """Either explicit contact ids or a segment condition (docs/automations.md#conditions)."""
 
     model_config = ConfigDict(extra="forbid")
 

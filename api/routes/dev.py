@@ -1,4 +1,4 @@
-"""The development mailbox (SPEC §6): what the embedded SMTP server received, for newcomers."""
+"""The development mailbox (docs/integrations.md#the-development-mailbox): what the embedded SMTP server received, for newcomers."""
 
 from __future__ import annotations
 

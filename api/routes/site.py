@@ -1,4 +1,4 @@
-"""Site tracking through the API (SPEC §5): a page visit recorded, the site messages to show."""
+"""Site tracking through the API (docs/integrations.md#site-messages): a page visit recorded, the site messages to show."""
 
 from __future__ import annotations
 

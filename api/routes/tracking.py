@@ -1,9 +1,9 @@
-"""Public tracking routes, without the API token (SPEC §5): they are opened from emails and websites.
+"""Public tracking routes, without the API token (docs/integrations.md#tracking): they are opened from emails and websites.
 
 Every route is driven by a signed token (workflows/tracking.py): a forged or altered one is a 404,
 and the click redirect's target comes only from its token, so it cannot be made an open redirect.
 Opens, clicks and unsubscribes are committed with their outbox rows, then the dispatcher is kicked:
-waiting runs wake and the email_opened / email_clicked triggers fire (DESIGN §2).
+waiting runs wake and the email_opened / email_clicked triggers fire (docs/architecture.md#the-outbox).
 """
 
 from __future__ import annotations
@@ -287,7 +287,7 @@ SITE_JS = r"""/* Cairn site tracking: records the visit, shows the contact's sit
     responses={200: {"content": {"application/javascript": {}}, "description": "site.js"}},
 )
 async def site_js() -> Response:
-    """The script a website embeds (see README, "Site messages")."""
+    """The script a website embeds (see docs/integrations.md#site-messages)."""
     return Response(
         SITE_JS,
         media_type="application/javascript",

@@ -1,6 +1,6 @@
 """Hostile automation documents: each is refused with a 422 (or 413) naming the problem, by
 POST and by PUT, on every database; afterwards the service is healthy and still runs
-automations. Also the request limits (README "Limits") at the edges: streamed bodies, events.
+automations. Also the request limits (docs/automations.md#limits) at the edges: streamed bodies, events.
 """
 
 from __future__ import annotations

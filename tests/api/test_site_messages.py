@@ -182,7 +182,7 @@ async def test_a_browser_supplied_email_needs_its_signature_when_required(stack:
         },
     )
     email = contact["email"]
-    # What the website's backend computes (README): trimmed, lower-cased, keyed with the secret.
+    # What the website's backend computes (docs/integrations.md#site-messages): trimmed, lower-cased, keyed with the secret.
     signature = hmac.new(
         stack.settings.secret_key.encode(), email.strip().lower().encode(), hashlib.sha256
     ).hexdigest()

@@ -1,4 +1,4 @@
-"""CRM routes (SPEC §5) on every database: users, pipelines, deals, notes, tasks, accounts."""
+"""CRM routes (docs/crm.md#routes) on every database: users, pipelines, deals, notes, tasks, accounts."""
 
 from __future__ import annotations
 

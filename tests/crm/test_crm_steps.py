@@ -1,4 +1,4 @@
-"""CRM steps through real runs (SPEC §2.1 "CRM"), deal triggers, and personalization."""
+"""CRM steps through real runs (docs/crm.md), deal triggers, and personalization."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Condition evaluation against the real database (SPEC §2.3), on every database flavour."""
+"""Condition evaluation against the real database (docs/automations.md#conditions), on every database flavour."""
 
 from __future__ import annotations
 

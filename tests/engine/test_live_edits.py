@@ -1,4 +1,4 @@
-"""Live edits (SPEC §3): new versions reach waiting contacts; inactive automations hold them."""
+"""Live edits (docs/api.md#live-edits): new versions reach waiting contacts; inactive automations hold them."""
 
 from __future__ import annotations
 

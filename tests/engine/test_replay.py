@@ -1,4 +1,4 @@
-"""Determinism guard: saved histories must replay against today's AutomationRun (STYLE: Replayer).
+"""Determinism guard: saved histories must replay against today's AutomationRun (CONTRIBUTING.md#replay-histories).
 
 A change that alters the commands an existing run would issue breaks this test: such a change
 needs `workflow.patched` (or a new workflow version), never a silent edit. To add a history,

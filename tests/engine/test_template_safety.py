@@ -1,4 +1,4 @@
-"""Personalization is data, never code (SPEC §4): through real runs, every channel a template
+"""Personalization is data, never code (docs/automations.md#personalization): through real runs, every channel a template
 reaches (email HTML and text, SMS, site message, contact note, webhook) shows the contact's
 own values, HTML-escaped only in HTML, expanded once, and nothing from any other contact.
 """

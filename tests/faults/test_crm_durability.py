@@ -1,4 +1,4 @@
-"""CRM writes happen exactly once per step visit (SPEC §3, DESIGN §5): when the activity
+"""CRM writes happen exactly once per step visit (docs/architecture.md#exactly-once-writes): when the activity
 fails right after its transaction committed (each write step, deterministically), and when a
 worker is killed (SIGKILL) in the middle of runs of CRM steps, then restarted."""
 

@@ -1,6 +1,6 @@
 """The API as its own process (`cairn api`) when the database is locked, and when it is killed
 mid-request: clear 503s with Retry-After instead of 500s or hangs, and no event recorded but never
-delivered to the contact's run (DESIGN §2)."""
+delivered to the contact's run (docs/architecture.md#the-outbox)."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """A live edit while Temporal is unreachable: the version is kept, and the contacts move to it
-once Temporal is back (DESIGN §2: committed, then delivered).
+once Temporal is back (docs/architecture.md#the-outbox: committed, then delivered).
 
 Cairn (API, dispatchers and worker, in this process) reaches the session's dev server only
 through a TCP relay the test cuts: to Cairn, Temporal is down. Contacts wait in a step that the

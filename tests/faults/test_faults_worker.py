@@ -1,5 +1,5 @@
 """200 contacts mid-flow through every kind of internal write and an email; the worker process is
-SIGKILLed at a random point and restarted (SPEC §3, DESIGN §5).
+SIGKILLed at a random point and restarted (docs/architecture.md#exactly-once-writes).
 
 Afterwards every run has finished, every internal write happened exactly once, every contact got
 its email, and duplicate emails (possible only for a send the SMTP server accepted just before
