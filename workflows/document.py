@@ -48,6 +48,7 @@ from workflows.steps import (
 from workflows.triggers import (
     TRIGGER_MODELS,
     TRIGGER_TYPES,
+    DateFieldTrigger,
     EmailClickedTrigger,
     EmailOpenedTrigger,
     GoalAchievedTrigger,
@@ -562,6 +563,23 @@ def _content_problems(
                 )
 
 
+def _once_a_year_problems(
+    triggers: Iterable[tuple[int, TriggerBase]], automation_entry: Any
+) -> Iterator[Problem]:
+    """An annual date trigger (a birthday) under the `once` entry rule enrolls each contact
+    for their first date only, which is rarely what its author means."""
+    for index, trigger in triggers:
+        entry = trigger.entry or automation_entry or "once"
+        if isinstance(trigger, DateFieldTrigger) and trigger.annual and entry == "once":
+            yield Problem(
+                path=f"triggers.{index}",
+                message="this annual date trigger enrolls each contact once ever (entry "
+                '"once"), for one year only; set "entry": "multiple" on the trigger or the '
+                "automation to enroll them every year",
+                severity="warning",
+            )
+
+
 # --- entry points -----------------------------------------------------------------------
 
 
@@ -654,6 +672,7 @@ def _validate(
         problems += _check_references(graph, start)
         own_id = document.get("id") if isinstance(document.get("id"), str) else None
         problems += _content_problems(steps, raw_steps, triggers, own_id, known_automations)
+        problems += _once_a_year_problems(triggers, document.get("entry"))
         if isinstance(start, str) and start in steps:
             problems += _check_reachability(graph, start)
         problems += _check_loops(graph)

@@ -282,3 +282,25 @@ async def _schedule_gone_id(client: Client, automation_id: str) -> None:
         assert err.status == RPCStatusCode.NOT_FOUND
     else:
         raise AssertionError(f"{automation_id} still has a schedule")
+
+
+async def test_an_annual_trigger_under_entry_once_is_warned_about(stack: Stack) -> None:
+    birthday = {"type": "date_field", "field": "birthday", "annual": True}
+    steps = _tagging(stack.unique("t"))
+
+    async def warnings(document: dict[str, Any]) -> list[str]:
+        body = {"name": stack.unique("birthday"), **document, **steps}
+        response = await stack.http.post("/api/v1/automations", json=body)
+        assert response.status_code == 201, response.text
+        return [w["message"] for w in response.json()["warnings"] if w["path"] == "triggers.0"]
+
+    (once,) = await warnings({"triggers": [birthday]})
+    assert "once ever" in once and '"entry": "multiple"' in once
+    assert await warnings({"triggers": [{**birthday, "entry": "multiple"}]}) == []
+    assert await warnings({"entry": "multiple", "triggers": [birthday]}) == []
+    # A one-off date (a renewal, a trial's end) is meant once: no warning.
+    assert await warnings({"triggers": [{**birthday, "annual": False}]}) == []
+    # Once on purpose is allowed, still said.
+    assert (
+        len(await warnings({"entry": "multiple", "triggers": [{**birthday, "entry": "once"}]})) == 1
+    )
