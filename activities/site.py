@@ -16,6 +16,7 @@ from activities.messaging import tag_values
 from activities.step_activity import step_activity
 from activities.writes import write_once
 from store.models import Contact, SiteMessage
+from store.site import tracking_allowed
 from workflows.contracts import StepContext, StepOutcome
 from workflows.personalization import render
 
@@ -30,6 +31,8 @@ class SiteActivities:
         step = await self.deps.step(context)
 
         async def write(session: AsyncSession, contact: Contact) -> dict[str, Any]:
+            if not tracking_allowed(contact.fields, self.deps.settings.site_require_consent):
+                return {"outcome": "skipped", "reason": "no_site_consent"}
             now = datetime.now(UTC)
             message = SiteMessage(
                 contact_id=contact.id,

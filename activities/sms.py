@@ -61,10 +61,7 @@ def to_e164(phone: str | None, default_country_code: str = "") -> str | None:
 
 def has_consent(fields: dict[str, Any]) -> bool:
     """Only an explicit yes counts: true, or the text "true"/"yes"/"1" a CSV import may store."""
-    value = fields.get(CONSENT_FIELD)
-    if isinstance(value, str):
-        return value.strip().lower() in ("true", "yes", "1")
-    return value is True or (isinstance(value, int) and value == 1)
+    return contact_store.yes_or_no(fields.get(CONSENT_FIELD)) is True
 
 
 class SmsActivities:

@@ -78,6 +78,10 @@ class Settings(BaseSettings):
     # hex HMAC-SHA256 of the normalized email with CAIRN_SECRET_KEY, computed by the website's
     # backend). Recommended in production: without it anyone who knows an email can act as it.
     site_require_signed_email: bool = False
+    # Track visits and show site messages only to contacts whose `site_tracking_consent` field
+    # is true (the website sets it when the visitor opts in). Off: everyone but those who said
+    # no (false). An explicit no is always honoured.
+    site_require_consent: bool = False
 
     facebook_graph_url: str = "https://graph.facebook.com/v21.0"
     facebook_access_token: str = ""

@@ -41,6 +41,25 @@ class EmailTaken(InvalidChange):
     """The email asked for is another contact's (emails are unique)."""
 
 
+def yes_or_no(value: Any) -> bool | None:
+    """A consent-style field as people and CSV imports write it: True for true/"yes"/"1",
+    False for false/"no"/"0", None when absent or anything else."""
+    if isinstance(value, str):
+        value = value.strip().lower()
+        return (
+            True
+            if value in ("true", "yes", "1")
+            else False
+            if value in ("false", "no", "0")
+            else None
+        )
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int):
+        return True if value == 1 else False if value == 0 else None
+    return None
+
+
 def normalize_email(email: str) -> str:
     normalized = email.strip().lower()
     if len(normalized) > 320 or not EMAIL_PATTERN.match(normalized):

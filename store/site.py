@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import fnmatch
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -12,6 +13,16 @@ from store import contacts as contact_store
 from store.models import SiteMessage
 
 MAX_URL_LENGTH = 2000
+# The contact field a website sets through the API when the visitor opts in to (true) or out of
+# (false) site tracking; as ActiveCampaign's "ayant choisi de participer".
+CONSENT_FIELD = "site_tracking_consent"
+
+
+def tracking_allowed(fields: dict[str, Any], require_consent: bool) -> bool:
+    """May the contact's visits be recorded and site messages shown to them? Never after an
+    explicit no; without an answer, only when consent is not required."""
+    answer = contact_store.yes_or_no((fields or {}).get(CONSENT_FIELD))
+    return answer is True or (answer is None and not require_consent)
 
 
 def page_matches(pattern: str | None, url: str) -> bool:

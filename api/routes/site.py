@@ -36,8 +36,9 @@ class VisitIn(BaseModel):
 
 async def record_visit(
     services: Services, url: str, *, contact_id: int | None = None, email: str | None = None
-) -> tuple[int, list[SiteMessagePublic]] | None:
-    """Record the visit and claim the messages to show; None when no such contact exists.
+) -> tuple[int, list[SiteMessagePublic] | None] | None:
+    """Record the visit and claim the messages to show; None when no such contact exists, no
+    messages (None) when the contact may not be tracked.
 
     Raises InvalidChange for an email that is not one."""
     async with services.db.write() as session:
@@ -47,9 +48,11 @@ async def record_visit(
             contact = await contact_store.find_by_email(session, email or "")
         if contact is None:
             return None
+        found = contact.id
+        if not site_store.tracking_allowed(contact.fields, services.settings.site_require_consent):
+            return found, None  # not recorded, nothing shown: the visitor opted out
         claimed = await site_store.record_visit(session, contact.id, url, datetime.now(UTC))
         messages = [SiteMessagePublic.of(message) for message in claimed]
-        found = contact.id
     services.dispatcher.kick()  # the page_visited event wakes runs and fires triggers
     return found, messages
 
@@ -64,4 +67,6 @@ async def visit(body: VisitIn, services: ServicesDep) -> VisitRecorded:
     if recorded is None:
         raise HTTPException(status_code=404, detail="contact not found")
     contact_id, messages = recorded
-    return VisitRecorded(contact=contact_id, url=body.url, messages=messages)
+    return VisitRecorded(
+        contact=contact_id, url=body.url, tracked=messages is not None, messages=messages or []
+    )

@@ -231,7 +231,7 @@ async def public_visit(
                 contact_id=visitor.contact if visitor else None,
                 email=body.email,
             )
-            messages = recorded[1] if recorded else []
+            messages = (recorded[1] or []) if recorded else []
     except InvalidChange as err:
         raise invalid(str(err), "email") from None
     shown = [{"id": m.id, "html": m.html} for m in messages]

@@ -23,4 +23,6 @@ class SiteMessagePublic(BaseModel):
 class VisitRecorded(BaseModel):
     contact: int
     url: str
+    # False: the contact may not be tracked (site_tracking_consent), so nothing was recorded.
+    tracked: bool
     messages: list[SiteMessagePublic]

@@ -9,6 +9,7 @@ import json
 from typing import Any
 
 from tests.helpers.providers import configured, outcomes, run_steps
+from tests.helpers.runs import finished
 from tests.helpers.stack import Stack, eventually
 from tests.helpers.tracking import MAIL, NO_TOKEN, events_of, links_for
 from workflows.tracking import Token, email_signature, sign
@@ -220,3 +221,54 @@ async def test_a_browser_supplied_email_needs_its_signature_when_required(stack:
     assert (await public(email=email, email_signature="0" * 64)).status_code == 403
     assert len(await events_of(stack, contact["id"], "page_visited")) == 3
     stack.http.cookies.clear()
+
+
+QUEUED = {"offer": {"type": "send_site_message", "html": "10% off"}}
+
+
+async def _opt(stack: Stack, contact_id: int, consent: bool | None) -> None:
+    response = await stack.http.patch(
+        f"/api/v1/contacts/{contact_id}", json={"fields": {"site_tracking_consent": consent}}
+    )
+    assert response.status_code == 200, response.text
+
+
+async def test_a_visitor_who_opted_out_is_neither_tracked_nor_shown_messages(stack: Stack) -> None:
+    run, contact = await run_steps(stack, QUEUED)
+    assert outcomes(run) == {"offer": ("done", None)}
+    await _opt(stack, contact["id"], False)  # the website records the visitor's "no"
+
+    response = await stack.http.post(
+        "/api/v1/site/visits", json={"contact": contact["id"], "url": "https://shop.test/"}
+    )
+    assert response.json() == {
+        "contact": contact["id"],
+        "url": "https://shop.test/",
+        "tracked": False,
+        "messages": [],
+    }
+    assert await events_of(stack, contact["id"], "page_visited") == []
+    # Later site messages are not even queued for them.
+    automation_id = await stack.automation({"start": "offer", "steps": QUEUED})
+    again = await finished(stack, (await stack.enroll(contact["id"], automation_id)).id)
+    assert outcomes(again) == {"offer": ("skipped", "no_site_consent")}
+
+    await _opt(stack, contact["id"], True)  # opted back in: the first message is still there
+    shown = await visit(stack, "https://shop.test/", contact=contact["id"])
+    assert [m["html"] for m in shown] == ["10% off"]
+    assert len(await events_of(stack, contact["id"], "page_visited")) == 1
+
+
+async def test_with_consent_required_only_those_who_opted_in_are_tracked(stack: Stack) -> None:
+    with configured(stack.settings, site_require_consent=True):
+        run, silent = await run_steps(stack, QUEUED)
+        assert outcomes(run) == {"offer": ("skipped", "no_site_consent")}
+        assert await visit(stack, "https://shop.test/", contact=silent["id"]) == []
+        assert await events_of(stack, silent["id"], "page_visited") == []
+
+        willing = await stack.contact(fields={"site_tracking_consent": "yes"})
+        automation_id = await stack.automation({"start": "offer", "steps": QUEUED})
+        run = await finished(stack, (await stack.enroll(willing["id"], automation_id)).id)
+        assert outcomes(run) == {"offer": ("done", None)}
+        shown = await visit(stack, "https://shop.test/", contact=willing["id"])
+        assert [m["html"] for m in shown] == ["10% off"]
