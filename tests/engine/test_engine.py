@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select
@@ -123,10 +124,13 @@ async def test_multi_day_wait_then_branch(stack: Stack) -> None:
     assert [r["steps"][1]["reason"] for r in results] == ["yes", "no"]
     assert "got-vip-path" in (await stack.record(vip["id"]))["tags"]
     assert "got-regular-path" in (await stack.record(regular["id"]))["tags"]
-    # The 3-day timer really elapsed in the run's own (skipped) clock.
-    first, last = results[0]["steps"][0]["at"], results[0]["steps"][-1]["at"]
-    assert first > results[0]["started_at"]
-    assert last >= first
+    # The 3-day timer really elapsed in the runs' own (skipped) clock: the branch was taken three
+    # days after the run started, not before, and not a day later.
+    for result in results:
+        started = datetime.fromisoformat(result["started_at"])
+        (branched,) = [s for s in result["steps"] if s["step"] == "check"]
+        waited = datetime.fromisoformat(branched["at"]) - started
+        assert timedelta(days=3) <= waited < timedelta(days=3, hours=1), (waited, result)
 
 
 async def test_goal_jumps_out_of_a_multi_day_wait(stack: Stack) -> None:
@@ -304,6 +308,63 @@ async def test_start_and_end_other_automations(stack: Stack) -> None:
     ended = await finished(stack, waiting.id)
     assert (ended["status"], ended["reason"]) == ("ended", f"ended_by:{controller}")
     await eventually(lambda: _tagged(stack, contact["id"], "followed-up"))
+
+
+async def test_start_automation_obeys_the_targets_entry_rule(stack: Stack) -> None:
+    once = await stack.automation(
+        {"start": "t", "steps": {"t": {"type": "add_tag", "tag": stack.unique("once")}}}
+    )
+    starter = await stack.automation(
+        {
+            "entry": "multiple",
+            "start": "go",
+            "steps": {"go": {"type": "start_automation", "automation": once}},
+        }
+    )
+    contact = await stack.contact()
+    first = await finished(stack, (await stack.enroll(contact["id"], starter)).id)
+    assert [(s["step"], s["outcome"], s["reason"]) for s in first["steps"]] == [
+        ("go", "done", None)
+    ]
+
+    async def entered_once() -> None:
+        runs = (await stack.record(contact["id"]))["automations"]
+        assert [r["status"] for r in runs if r["automation"] == once] == ["completed"]
+
+    await eventually(entered_once)
+    # The target's entry is "once": a second start is refused, recorded, not failed.
+    second = await finished(stack, (await stack.enroll(contact["id"], starter)).id)
+    assert [(s["step"], s["outcome"], s["reason"]) for s in second["steps"]] == [
+        ("go", "skipped", "entry_refused:already_entered")
+    ]
+    await entered_once()
+
+
+async def test_the_conversion_leaf_holds_once_the_conversion_is_recorded(stack: Stack) -> None:
+    name = stack.unique("signup")
+    check = {
+        "type": "if_else",
+        "condition": {"conversion": name},
+        "yes": None,
+        "no": None,
+    }
+    automation_id = await stack.automation(
+        {
+            "start": "before",
+            "steps": {
+                "before": {**check, "yes": None, "no": "convert"},
+                "convert": {"type": "convert", "conversion": name, "next": "after"},
+                "after": check,
+            },
+        }
+    )
+    contact = await stack.contact()
+    run = await finished(stack, (await stack.enroll(contact["id"], automation_id)).id)
+    assert [(s["step"], s["reason"]) for s in run["steps"]] == [
+        ("before", "no"),
+        ("convert", None),
+        ("after", "yes"),
+    ]
 
 
 async def _at(stack: Stack, workflow_id: str, step: str) -> None:
@@ -553,7 +614,7 @@ async def test_step_records_are_saved_for_reports_once_each(stack: Stack) -> Non
             "start": "tag",
             "steps": {
                 "tag": {"type": "add_tag", "tag": "a", "next": "pause"},
-                "pause": {"type": "wait", "for": {"days": 2}, "next": "check"},
+                "pause": {"type": "wait", "for": {"days": 3}, "next": "check"},
                 "check": {"type": "if_else", "condition": {"tag": "a"}, "yes": "sms", "no": None},
                 "sms": {"type": "send_sms", "body": "x"},
             },
