@@ -1,7 +1,8 @@
 """CRM steps (SPEC §2.1 "CRM"): deals, tasks, notes, accounts, deal scores — once per step visit.
 
-Deal steps act on the contact's *current deal* (its most recently created open deal, within
-the step's `pipeline` when it names one); without one the step is skipped with `no_deal`.
+Deal steps act on the *current deal*: the run's deal (the one whose change fired it), else the
+contact's most recently created deal whatever its status, within the step's `pipeline` when it
+names one (docs/crm.md); without one the step is skipped with `no_deal`.
 A pipeline, stage or user that does not exist fails the step for good, naming it: no retry
 creates it.
 """

@@ -172,8 +172,8 @@ class _Evaluator:
         raise ValueError(f"unknown condition: {sorted(c)}")
 
     async def _deal(self, c: Condition) -> bool:
-        """Compare a field of the current deal, else of the contact's latest updated deal (a won
-        or lost one: see `condition_deal`); a contact without a deal meets nothing."""
+        """Compare a field of the current deal (see `current_deal`: the run's deal, else the
+        contact's most recent one); a contact without a deal meets nothing."""
         pipeline = c.get("pipeline")
         if pipeline not in self.deals:
             self.deals[pipeline] = await deal_values(self.session, self.facts.contact_id, pipeline)

@@ -422,27 +422,20 @@ async def adjust_deal_score(
 
 
 async def current_deal(
-    session: AsyncSession, contact_id: int, pipeline_id: int | None = None
+    session: AsyncSession,
+    contact_id: int,
+    pipeline_id: int | None = None,
+    *,
+    deal_id: int | None = None,
 ) -> Deal | None:
-    """The contact's most recently created open deal, optionally within one pipeline."""
-    query = (
-        select(Deal)
-        .join(DealContact, DealContact.deal_id == Deal.id)
-        .where(DealContact.contact_id == contact_id, Deal.status == "open")
-    )
-    if pipeline_id is not None:
-        query = query.where(Deal.pipeline_id == pipeline_id)
-    return await session.scalar(query.order_by(Deal.created_at.desc(), Deal.id.desc()).limit(1))
-
-
-async def condition_deal(
-    session: AsyncSession, contact_id: int, pipeline_id: int | None = None
-) -> Deal | None:
-    """The deal a `deal` condition reads: the current deal, else the contact's most recently
-    updated deal of any status (so "status is won" can hold once the deal is won or lost)."""
-    deal = await current_deal(session, contact_id, pipeline_id)
-    if deal is not None:
-        return deal
+    """The deal deal steps, the `deal` condition and `%DEAL_...%` tags use (docs/crm.md): the
+    run's deal (`deal_id`: the deal that fired it) when it is in `pipeline_id` (if given), else
+    the contact's most recently created deal within it, whatever its status (a won or lost deal
+    can be reopened)."""
+    if deal_id is not None:
+        deal = await session.get(Deal, deal_id)
+        if deal is not None and pipeline_id in (None, deal.pipeline_id):
+            return deal
     query = (
         select(Deal)
         .join(DealContact, DealContact.deal_id == Deal.id)
@@ -450,7 +443,7 @@ async def condition_deal(
     )
     if pipeline_id is not None:
         query = query.where(Deal.pipeline_id == pipeline_id)
-    return await session.scalar(query.order_by(Deal.updated_at.desc(), Deal.id.desc()).limit(1))
+    return await session.scalar(query.order_by(Deal.created_at.desc(), Deal.id.desc()).limit(1))
 
 
 async def list_deals(
@@ -530,17 +523,21 @@ async def deal_records(session: AsyncSession, deals: Sequence[Deal]) -> list[dic
 
 
 async def deal_values(
-    session: AsyncSession, contact_id: int, pipeline: str | None = None
+    session: AsyncSession,
+    contact_id: int,
+    pipeline: str | None = None,
+    *,
+    deal_id: int | None = None,
 ) -> dict[str, Any] | None:
     """What a `deal` condition compares: the standard fields (value in minor units), custom
-    fields and scores of `condition_deal`; None without any deal (or an unknown pipeline)."""
+    fields and scores of the `current_deal`; None without any deal (or an unknown pipeline)."""
     pipeline_id = None
     if pipeline is not None:
         found = await find_pipeline(session, pipeline)
         if found is None:
             return None
         pipeline_id = found.id
-    deal = await condition_deal(session, contact_id, pipeline_id)
+    deal = await current_deal(session, contact_id, pipeline_id, deal_id=deal_id)
     if deal is None:
         return None
     (record,) = await deal_records(session, [deal])
@@ -786,9 +783,12 @@ def format_money(minor: int, currency: str) -> str:
     return f"{sign}{symbol}{amount}" if symbol else f"{sign}{code} {amount}"
 
 
-async def personalization_values(session: AsyncSession, contact_id: int) -> dict[str, str]:
-    """`%DEAL_TITLE%`, `%DEAL_VALUE%` (the current deal) and `%ACCOUNT_NAME%` for a contact."""
-    deal = await current_deal(session, contact_id)
+async def personalization_values(
+    session: AsyncSession, contact_id: int, *, deal_id: int | None = None
+) -> dict[str, str]:
+    """`%DEAL_TITLE%`, `%DEAL_VALUE%` (the current deal; `deal_id`: the run's) and
+    `%ACCOUNT_NAME%` for a contact."""
+    deal = await current_deal(session, contact_id, deal_id=deal_id)
     membership = await contact_account(session, contact_id)
     return {
         "DEAL_TITLE": deal.title if deal else "",
