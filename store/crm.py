@@ -579,10 +579,19 @@ async def add_task(
 
 
 async def complete_tasks(
-    session: AsyncSession, deal_id: int, *, title: str | None, task_type: str | None
+    session: AsyncSession,
+    *,
+    deal_id: int | None,
+    contact_id: int,
+    title: str | None,
+    task_type: str | None,
 ) -> int:
-    """Complete the deal's open tasks matching title and/or type (case-insensitive); how many."""
-    query = update(Task).where(Task.deal_id == deal_id, Task.done.is_(False))
+    """Complete the open tasks of the deal (if any) and of the contact matching title and/or
+    type (case-insensitive); how many."""
+    on = Task.contact_id == contact_id
+    if deal_id is not None:
+        on = on | (Task.deal_id == deal_id)
+    query = update(Task).where(on, Task.done.is_(False))
     if title is not None:
         query = query.where(named(Task.title, title))
     if task_type is not None:

@@ -194,7 +194,7 @@ async def test_no_deal_skips_and_unknown_names_fail_naming_them(stack: Stack) ->
     assert _outcomes(without) == [
         ("title", "skipped", "no_deal"),
         ("task", "skipped", "no_deal"),
-        ("complete", "skipped", "no_deal"),
+        ("complete", "skipped", "no_open_task"),
         ("score", "skipped", "no_deal"),
         ("math", "skipped", "no_deal"),
         ("account", "skipped", "no_account"),

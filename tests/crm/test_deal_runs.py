@@ -82,3 +82,63 @@ async def test_a_won_deal_can_be_reopened_and_acted_on(any_stack: Stack) -> None
     # Without `pipeline`, the contact's most recent deal: the side deal, open.
     assert (side["title"], side["status"]) == ("Side", "open")
     assert await _notes(stack, side["id"]) == ["lost, still here"]
+
+
+async def test_complete_task_completes_the_contacts_and_the_deals_open_tasks(
+    any_stack: Stack,
+) -> None:
+    stack = any_stack
+    pipeline = await sales_pipeline(stack)
+    contact = await stack.contact()
+    call = {"type": "add_task", "title": "Call", "task_type": "call", "due_in": {"days": 1}}
+    run = await finished(
+        stack,
+        (
+            await stack.enroll(
+                contact["id"],
+                await stack.automation(
+                    _chain(
+                        [
+                            # No deal yet: a task on the contact, completed later.
+                            ("first_call", call),
+                            ("first_done", {"type": "complete_task", "title": "call"}),
+                            (
+                                "deal",
+                                {
+                                    "type": "add_deal",
+                                    "title": "D",
+                                    "value": 1,
+                                    "currency": "USD",
+                                    "pipeline": pipeline,
+                                    "stage": "Lead",
+                                },
+                            ),
+                            ("deal_call", {**call, "on": "deal"}),
+                            ("contact_call", call),
+                            ("mail", {**call, "title": "Mail", "task_type": "email"}),
+                            ("calls_done", {"type": "complete_task", "task_type": "call"}),
+                            ("none_left", {"type": "complete_task", "task_type": "call"}),
+                        ]
+                    )
+                ),
+            )
+        ).id,
+    )
+    assert _outcomes(run) == [
+        ("first_call", "done", None),
+        ("first_done", "done", None),
+        ("deal", "done", None),
+        ("deal_call", "done", None),
+        ("contact_call", "done", None),
+        ("mail", "done", None),
+        ("calls_done", "done", None),
+        ("none_left", "skipped", "no_open_task"),
+    ]
+    tasks = sorted((await stack.record(contact["id"]))["tasks"], key=lambda t: t["id"])
+    (deal,) = (await stack.record(contact["id"]))["deals"]
+    assert [(t["title"], t["deal"], t["done"]) for t in tasks] == [
+        ("Call", None, True),
+        ("Call", deal["id"], True),
+        ("Call", None, True),
+        ("Mail", None, False),
+    ]
