@@ -2,16 +2,17 @@
 
 Steps, conditions and the API name pipelines, stages, owners and accounts by name, matched
 without regard to case. Every deal change that can matter to a condition is written with one
-outbox row per contact of the deal, in the same transaction (DESIGN §2): `deal_created`,
-`deal_changed`, `deal_stage_changed` (a trigger) and `score_changed` (a trigger, with
-`"target": "deal"`).
+outbox row per contact of the deal, in the same transaction (DESIGN §2): `deal_changed`,
+`deal_stage_changed` (a trigger; a new deal enters its stage too) and `score_changed` (a
+trigger, with `"target": "deal"`). Each row names the deal and its primary contact, the one
+a deal's trigger enrolls (docs/crm.md#deal-triggers).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import func, select, update
@@ -242,6 +243,14 @@ async def deal_contact_ids(session: AsyncSession, deal_id: int) -> list[int]:
     return list((await session.scalars(query.order_by(DealContact.contact_id))).all())
 
 
+async def primary_contact_id(session: AsyncSession, deal_id: int) -> int | None:
+    """The deal's primary contact: the one linked to it first (of those a request linked at
+    once, the first listed)."""
+    query = select(DealContact.contact_id).where(DealContact.deal_id == deal_id)
+    order = (DealContact.created_at, DealContact.contact_id)
+    return await session.scalar(query.order_by(*order).limit(1))
+
+
 async def _emit_for_deal(
     session: AsyncSession,
     deal: Deal,
@@ -251,11 +260,14 @@ async def _emit_for_deal(
     origin: str | None,
     contact_ids: Sequence[int] | None = None,
 ) -> None:
-    """One outbox row per contact of the deal: each contact's runs and triggers hear of it."""
-    for contact_id in (
-        contact_ids if contact_ids is not None else await deal_contact_ids(session, deal.id)
-    ):
-        emit(session, contact_id, kind, {"deal": deal.id, **data}, origin=origin)
+    """One outbox row per contact of the deal: each contact's runs and triggers hear of it.
+    Each row names the deal's primary contact: only that contact's row fires deal triggers."""
+    ids = contact_ids if contact_ids is not None else await deal_contact_ids(session, deal.id)
+    if not ids:
+        return
+    about = {"deal": deal.id, "primary_contact": await primary_contact_id(session, deal.id)}
+    for contact_id in ids:
+        emit(session, contact_id, kind, {**about, **data}, origin=origin)
 
 
 def _check_status(status: str) -> str:
@@ -282,6 +294,16 @@ async def _check_contacts(session: AsyncSession, contact_ids: Sequence[int]) -> 
         if missing:
             raise UnknownReference(f"contact {missing[0]} does not exist")
     return ids
+
+
+def _link(session: AsyncSession, deal: Deal, contact_ids: Sequence[int]) -> None:
+    """Link contacts to the deal a microsecond apart, in the order given: of contacts linked at
+    once, the first listed is the earliest, so the primary contact if the deal had none."""
+    linked = utcnow()
+    session.add_all(
+        DealContact(deal_id=deal.id, contact_id=cid, created_at=linked + timedelta(microseconds=n))
+        for n, cid in enumerate(contact_ids)
+    )
 
 
 async def create_deal(
@@ -312,8 +334,11 @@ async def create_deal(
     session.add(deal)
     await session.flush()
     ids = await _check_contacts(session, contact_ids)
-    session.add_all(DealContact(deal_id=deal.id, contact_id=cid) for cid in ids)
-    await _emit_for_deal(session, deal, "deal_created", {}, origin=origin, contact_ids=ids)
+    _link(session, deal, ids)
+    # A new deal enters its stage: `deal_stage_changed` fires for it as for a move
+    # (`from_stage` null), as ActiveCampaign's "deal stage changes" trigger does.
+    data = await _stage_data(session, deal, None, ["created"])
+    await _emit_for_deal(session, deal, "deal_stage_changed", data, origin=origin, contact_ids=ids)
     return deal
 
 
@@ -362,18 +387,25 @@ async def update_deal(
         return changed
     deal.updated_at = utcnow()
     if "stage" in changed:
-        names = await _stage_names(session, [old_stage, deal.stage_id])
-        pipeline = await session.get(Pipeline, deal.pipeline_id)
-        data = {
-            "pipeline": pipeline.name if pipeline else None,
-            "stage": names.get(deal.stage_id),
-            "from_stage": names.get(old_stage),
-            "changed": changed,
-        }
+        data = await _stage_data(session, deal, old_stage, changed)
         await _emit_for_deal(session, deal, "deal_stage_changed", data, origin=origin)
     else:
         await _emit_for_deal(session, deal, "deal_changed", {"changed": changed}, origin=origin)
     return changed
+
+
+async def _stage_data(
+    session: AsyncSession, deal: Deal, old_stage: int | None, changed: list[str]
+) -> dict[str, Any]:
+    """A `deal_stage_changed` row's data: the pipeline and stages by name (what triggers match)."""
+    names = await _stage_names(session, [deal.stage_id] + ([old_stage] if old_stage else []))
+    pipeline = await session.get(Pipeline, deal.pipeline_id)
+    return {
+        "pipeline": pipeline.name if pipeline else None,
+        "stage": names.get(deal.stage_id),
+        "from_stage": names.get(old_stage) if old_stage else None,
+        "changed": changed,
+    }
 
 
 async def _stage_names(session: AsyncSession, ids: Sequence[int]) -> dict[int, str]:
@@ -392,7 +424,7 @@ async def set_deal_contacts(
     removed = [cid for cid in current if cid not in ids]
     for cid in removed:
         await session.delete(await session.get(DealContact, (deal.id, cid)))
-    session.add_all(DealContact(deal_id=deal.id, contact_id=cid) for cid in added)
+    _link(session, deal, added)
     data = {"changed": ["contacts"]}
     await _emit_for_deal(session, deal, "deal_changed", data, origin=origin, contact_ids=added)
     await _emit_for_deal(session, deal, "deal_changed", data, origin=origin, contact_ids=removed)
