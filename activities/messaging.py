@@ -113,8 +113,8 @@ async def skip_reason(session: AsyncSession, contact: Contact) -> str | None:
 async def tag_values(
     session: AsyncSession, contact: Contact, deal_id: int | None = None
 ) -> dict[str, str]:
-    """Every personalization tag's value for `contact` (SPEC §4), CRM tags included (those of
-    `deal_id`, the run's deal, when it has one)."""
+    """Every personalization tag's value for `contact` (docs/automations.md#personalization),
+    CRM tags included (those of `deal_id`, the run's deal, when it has one)."""
     return contact_values(
         {
             "email": contact.email,

@@ -2,10 +2,10 @@
 
 Steps, conditions and the API name pipelines, stages, owners and accounts by name, matched
 without regard to case. Every deal change that can matter to a condition is written with one
-outbox row per contact of the deal, in the same transaction (DESIGN §2): `deal_changed`,
-`deal_stage_changed` (a trigger; a new deal enters its stage too) and `score_changed` (a
-trigger, with `"target": "deal"`). Each row names the deal and its primary contact, the one
-a deal's trigger enrolls (docs/crm.md#deal-triggers).
+outbox row per contact of the deal, in the same transaction (docs/architecture.md#the-outbox):
+`deal_changed`, `deal_stage_changed` (a trigger; a new deal enters its stage too) and
+`score_changed` (a trigger, with `"target": "deal"`). Each row names the deal and its primary
+contact, the one a deal's trigger enrolls (docs/crm.md#deal-triggers).
 """
 
 from __future__ import annotations
