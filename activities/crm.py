@@ -1,7 +1,8 @@
 """CRM steps (docs/crm.md): deals, tasks, notes, accounts, deal scores — once per step visit.
 
-Deal steps act on the contact's *current deal* (its most recently created open deal, within
-the step's `pipeline` when it names one); without one the step is skipped with `no_deal`.
+Deal steps act on the *current deal*: the run's deal (the one whose change fired it), else the
+contact's most recently created deal whatever its status, within the step's `pipeline` when it
+names one (docs/crm.md); without one the step is skipped with `no_deal`.
 A pipeline, stage or user that does not exist fails the step for good, naming it: no retry
 creates it.
 """
@@ -186,13 +187,20 @@ async def _add_task(visit: Visit[AddTaskStep]) -> Outcome:
 
 
 @CRM_WRITES.applies(CompleteTaskStep)
-@on_current_deal
-async def _complete_tasks(visit: Visit[CompleteTaskStep], deal: Deal) -> Outcome:
-    step = visit.step
+async def _complete_tasks(visit: Visit[CompleteTaskStep]) -> Outcome:
+    # The contact's tasks as well as the deal's: `add_task` puts a task on the contact unless
+    # told otherwise, and "add a task, later complete it" must find it.
+    step, deal = visit.step, await visit.current_deal()
     count = await crm_store.complete_tasks(
-        visit.session, deal.id, title=step.title, task_type=step.task_type
+        visit.session,
+        deal_id=deal.id if deal else None,
+        contact_id=visit.contact.id,
+        title=step.title,
+        task_type=step.task_type,
     )
-    return done(deal=deal.id, completed=count) if count else skipped("no_open_task")
+    if not count:
+        return skipped("no_open_task")
+    return done(deal=deal.id if deal else None, completed=count)
 
 
 # --- accounts --------------------------------------------------------------------------------

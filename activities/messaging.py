@@ -111,8 +111,11 @@ async def skip_reason(session: AsyncSession, contact: Contact) -> str | None:
     return None
 
 
-async def tag_values(session: AsyncSession, contact: Contact) -> dict[str, str]:
-    """Every personalization tag's value for `contact` (docs/automations.md#personalization), CRM tags included."""
+async def tag_values(
+    session: AsyncSession, contact: Contact, deal_id: int | None = None
+) -> dict[str, str]:
+    """Every personalization tag's value for `contact` (docs/automations.md#personalization),
+    CRM tags included (those of `deal_id`, the run's deal, when it has one)."""
     return contact_values(
         {
             "email": contact.email,
@@ -122,7 +125,7 @@ async def tag_values(session: AsyncSession, contact: Contact) -> dict[str, str]:
             "fields": contact.fields or {},
         },
         today=date.today(),
-        extra=await crm_store.personalization_values(session, contact.id),
+        extra=await crm_store.personalization_values(session, contact.id, deal_id=deal_id),
     )
 
 
@@ -346,7 +349,7 @@ class MessagingActivities:
             reason = await skip_reason(session, contact)
             if reason:
                 return StepOutcome(outcome="skipped", reason=reason)
-            values = await tag_values(session, contact)
+            values = await tag_values(session, contact, context.deal_id)
         message = build_email(self.deps.settings, context, step, contact, values)
         try:
             await send_smtp(self.deps.settings, message)
@@ -393,7 +396,7 @@ class MessagingActivities:
         step = await self.deps.step(context)
         async with self.deps.db.read() as session:
             contact = await step_contact(session, context)
-            values = await tag_values(session, contact)
+            values = await tag_values(session, contact, context.deal_id)
         message = new_message(
             self.deps.settings,
             context,

@@ -56,7 +56,9 @@ class RunActivities:
             if goals:
                 conditions = [goal_condition(graph, g) for g in goals]
                 async with self.deps.db.read() as session:
-                    results = await evaluate_all(session, input.contact_id, conditions, input.now)
+                    results = await evaluate_all(
+                        session, input.contact_id, conditions, input.now, deal_id=input.deal_id
+                    )
                 goals_met = [g for g, ok in zip(goals, results, strict=True) if ok]
         # The run's reservation recorded it as parked at an opening wait (domain.enrollment).
         parked_at = None
@@ -80,10 +82,14 @@ class RunActivities:
             async with self.deps.db.write() as session:
                 await run_store.set_current_step(session, input.workflow_id, input.park_at)
                 await run_store.save_steps(session, input.steps)
-                results = await evaluate_all(session, input.contact_id, input.conditions, input.now)
+                results = await evaluate_all(
+                    session, input.contact_id, input.conditions, input.now, deal_id=input.deal_id
+                )
         else:
             async with self.deps.db.read() as session:
-                results = await evaluate_all(session, input.contact_id, input.conditions, input.now)
+                results = await evaluate_all(
+                    session, input.contact_id, input.conditions, input.now, deal_id=input.deal_id
+                )
         goal = next((g for g, ok in zip(input.goal_ids, results, strict=False) if ok), None)
         if goal is not None and input.workflow_id and input.automation_id:
             async with self.deps.db.write() as session:

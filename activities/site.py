@@ -39,7 +39,9 @@ class SiteActivities:
                 automation_id=context.automation_id,
                 step_id=context.step_id,
                 workflow_id=context.workflow_id,
-                html=render(step.html, await tag_values(session, contact), html=True),
+                html=render(
+                    step.html, await tag_values(session, contact, context.deal_id), html=True
+                ),
                 page=step.page,
                 created_at=now,
                 expires_at=now + step.expires.to_timedelta() if step.expires else None,

@@ -75,7 +75,7 @@ class SmsActivities:
         settings = self.deps.settings
         async with self.deps.db.read() as session:
             contact = await step_contact(session, context)
-            values = await tag_values(session, contact)
+            values = await tag_values(session, contact, context.deal_id)
         if not (contact.phone or "").strip():
             return StepOutcome(outcome="skipped", reason="no_phone")
         to = to_e164(contact.phone, settings.sms_default_country_code)

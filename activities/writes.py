@@ -58,7 +58,7 @@ class Visit(Generic[S]):
     async def text(self, template: str) -> str:
         """`template` with its personalization tags filled in (plain text)."""
         if self._values is None:
-            self._values = await tag_values(self.session, self.contact)
+            self._values = await tag_values(self.session, self.contact, self.context.deal_id)
         return render(template, self._values, html=False)
 
     async def value(self, value: Any) -> Any:
@@ -66,12 +66,14 @@ class Visit(Generic[S]):
         return await self.text(value) if isinstance(value, str) else value
 
     async def current_deal(self) -> Deal | None:
-        """The contact's current deal, within the step's `pipeline` when it names one; an
-        unknown pipeline fails the step (UnknownReference)."""
+        """The run's deal, else the contact's most recent one, within the step's `pipeline`
+        when it names one; an unknown pipeline fails the step (UnknownReference)."""
         pipeline_id, pipeline = None, getattr(self.step, "pipeline", None)
         if pipeline is not None:
             pipeline_id = (await crm_store.pipeline_named(self.session, pipeline)).id
-        return await crm_store.current_deal(self.session, self.contact.id, pipeline_id)
+        return await crm_store.current_deal(
+            self.session, self.contact.id, pipeline_id, deal_id=self.context.deal_id
+        )
 
 
 Apply = Callable[[Visit[Any]], Awaitable[Outcome]]
@@ -143,7 +145,9 @@ async def goals_after_write(session: AsyncSession, context: StepContext) -> list
     one met is recorded there too."""
     if not context.goal_conditions or context.now is None:
         return []
-    met = await evaluate_all(session, context.contact_id, context.goal_conditions, context.now)
+    met = await evaluate_all(
+        session, context.contact_id, context.goal_conditions, context.now, deal_id=context.deal_id
+    )
     first = next((g for g, ok in zip(context.goal_ids, met, strict=False) if ok), None)
     if first is not None:
         await run_store.record_goal(

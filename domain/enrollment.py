@@ -45,9 +45,13 @@ async def enroll(
     contact_id: int,
     *,
     entry: str | None = None,
+    deal_id: int | None = None,
 ) -> Enrolled | EntryRefused:
-    """Enroll one contact: its workflow id, or why its entry was refused."""
-    result = await enroll_many(db, client, task_queue, automation_id, [contact_id], entry=entry)
+    """Enroll one contact (in a run about `deal_id`, the deal that fired a deal trigger): its
+    workflow id, or why its entry was refused."""
+    result = await enroll_many(
+        db, client, task_queue, automation_id, [contact_id], entry=entry, deal_id=deal_id
+    )
     if result.enrolled:
         return Enrolled(result.enrolled[0])
     return EntryRefused(next(iter(result.refused)))
@@ -60,12 +64,21 @@ async def start_run(
     automation_id: str,
     contact_id: int,
     version: int,
+    deal_id: int | None = None,
 ) -> None:
     """Start the workflow of a reserved run; starting it twice is harmless."""
+    summary = f"Contact {contact_id} in automation {automation_id} (v{version})"
+    if deal_id is not None:
+        summary += f", for deal {deal_id}"
     try:
         await client.start_workflow(
             WORKFLOW_TYPE,
-            RunInput(automation_id=automation_id, contact_id=contact_id, version=version),
+            RunInput(
+                automation_id=automation_id,
+                contact_id=contact_id,
+                version=version,
+                deal_id=deal_id,
+            ),
             id=workflow_id,
             task_queue=task_queue,
             # Each entry has its own workflow id, so an id is never legitimately reused.
@@ -78,7 +91,7 @@ async def start_run(
                     SearchAttributePair(VERSION_KEY, version),
                 ]
             ),
-            static_summary=f"Contact {contact_id} in automation {automation_id} (v{version})",
+            static_summary=summary,
         )
     except WorkflowAlreadyStartedError:
         pass
@@ -98,6 +111,7 @@ async def enroll_many(
     contact_ids: list[int],
     *,
     entry: str | None = None,
+    deal_id: int | None = None,
     batch: int = 500,
     concurrency: int = 64,
 ) -> BulkResult:
@@ -130,6 +144,7 @@ async def enroll_many(
                     automation_id,
                     row.contact_id,
                     row.data["version"],
+                    row.data.get("deal"),
                 )
             except RPCError as err:
                 if err.status not in TEMPORAL_UNREACHABLE:
@@ -194,6 +209,7 @@ async def enroll_many(
                         "workflow_id": run.workflow_id,
                         "automation": automation_id,
                         "version": run.version,
+                        **({"deal": deal_id} if deal_id is not None else {}),
                     },
                 )
                 for run in runs

@@ -124,6 +124,7 @@ class OutboxDispatcher:
                     r.data["automation"],
                     r.contact_id,
                     r.data["version"],
+                    r.data.get("deal"),
                 )
                 for r in rows
                 if r.kind == "start_run"
@@ -251,12 +252,20 @@ class OutboxDispatcher:
     async def _fire_triggers(self, changes: list[OutboxEntry]) -> None:
         documents = await self._documents()
         for row in changes:
+            deal_id = _fired_by_deal(row)
+            # A deal's change fires triggers for its primary contact only, in one run about
+            # that deal, as ActiveCampaign does; its other contacts' rows just woke their runs.
+            if deal_id is not None and row.data.get("primary_contact") not in (
+                None,
+                row.contact_id,
+            ):
+                continue
             for document in documents:
                 # The first trigger that matches the change and whose filter passes: another
                 # trigger of the same kind may pass where the first one's filter did not.
                 for trigger in document.get("triggers") or []:
                     if trigger_matches(trigger, row.kind, row.data) and await self._passes_filter(
-                        trigger, row.contact_id
+                        trigger, row.contact_id, deal_id
                     ):
                         await enroll(
                             self.db,
@@ -265,14 +274,19 @@ class OutboxDispatcher:
                             document["id"],
                             row.contact_id,
                             entry=trigger.get("entry") or document.get("entry"),
+                            deal_id=deal_id,
                         )
                         break
 
-    async def _passes_filter(self, trigger: dict[str, Any], contact_id: int) -> bool:
+    async def _passes_filter(
+        self, trigger: dict[str, Any], contact_id: int, deal_id: int | None
+    ) -> bool:
         if not trigger.get("filter"):
             return True
         async with self.db.read() as session:
-            (ok,) = await evaluate_all(session, contact_id, [trigger["filter"]], utcnow())
+            (ok,) = await evaluate_all(
+                session, contact_id, [trigger["filter"]], utcnow(), deal_id=deal_id
+            )
         return ok
 
     async def _documents(self) -> list[dict[str, Any]]:
@@ -283,3 +297,14 @@ class OutboxDispatcher:
                 self._active_documents = await automation_store.active_documents(session)
                 self._documents_stamp = stamp
         return self._active_documents
+
+
+def _fired_by_deal(row: OutboxEntry) -> int | None:
+    """The deal whose change this row is, when it is one that fires deal triggers
+    (`deal_stage_changed`, a deal's `score_changed`): the run it starts is about that deal."""
+    if row.kind == "deal_stage_changed" or (
+        row.kind == "score_changed" and row.data.get("target") == "deal"
+    ):
+        deal = row.data.get("deal")
+        return int(deal) if deal is not None else None
+    return None

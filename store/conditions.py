@@ -81,20 +81,29 @@ async def load_facts(session: AsyncSession, contact_id: int) -> ContactFacts | N
 
 
 async def evaluate_all(
-    session: AsyncSession, contact_id: int, conditions: Sequence[Condition], now: datetime
+    session: AsyncSession,
+    contact_id: int,
+    conditions: Sequence[Condition],
+    now: datetime,
+    *,
+    deal_id: int | None = None,
 ) -> list[bool]:
-    """One boolean per condition; a deleted contact meets none."""
+    """One boolean per condition; a deleted contact meets none. `deal_id`: the run's deal, which
+    `deal` conditions read (see `current_deal`)."""
     facts = await load_facts(session, contact_id)
     if facts is None:
         return [False] * len(conditions)
-    evaluator = _Evaluator(session, facts, now)
+    evaluator = _Evaluator(session, facts, now, deal_id)
     return [await evaluator.check(c) for c in conditions]
 
 
 class _Evaluator:
-    def __init__(self, session: AsyncSession, facts: ContactFacts, now: datetime) -> None:
+    def __init__(
+        self, session: AsyncSession, facts: ContactFacts, now: datetime, deal_id: int | None = None
+    ) -> None:
         self.session = session
         self.facts = facts
+        self.deal_id = deal_id
         self.now = now if now.tzinfo else now.replace(tzinfo=UTC)
         # The deal's values per pipeline restriction, read once per evaluation.
         self.deals: dict[str | None, dict[str, Any] | None] = {}
@@ -172,11 +181,13 @@ class _Evaluator:
         raise ValueError(f"unknown condition: {sorted(c)}")
 
     async def _deal(self, c: Condition) -> bool:
-        """Compare a field of the current deal, else of the contact's latest updated deal (a won
-        or lost one: see `condition_deal`); a contact without a deal meets nothing."""
+        """Compare a field of the current deal (see `current_deal`: the run's deal, else the
+        contact's most recent one); a contact without a deal meets nothing."""
         pipeline = c.get("pipeline")
         if pipeline not in self.deals:
-            self.deals[pipeline] = await deal_values(self.session, self.facts.contact_id, pipeline)
+            self.deals[pipeline] = await deal_values(
+                self.session, self.facts.contact_id, pipeline, deal_id=self.deal_id
+            )
         values = self.deals[pipeline]
         if values is None:
             return False

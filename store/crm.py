@@ -2,16 +2,17 @@
 
 Steps, conditions and the API name pipelines, stages, owners and accounts by name, matched
 without regard to case. Every deal change that can matter to a condition is written with one
-outbox row per contact of the deal, in the same transaction (docs/architecture.md#the-outbox): `deal_created`,
-`deal_changed`, `deal_stage_changed` (a trigger) and `score_changed` (a trigger, with
-`"target": "deal"`).
+outbox row per contact of the deal, in the same transaction (docs/architecture.md#the-outbox):
+`deal_changed`, `deal_stage_changed` (a trigger; a new deal enters its stage too) and
+`score_changed` (a trigger, with `"target": "deal"`). Each row names the deal and its primary
+contact, the one a deal's trigger enrolls (docs/crm.md#deal-triggers).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Select, func, select, update
@@ -226,6 +227,14 @@ async def deal_contact_ids(session: AsyncSession, deal_id: int) -> list[int]:
     return list((await session.scalars(query.order_by(DealContact.contact_id))).all())
 
 
+async def primary_contact_id(session: AsyncSession, deal_id: int) -> int | None:
+    """The deal's primary contact: the one linked to it first (of those a request linked at
+    once, the first listed)."""
+    query = select(DealContact.contact_id).where(DealContact.deal_id == deal_id)
+    order = (DealContact.created_at, DealContact.contact_id)
+    return await session.scalar(query.order_by(*order).limit(1))
+
+
 async def _emit_for_deal(
     session: AsyncSession,
     deal: Deal,
@@ -235,11 +244,14 @@ async def _emit_for_deal(
     origin: str | None,
     contact_ids: Sequence[int] | None = None,
 ) -> None:
-    """One outbox row per contact of the deal: each contact's runs and triggers hear of it."""
-    for contact_id in (
-        contact_ids if contact_ids is not None else await deal_contact_ids(session, deal.id)
-    ):
-        emit(session, contact_id, kind, {"deal": deal.id, **data}, origin=origin)
+    """One outbox row per contact of the deal: each contact's runs and triggers hear of it.
+    Each row names the deal's primary contact: only that contact's row fires deal triggers."""
+    ids = contact_ids if contact_ids is not None else await deal_contact_ids(session, deal.id)
+    if not ids:
+        return
+    about = {"deal": deal.id, "primary_contact": await primary_contact_id(session, deal.id)}
+    for contact_id in ids:
+        emit(session, contact_id, kind, {**about, **data}, origin=origin)
 
 
 def _check_status(status: str) -> str:
@@ -266,6 +278,16 @@ async def _check_contacts(session: AsyncSession, contact_ids: Sequence[int]) -> 
         if missing:
             raise UnknownReference(f"contact {missing[0]} does not exist")
     return ids
+
+
+def _link(session: AsyncSession, deal: Deal, contact_ids: Sequence[int]) -> None:
+    """Link contacts to the deal a microsecond apart, in the order given: of contacts linked at
+    once, the first listed is the earliest, so the primary contact if the deal had none."""
+    linked = utcnow()
+    session.add_all(
+        DealContact(deal_id=deal.id, contact_id=cid, created_at=linked + timedelta(microseconds=n))
+        for n, cid in enumerate(contact_ids)
+    )
 
 
 async def create_deal(
@@ -296,8 +318,11 @@ async def create_deal(
     session.add(deal)
     await session.flush()
     ids = await _check_contacts(session, contact_ids)
-    session.add_all(DealContact(deal_id=deal.id, contact_id=cid) for cid in ids)
-    await _emit_for_deal(session, deal, "deal_created", {}, origin=origin, contact_ids=ids)
+    _link(session, deal, ids)
+    # A new deal enters its stage: `deal_stage_changed` fires for it as for a move
+    # (`from_stage` null), as ActiveCampaign's "deal stage changes" trigger does.
+    data = await _stage_data(session, deal, None, ["created"])
+    await _emit_for_deal(session, deal, "deal_stage_changed", data, origin=origin, contact_ids=ids)
     return deal
 
 
@@ -346,18 +371,25 @@ async def update_deal(
         return changed
     deal.updated_at = utcnow()
     if "stage" in changed:
-        names = await _stage_names(session, [old_stage, deal.stage_id])
-        pipeline = await session.get(Pipeline, deal.pipeline_id)
-        data = {
-            "pipeline": pipeline.name if pipeline else None,
-            "stage": names.get(deal.stage_id),
-            "from_stage": names.get(old_stage),
-            "changed": changed,
-        }
+        data = await _stage_data(session, deal, old_stage, changed)
         await _emit_for_deal(session, deal, "deal_stage_changed", data, origin=origin)
     else:
         await _emit_for_deal(session, deal, "deal_changed", {"changed": changed}, origin=origin)
     return changed
+
+
+async def _stage_data(
+    session: AsyncSession, deal: Deal, old_stage: int | None, changed: list[str]
+) -> dict[str, Any]:
+    """A `deal_stage_changed` row's data: the pipeline and stages by name (what triggers match)."""
+    names = await _stage_names(session, [deal.stage_id] + ([old_stage] if old_stage else []))
+    pipeline = await session.get(Pipeline, deal.pipeline_id)
+    return {
+        "pipeline": pipeline.name if pipeline else None,
+        "stage": names.get(deal.stage_id),
+        "from_stage": names.get(old_stage) if old_stage else None,
+        "changed": changed,
+    }
 
 
 async def _stage_names(session: AsyncSession, ids: Sequence[int]) -> dict[int, str]:
@@ -376,7 +408,7 @@ async def set_deal_contacts(
     removed = [cid for cid in current if cid not in ids]
     for cid in removed:
         await session.delete(await session.get(DealContact, (deal.id, cid)))
-    session.add_all(DealContact(deal_id=deal.id, contact_id=cid) for cid in added)
+    _link(session, deal, added)
     data = {"changed": ["contacts"]}
     await _emit_for_deal(session, deal, "deal_changed", data, origin=origin, contact_ids=added)
     await _emit_for_deal(session, deal, "deal_changed", data, origin=origin, contact_ids=removed)
@@ -406,27 +438,20 @@ async def adjust_deal_score(
 
 
 async def current_deal(
-    session: AsyncSession, contact_id: int, pipeline_id: int | None = None
+    session: AsyncSession,
+    contact_id: int,
+    pipeline_id: int | None = None,
+    *,
+    deal_id: int | None = None,
 ) -> Deal | None:
-    """The contact's most recently created open deal, optionally within one pipeline."""
-    query = (
-        select(Deal)
-        .join(DealContact, DealContact.deal_id == Deal.id)
-        .where(DealContact.contact_id == contact_id, Deal.status == "open")
-    )
-    if pipeline_id is not None:
-        query = query.where(Deal.pipeline_id == pipeline_id)
-    return await session.scalar(query.order_by(Deal.created_at.desc(), Deal.id.desc()).limit(1))
-
-
-async def condition_deal(
-    session: AsyncSession, contact_id: int, pipeline_id: int | None = None
-) -> Deal | None:
-    """The deal a `deal` condition reads: the current deal, else the contact's most recently
-    updated deal of any status (so "status is won" can hold once the deal is won or lost)."""
-    deal = await current_deal(session, contact_id, pipeline_id)
-    if deal is not None:
-        return deal
+    """The deal deal steps, the `deal` condition and `%DEAL_...%` tags use (docs/crm.md): the
+    run's deal (`deal_id`: the deal that fired it) when it is in `pipeline_id` (if given), else
+    the contact's most recently created deal within it, whatever its status (a won or lost deal
+    can be reopened)."""
+    if deal_id is not None:
+        deal = await session.get(Deal, deal_id)
+        if deal is not None and pipeline_id in (None, deal.pipeline_id):
+            return deal
     query = (
         select(Deal)
         .join(DealContact, DealContact.deal_id == Deal.id)
@@ -434,7 +459,7 @@ async def condition_deal(
     )
     if pipeline_id is not None:
         query = query.where(Deal.pipeline_id == pipeline_id)
-    return await session.scalar(query.order_by(Deal.updated_at.desc(), Deal.id.desc()).limit(1))
+    return await session.scalar(query.order_by(Deal.created_at.desc(), Deal.id.desc()).limit(1))
 
 
 def deals_query(
@@ -512,17 +537,21 @@ async def deal_details(session: AsyncSession, deals: Sequence[Deal]) -> list[Dea
 
 
 async def deal_values(
-    session: AsyncSession, contact_id: int, pipeline: str | None = None
+    session: AsyncSession,
+    contact_id: int,
+    pipeline: str | None = None,
+    *,
+    deal_id: int | None = None,
 ) -> dict[str, Any] | None:
     """What a `deal` condition compares: the standard fields (value in minor units), custom
-    fields and scores of `condition_deal`; None without any deal (or an unknown pipeline)."""
+    fields and scores of the `current_deal`; None without any deal (or an unknown pipeline)."""
     pipeline_id = None
     if pipeline is not None:
         found = await find_pipeline(session, pipeline)
         if found is None:
             return None
         pipeline_id = found.id
-    deal = await condition_deal(session, contact_id, pipeline_id)
+    deal = await current_deal(session, contact_id, pipeline_id, deal_id=deal_id)
     if deal is None:
         return None
     (details,) = await deal_details(session, [deal])
@@ -572,10 +601,19 @@ async def add_task(
 
 
 async def complete_tasks(
-    session: AsyncSession, deal_id: int, *, title: str | None, task_type: str | None
+    session: AsyncSession,
+    *,
+    deal_id: int | None,
+    contact_id: int,
+    title: str | None,
+    task_type: str | None,
 ) -> int:
-    """Complete the deal's open tasks matching title and/or type (case-insensitive); how many."""
-    query = update(Task).where(Task.deal_id == deal_id, Task.done.is_(False))
+    """Complete the open tasks of the deal (if any) and of the contact matching title and/or
+    type (case-insensitive); how many."""
+    on = Task.contact_id == contact_id
+    if deal_id is not None:
+        on = on | (Task.deal_id == deal_id)
+    query = update(Task).where(on, Task.done.is_(False))
     if title is not None:
         query = query.where(named(Task.title, title))
     if task_type is not None:
@@ -761,9 +799,12 @@ def format_money(minor: int, currency: str) -> str:
     return f"{sign}{symbol}{amount}" if symbol else f"{sign}{code} {amount}"
 
 
-async def personalization_values(session: AsyncSession, contact_id: int) -> dict[str, str]:
-    """`%DEAL_TITLE%`, `%DEAL_VALUE%` (the current deal) and `%ACCOUNT_NAME%` for a contact."""
-    deal = await current_deal(session, contact_id)
+async def personalization_values(
+    session: AsyncSession, contact_id: int, *, deal_id: int | None = None
+) -> dict[str, str]:
+    """`%DEAL_TITLE%`, `%DEAL_VALUE%` (the current deal; `deal_id`: the run's) and
+    `%ACCOUNT_NAME%` for a contact."""
+    deal = await current_deal(session, contact_id, deal_id=deal_id)
     membership = await contact_account(session, contact_id)
     return {
         "DEAL_TITLE": deal.title if deal else "",

@@ -244,6 +244,7 @@ class AutomationRun:
                             contact_id=input.contact_id,
                             version=state.version,
                             state=state,
+                            deal_id=input.deal_id,
                         )
                     )
                 if not state.automation_active and not self._finishing_wait():
@@ -283,6 +284,7 @@ class AutomationRun:
                 now=workflow.now() if check_goals else None,
                 workflow_id=workflow.info().workflow_id if check_goals else None,
                 newest=check_goals,
+                deal_id=self.input.deal_id if check_goals else None,
             ),
             result_type=LoadAutomationOutput,
             summary=f"load automation {self.input.automation_id} v{version}",
@@ -371,11 +373,16 @@ class AutomationRun:
             if goal is not None:
                 return await self._achieve(goal)
         state.visit += 1
-        workflow.set_current_details(f"At **{describe_step(step_id, step)}**")
+        workflow.set_current_details(f"At **{describe_step(step_id, step)}**{self._on_deal()}")
         handler = HANDLERS.get(step.type, AutomationRun._not_implemented)
         return await handler(self, step_id, step)
 
     # --- helpers -----------------------------------------------------------------------
+
+    def _on_deal(self) -> str:
+        """For the current details: the deal a deal-triggered run is about."""
+        assert self.input is not None
+        return "" if self.input.deal_id is None else f" (deal {self.input.deal_id})"
 
     def _context(self, step_id: str) -> StepContext:
         assert self.input is not None and self.state is not None
@@ -386,6 +393,7 @@ class AutomationRun:
             contact_id=self.input.contact_id,
             step_id=step_id,
             visit=self.state.visit,
+            deal_id=self.input.deal_id,
         )
 
     def _record(
@@ -449,6 +457,7 @@ class AutomationRun:
                 steps=self._take_unsaved() if park_at else None,
                 goal_ids=goals,
                 automation_id=self.input.automation_id,
+                deal_id=self.input.deal_id,
             ),
             result_type=EvaluateOutput,
             summary=f"evaluate conditions at {position}: {', '.join(looked_at) or 'park'}",
@@ -515,7 +524,9 @@ class AutomationRun:
         long = parks_long(deadline, workflow.now())
         if long:
             workflow.upsert_search_attributes([STEP_KEY.value_set(step_id)])
-        workflow.set_current_details(f"Waiting at **{describe_step(step_id, step)}**: {why}")
+        workflow.set_current_details(
+            f"Waiting at **{describe_step(step_id, step)}**: {why}{self._on_deal()}"
+        )
         listens = bool(conditions) or bool(self._eligible_goals(step_id))
         # On entry, look only if there is something new to see: a conditional wait's own
         # condition, or goals after a wake-up. Goals were checked after the run's last write.

@@ -38,6 +38,9 @@ class StepContext(BaseModel):
     contact_id: int
     step_id: str
     visit: int
+    # The run's deal (RunInput.deal_id): what deal steps, `deal` conditions and `%DEAL_...%`
+    # tags use before the contact's most recent deal.
+    deal_id: int | None = None
     # Goals this contact may jump to: a step that writes Cairn's database evaluates them right
     # after its write, in the same transaction, so its own change can trigger a goal without
     # another round-trip (docs/architecture.md#conditions-and-goals). `now` is the workflow's clock for their time windows.
@@ -99,6 +102,9 @@ class RunInput(BaseModel):
     contact_id: int
     version: int
     state: RunState | None = None
+    # The deal whose change fired the run (a `deal_stage_changed` or deal `score_changed`
+    # trigger): its deal steps and `deal` conditions act on it (docs/crm.md#deal-triggers).
+    deal_id: int | None = None
 
 
 class LoadAutomationInput(BaseModel):
@@ -115,6 +121,7 @@ class LoadAutomationInput(BaseModel):
     # On a fresh start: load the automation's current version instead if it is newer. A start
     # queued in the outbox (Temporal down) may run after a new version's signals went out.
     newest: bool = False
+    deal_id: int | None = None  # the run's deal, for the goals' `deal` conditions
 
 
 class LoadAutomationOutput(BaseModel):
@@ -146,6 +153,7 @@ class EvaluateInput(BaseModel):
     # (the goal's jump then costs no second round-trip — goal latency, docs/architecture.md#conditions-and-goals).
     goal_ids: list[str] = Field(default_factory=list)
     automation_id: str | None = None
+    deal_id: int | None = None  # the run's deal, for `deal` conditions
 
 
 class EvaluateOutput(BaseModel):

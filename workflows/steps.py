@@ -797,7 +797,8 @@ class AddDealNoteStep(_DealStep):
 
 
 class CompleteTaskStep(_DealStep):
-    """Complete the current deal's open tasks matching a title and/or task type."""
+    """Complete the open tasks of the current deal and of the contact matching a title and/or
+    task type."""
 
     ACTIVITY = CRM_WRITE
     SUMMARY_FIELD = "title"

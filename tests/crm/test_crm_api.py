@@ -245,6 +245,9 @@ async def test_deal_condition_reads_the_current_deal(any_stack: Stack) -> None:
     base = {"currency": "USD", "contacts": [cid]}
     await api_post(stack, "/deals", {**base, "title": "Old", "value": 100, "pipeline": sales})
     await api_post(
+        stack, "/deals", {**base, "title": "Lost one", "pipeline": sales, "status": "lost"}
+    )
+    big = await api_post(
         stack,
         "/deals",
         {
@@ -258,9 +261,6 @@ async def test_deal_condition_reads_the_current_deal(any_stack: Stack) -> None:
             "scores": {"heat": 40},
         },
     )
-    await api_post(
-        stack, "/deals", {**base, "title": "Lost one", "pipeline": sales, "status": "lost"}
-    )
     await api_post(stack, "/deals", {**base, "title": "Ticket", "pipeline": support})
 
     def deal(field: str, op: str, value: Any = None, pipeline: str | None = None) -> dict[str, Any]:
@@ -268,8 +268,8 @@ async def test_deal_condition_reads_the_current_deal(any_stack: Stack) -> None:
         return {**leaf, "pipeline": pipeline} if pipeline else leaf
 
     cases = [
-        (deal("title", "is", "ticket"), True),  # the newest open deal, any pipeline
-        (deal("title", "is", "big", sales), True),  # newest open deal of that pipeline
+        (deal("title", "is", "ticket"), True),  # the newest deal, any pipeline
+        (deal("title", "is", "big", sales), True),  # the newest deal of that pipeline
         (deal("stage", "is", "qualified", sales), True),
         (deal("pipeline", "is", sales, sales), True),
         (deal("value", "gte", 50_000, sales), True),
@@ -285,6 +285,11 @@ async def test_deal_condition_reads_the_current_deal(any_stack: Stack) -> None:
     async with stack.db.read() as session:
         results = await evaluate_all(session, cid, [c for c, _ in cases], datetime.now(UTC))
         assert results == [expected for _, expected in cases]
+    # Won or lost, the newest deal is still the one read (and the one deal steps act on).
+    await api_patch(stack, f"/deals/{big['id']}", {"status": "won"})
+    async with stack.db.read() as session:
+        won = [deal("status", "is", "won", sales), deal("title", "is", "Big", sales)]
+        assert await evaluate_all(session, cid, won, datetime.now(UTC)) == [True, True]
         lonely = (await stack.contact())["id"]
         assert await evaluate_all(
             session, lonely, [deal("title", "is_blank")], datetime.now(UTC)
@@ -353,9 +358,9 @@ async def test_crm_routes_need_the_token_and_refuse_bad_input_clearly(any_stack:
         assert "detail" in response.json()
 
 
-async def test_deal_condition_reads_a_won_or_lost_deal_when_none_is_open(any_stack: Stack) -> None:
-    """Without an open deal (in the leaf's pipeline), the condition reads the contact's most
-    recently updated deal of any status: "status is won" can hold."""
+async def test_deal_condition_reads_the_newest_deal_whatever_its_status(any_stack: Stack) -> None:
+    """Outside a deal's own run, the condition reads the contact's most recently created deal
+    (in the leaf's pipeline if given), open, won or lost: the deal deal steps act on too."""
     stack = any_stack
     sales, support = await sales_pipeline(stack), await sales_pipeline(stack, "New", "Done")
     cid = (await stack.contact())["id"]
@@ -372,23 +377,20 @@ async def test_deal_condition_reads_a_won_or_lost_deal_when_none_is_open(any_sta
         async with stack.db.read() as session:
             return await evaluate_all(session, cid, list(conditions), datetime.now(UTC))
 
-    assert await holds(status("open"), status("won")) == [True, False]
+    title_second = {"deal": {"field": "title", "op": "is", "value": "Second"}, "pipeline": sales}
+    assert await holds(status("open"), status("won"), title_second) == [True, False, True]
     await api_patch(stack, f"/deals/{second['id']}", {"status": "lost"})
-    # First is still open: the current deal, whatever the lost one's update.
-    assert await holds(status("open"), status("lost")) == [True, False]
+    # The newest deal, lost: an older open one does not take its place.
+    assert await holds(status("open"), status("lost"), title_second) == [False, True, True]
     await api_patch(stack, f"/deals/{first['id']}", {"status": "won"})
-    title_first = {"deal": {"field": "title", "op": "is", "value": "First"}, "pipeline": sales}
-    assert await holds(status("won"), status("open"), title_first) == [True, False, True]
-    # Another pipeline's open deal is the current one when no pipeline is named.
-    assert await holds(status("open", None), status("won", None)) == [True, False]
+    assert await holds(status("won"), status("lost")) == [False, True]
+    # Without a pipeline, the newest deal of any pipeline.
+    assert await holds(status("open", None), status("lost", None)) == [True, False]
     await api_patch(stack, f"/deals/{ticket['id']}", {"status": "won"})
     assert await holds(status("won", None), status("won", support)) == [True, True]
-    # Of two closed deals, the one updated last.
-    await api_patch(stack, f"/deals/{second['id']}", {"title": "Second, revisited"})
-    assert await holds(status("lost"), status("won")) == [True, False]
-    # A reopened deal is the current deal again.
-    await api_patch(stack, f"/deals/{first['id']}", {"status": "open"})
-    assert await holds(status("open"), title_first) == [True, True]
+    # Reopened, it is open again.
+    await api_patch(stack, f"/deals/{second['id']}", {"status": "open"})
+    assert await holds(status("open"), title_second) == [True, True]
 
 
 async def test_saving_warns_of_a_user_name_several_users_share(any_stack: Stack) -> None:

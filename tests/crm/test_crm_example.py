@@ -23,11 +23,11 @@ async def _ensure(stack: Stack, path: str, body: dict[str, Any]) -> None:
     assert response.status_code in (201, 409), response.text
 
 
-# How the rep wins the deal in the CRM, and how the run's last steps end then: marked won
-# without a stage move, the deal is no longer open, so "close" has no deal left to mark.
+# How the rep wins the deal in the CRM, and where the deal ends: marked won without a stage
+# move, it stays in Lead ("close" finds it, won already, and changes nothing).
 WINS = {
     "stage": ({"stage": "Won"}, ("Won", "won"), ("close", "done", None)),
-    "status": ({"status": "won"}, ("Lead", "won"), ("close", "skipped", "no_deal")),
+    "status": ({"status": "won"}, ("Lead", "won"), ("close", "done", None)),
 }
 
 

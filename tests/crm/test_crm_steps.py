@@ -107,7 +107,7 @@ async def test_every_crm_step_in_one_run(stack: Stack) -> None:
                     {"type": "add_contact_note", "note": "%ACCOUNT_NAME%: %DEAL_TITLE%"},
                 ),
                 ("won", {"type": "update_deal_status", "value": "won"}),
-                ("after", {"type": "add_deal_note", "note": "no open deal is left"}),
+                ("after", {"type": "add_deal_note", "note": "a won deal is still the deal"}),
             ]
         ),
         contact["id"],
@@ -116,7 +116,6 @@ async def test_every_crm_step_in_one_run(stack: Stack) -> None:
     assert [o for o in _outcomes(run) if o[1] != "done"] == [
         ("none_left", "skipped", "no_open_task"),
         ("again", "skipped", "already_in_account"),
-        ("after", "skipped", "no_deal"),
     ]
 
     record = await stack.record(contact["id"])
@@ -135,7 +134,10 @@ async def test_every_crm_step_in_one_run(stack: Stack) -> None:
     }
     assert deal["owner"]["id"] == second["id"]
     notes = await api_get(stack, f"/deals/{deal['id']}/notes")
-    assert [n["note"] for n in notes["items"]] == ["Ada's deal is worth $1,250.00"]
+    assert [n["note"] for n in notes["items"]] == [
+        "Ada's deal is worth $1,250.00",
+        "a won deal is still the deal",
+    ]
     call, follow = sorted(record["tasks"], key=lambda t: t["id"])
     assert (call["title"], call["type"], call["deal"], call["done"]) == (
         "Call Ada",
@@ -192,7 +194,7 @@ async def test_no_deal_skips_and_unknown_names_fail_naming_them(stack: Stack) ->
     assert _outcomes(without) == [
         ("title", "skipped", "no_deal"),
         ("task", "skipped", "no_deal"),
-        ("complete", "skipped", "no_deal"),
+        ("complete", "skipped", "no_open_task"),
         ("score", "skipped", "no_deal"),
         ("math", "skipped", "no_deal"),
         ("account", "skipped", "no_account"),

@@ -18,6 +18,8 @@ from temporalio.client import WorkflowHandle, WorkflowHistory
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer
 
+from tests.helpers.crm import api_patch, api_post, sales_pipeline
+from tests.helpers.runs import finished
 from tests.helpers.stack import Stack, eventually
 from worker.main import workflow_runner
 from workflows.automation_run import AutomationRun
@@ -85,6 +87,57 @@ async def test_a_fresh_tour_history_replays(stack: Stack) -> None:
     await _replayer().replay_workflow(history)
     if os.environ.get("CAIRN_RECORD_HISTORY"):
         (HISTORIES / "tour.json").write_text(history.to_json())
+
+
+async def test_a_fresh_deal_run_history_replays(stack: Stack) -> None:
+    """A run a deal's stage change started: it carries the deal (RunInput.deal_id) to its deal
+    steps and conditions (docs/crm.md#deal-triggers)."""
+    pipeline = await sales_pipeline(stack)
+    automation_id = await stack.automation(
+        {
+            "triggers": [{"type": "deal_stage_changed", "pipeline": pipeline, "stage": "Won"}],
+            "start": "note",
+            "steps": {
+                "note": {"type": "add_deal_note", "note": "Won: %DEAL_TITLE%", "next": "pause"},
+                "pause": {"type": "wait", "for": {"days": 1}, "next": "check"},
+                "check": {
+                    "type": "if_else",
+                    "condition": {"deal": {"field": "status", "op": "is", "value": "open"}},
+                    "yes": "task",
+                    "no": None,
+                },
+                "task": {
+                    "type": "add_task",
+                    "title": "Onboard",
+                    "due_in": {"days": 2},
+                    "on": "deal",
+                    "next": "won",
+                },
+                "won": {"type": "update_deal_status", "value": "won"},
+            },
+        }
+    )
+    contact = (await stack.contact())["id"]
+    deal = await api_post(
+        stack,
+        "/deals",
+        {"title": "Big", "currency": "USD", "pipeline": pipeline, "contacts": [contact]},
+    )
+    await api_patch(stack, f"/deals/{deal['id']}", {"stage": "Won"})
+
+    async def enrolled() -> str:
+        record = await stack.record(contact)
+        runs = [a["workflow_id"] for a in record["automations"] if a["automation"] == automation_id]
+        assert len(runs) == 1, record["automations"]
+        return str(runs[0])
+
+    workflow_id = await eventually(enrolled)
+    run = await finished(stack, workflow_id)
+    assert [s["outcome"] for s in run["steps"]] == ["done"] * 5, run
+    history = await stack.client.get_workflow_handle(workflow_id).fetch_history()
+    await _replayer().replay_workflow(history)
+    if os.environ.get("CAIRN_RECORD_HISTORY"):
+        (HISTORIES / "deal-run.json").write_text(history.to_json())
 
 
 # Wake-ups, a live edit, continue-as-new and a goal jump: the paths the tour does not take.
