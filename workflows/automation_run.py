@@ -95,7 +95,11 @@ STEPS_KEPT_IN_STATE = 100  # the `state` query shows the latest ones; older ones
 # like any other step: nobody looks for a contact that is gone again in seconds.
 PARK_THRESHOLD = timedelta(minutes=1)
 GOTO_MAX_PER_DAY = 10
+# Loops without a wait: three are allowed, the goto that would start a fourth ends the run.
 GOTO_MAX_WITHOUT_WAIT = 3
+# Runs whose history predates it ended at the third goto without a wait (replay must end them
+# there again): the guard counted the goto that started the third loop as its limit.
+THIRD_LOOP_ALLOWED = "goto-third-loop-allowed"
 # Runs held by an inactive automation record it (runs index, CairnStep) and finish a wait they
 # are in before holding. Runs whose history predates this hold as before: without a record,
 # in the wait (replay must issue the commands their history holds).
@@ -723,11 +727,21 @@ class AutomationRun:
         passes.append(now)
         state.goto_passes[step_id] = passes
         state.gotos_since_wait += 1
-        if len(passes) > GOTO_MAX_PER_DAY or state.gotos_since_wait >= GOTO_MAX_WITHOUT_WAIT:
+        if len(passes) > GOTO_MAX_PER_DAY or self._too_many_loops(state.gotos_since_wait):
             self._record(step_id, step, "skipped", "goto_limit")
             raise _EndRun("goto_limit")
         self._record(step_id, step, "done")
         return step.target
+
+    @staticmethod
+    def _too_many_loops(gotos_since_wait: int) -> bool:
+        """Whether this goto would start a loop past the limit (docs/automations.md#goto)."""
+        if gotos_since_wait < GOTO_MAX_WITHOUT_WAIT:
+            return False
+        if gotos_since_wait == GOTO_MAX_WITHOUT_WAIT:
+            # Asked only here, where old and new code differ: the third loop is allowed now.
+            return not workflow.patched(THIRD_LOOP_ALLOWED)
+        return True
 
     @handles(EndStep)
     async def _end(self, step_id: str, step: EndStep) -> Next:

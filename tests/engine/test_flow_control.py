@@ -380,6 +380,50 @@ async def test_a_goto_loop_runs_ten_times_a_day_at_most(stack: Stack) -> None:
     assert gotos == ["done"] * 10 + ["skipped"]
 
 
+def loops_without_wait(laps: int) -> dict[str, object]:
+    """A loop with no wait that the contact goes round `laps` times (`laps` gotos), then leaves."""
+    return {
+        "start": "lap",
+        "steps": {
+            "lap": {
+                "type": "adjust_contact_score",
+                "score": "laps",
+                "op": "add",
+                "value": 1,
+                "next": "more",
+            },
+            "more": {
+                "type": "if_else",
+                "condition": {"score": "laps", "op": "lte", "value": laps},
+                "yes": "back",
+                "no": "out",
+            },
+            "back": {"type": "goto", "target": "lap"},
+            "out": {"type": "add_tag", "tag": "left-the-loop"},
+        },
+    }
+
+
+async def test_three_loops_without_a_wait_pass_and_a_fourth_ends_the_run(stack: Stack) -> None:
+    # Three loops (three passes through a goto) with no wait are allowed...
+    three = await stack.automation(loops_without_wait(3))
+    contact = await stack.contact()
+    run = await finished(stack, (await stack.enroll(contact["id"], three)).id)
+    assert (run["status"], run["reason"]) == ("completed", None)
+    assert [s["outcome"] for s in run["steps"] if s["step"] == "back"] == ["done"] * 3
+    assert (await stack.record(contact["id"]))["scores"] == {"laps": 4}
+    assert "left-the-loop" in (await stack.record(contact["id"]))["tags"]
+
+    # ...the goto that would start a fourth ends the run.
+    four = await stack.automation(loops_without_wait(4))
+    contact = await stack.contact()
+    run = await finished(stack, (await stack.enroll(contact["id"], four)).id)
+    assert (run["status"], run["reason"]) == ("ended", "goto_limit")
+    assert [s["outcome"] for s in run["steps"] if s["step"] == "back"] == ["done"] * 3 + ["skipped"]
+    assert (await stack.record(contact["id"]))["scores"] == {"laps": 4}
+    assert "left-the-loop" not in (await stack.record(contact["id"]))["tags"]
+
+
 async def test_removal_triggers_and_a_second_trigger_whose_filter_passes(stack: Stack) -> None:
     tag, list_name = stack.unique("tag"), stack.unique("list")
     automation_id = await stack.automation(
