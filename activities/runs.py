@@ -109,6 +109,7 @@ class RunActivities:
                 session, input.workflow_id, input.status, input.reason, input.step_id
             )
             await run_store.save_steps(session, input.steps)
+        self.deps.kick()  # the contact's other runs may wait on `in_automation`
 
     @activity.defn(name="record_goal")
     async def record_goal(self, input: GoalInput) -> None:

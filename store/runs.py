@@ -124,16 +124,16 @@ async def running_runs(
 
 async def running_runs_of(
     session: AsyncSession, contact_ids: Collection[int]
-) -> dict[int, list[str]]:
-    """The running runs' workflow ids of each contact, in one query."""
+) -> dict[int, list[tuple[str, str]]]:
+    """The running runs (workflow id, automation id) of each contact, in one query."""
     rows = await session.execute(
-        select(Run.contact_id, Run.workflow_id).where(
+        select(Run.contact_id, Run.workflow_id, Run.automation_id).where(
             Run.contact_id.in_(contact_ids), Run.status == RUNNING
         )
     )
-    runs: dict[int, list[str]] = {}
-    for contact_id, workflow_id in rows.all():
-        runs.setdefault(contact_id, []).append(workflow_id)
+    runs: dict[int, list[tuple[str, str]]] = {}
+    for contact_id, workflow_id, automation_id in rows.all():
+        runs.setdefault(contact_id, []).append((workflow_id, automation_id))
     return runs
 
 
@@ -185,15 +185,37 @@ async def set_current_step(
     )
 
 
+# A run's start and end are changes of its contact like any other (an `in_automation`
+# condition reads them): outbox rows that wake the contact's other runs and fire no trigger.
+RUN_STARTED = "run_started"
+RUN_ENDED = "run_ended"
+
+
 async def finish_run(
     session: AsyncSession, workflow_id: str, status: str, reason: str | None, step_id: str | None
 ) -> None:
+    """Record the run's end, with the outbox row that wakes the contact's other runs."""
     now = utcnow()
-    await session.execute(
-        update(Run)
-        .where(Run.workflow_id == workflow_id)
-        .values(status=status, reason=reason, current_step=step_id, updated_at=now, ended_at=now)
-    )
+    ended = (
+        await session.execute(
+            update(Run)
+            .where(Run.workflow_id == workflow_id)
+            .values(
+                status=status, reason=reason, current_step=step_id, updated_at=now, ended_at=now
+            )
+            .returning(Run.contact_id, Run.automation_id)
+        )
+    ).first()
+    if ended is not None:
+        contact_id, automation_id = ended
+        session.add(
+            OutboxEntry(
+                contact_id=contact_id,
+                kind=RUN_ENDED,
+                data={"automation": automation_id, "workflow_id": workflow_id, "status": status},
+                origin_workflow_id=workflow_id,
+            )
+        )
 
 
 async def once_per_visit(

@@ -531,3 +531,57 @@ async def test_in_automation_and_goal_achieved_conditions(stack: Stack) -> None:
     ]
     assert [(s["step"], s["reason"]) for s in unchecked["steps"]] == [("in", "no")]
     await handle.terminate()
+
+
+async def test_waits_and_goals_on_in_automation_wake_when_a_run_starts_or_ends(
+    stack: Stack,
+) -> None:
+    watched = await stack.automation(
+        {"start": "w", "steps": {"w": {"type": "wait", "for": {"days": 30}}}}
+    )
+    joins = await stack.automation(
+        {
+            "start": "w",
+            "steps": {
+                "w": {
+                    "type": "wait",
+                    "condition": {"in_automation": watched},
+                    "timeout": {"days": 30},
+                    "next": "t",
+                },
+                "t": {"type": "add_tag", "tag": "saw-it-start"},
+            },
+        }
+    )
+    leaves = await stack.automation(
+        {
+            "start": "w",
+            "steps": {
+                "w": {"type": "wait", "for": {"days": 30}, "next": None},
+                "left": {"type": "goal", "condition": {"not": {"in_automation": watched}}},
+            },
+        }
+    )
+    contact = await stack.contact()
+    with stack.env.with_time_skipping_disabled():
+        joining = await stack.enroll(contact["id"], joins)
+        await eventually(lambda: _current(stack, joining.id, "w"))
+        # The watched run's start wakes the conditional wait.
+        run = await stack.enroll(contact["id"], watched)
+        joined = await finished(stack, joining.id)
+        assert [(s["step"], s["reason"]) for s in joined["steps"]] == [
+            ("w", "condition_met"),
+            ("t", None),
+        ]
+        # Its end (through the API) meets the goal `not in_automation` of another run.
+        leaving = await stack.enroll(contact["id"], leaves)
+        await eventually(lambda: _current(stack, leaving.id, "w"))
+        ended = await stack.http.delete(f"/api/v1/contacts/{contact['id']}/automations/{watched}")
+        assert ended.status_code == 200, ended.text
+        assert (await finished(stack, run.id))["reason"] == "ended_by:api"
+        left = await finished(stack, leaving.id)
+    assert [(s["step"], s["outcome"], s["reason"]) for s in left["steps"]] == [
+        ("w", "skipped", "goal:left"),
+        ("left", "done", "goal_achieved"),
+    ]
+    assert left["goals"] == ["left"]
