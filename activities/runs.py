@@ -11,6 +11,7 @@ from temporalio.exceptions import ApplicationError
 from activities.deps import Deps
 from activities.step_activity import step_activity
 from domain.enrollment import enroll
+from domain.split_deadlines import split_deadline
 from store import runs as run_store
 from store.conditions import duration_of, evaluate_all, matching_contacts
 from store.models import SplitState
@@ -32,6 +33,7 @@ from workflows.contracts import (
     StepOutcome,
 )
 from workflows.document import eligible_goals, goal_condition, goal_sources
+from workflows.split_winner import DECIDE_SPLIT_WINNER, DecideWinnerInput, DecideWinnerOutput
 
 
 class RunActivities:
@@ -135,6 +137,7 @@ class RunActivities:
                 path = await self._even_path(session, state, step, input.now)
             else:
                 path = await self._until_side(session, state, step, input.now)
+            first = state.first_assigned_at is None
             await run_store.assign_path(
                 session,
                 state,
@@ -143,12 +146,40 @@ class RunActivities:
                 path=path,
                 now=input.now,
             )
+            deadline = first and step.mode == "even" and step.winner is not None
+            if deadline and step.winner.after is not None and state.winner is None:
+                # The winner is due after a duration, newcomer or not: a durable timer decides
+                # it then (workflows/split_winner.py), started from this row.
+                due = input.now + step.winner.after.to_timedelta()
+                session.add(split_deadline(c.automation_id, c.step_id, due))
+        if deadline:
+            self.deps.kick()
         return SplitOutput(path=path)
+
+    @activity.defn(name=DECIDE_SPLIT_WINNER)
+    async def decide_split_winner(self, input: DecideWinnerInput) -> DecideWinnerOutput:
+        """At an even split's deadline: its winner, decided now unless it already is (by a
+        newcomer or a person); a rule a new version moved later answers its new deadline."""
+        async with self.deps.db.read() as session:
+            version = await run_store.current_version(session, input.automation_id)
+        graph = (await self.deps.version(input.automation_id, version))[1] if version else None
+        step = graph.steps.get(input.step_id) if graph is not None else None
+        async with self.deps.db.write() as session:
+            state = await run_store.lock_split_state(session, input.automation_id, input.step_id)
+            if state.winner is not None:
+                return DecideWinnerOutput(winner=state.winner)
+            rule = getattr(step, "winner", None) if getattr(step, "mode", None) == "even" else None
+            if rule is None or rule.after is None or state.first_assigned_at is None:
+                return DecideWinnerOutput()  # no longer decided by a duration
+            due = state.first_assigned_at + rule.after.to_timedelta()
+            if input.now < due:
+                return DecideWinnerOutput(due_at=due)
+            await self._decide_winner(session, state, step, input.now)
+            return DecideWinnerOutput(winner=state.winner)
 
     async def _even_path(self, session: Any, state: SplitState, step: Any, now: datetime) -> int:
         if state.winner is None and step.winner is not None and self._winner_due(state, step, now):
-            state.winner = await self._pick_winner(session, state, step, now)
-            state.decided_at = now
+            await self._decide_winner(session, state, step, now)
         if state.winner is not None:
             return state.winner
         weights = [p.weight for p in step.paths]
@@ -166,6 +197,13 @@ class RunActivities:
             return state.assigned >= rule.after_contacts
         started = state.first_assigned_at
         return started is not None and now - started >= rule.after.to_timedelta()
+
+    @classmethod
+    async def _decide_winner(
+        cls, session: Any, state: SplitState, step: Any, now: datetime
+    ) -> None:
+        state.winner = await cls._pick_winner(session, state, step, now)
+        state.winner_by, state.decided_at = "rule", now
 
     @staticmethod
     async def _pick_winner(session: Any, state: SplitState, step: Any, now: datetime) -> int:

@@ -12,7 +12,18 @@ from temporalio.client import Client
 from api.deps import API_PREFIX, Services, install_token_check, require_token
 from api.errors import answers, install_error_handlers
 from api.request_limits import install_limits
-from api.routes import automations, contacts, crm, dev, events, health, runs, site, tracking
+from api.routes import (
+    automations,
+    contacts,
+    crm,
+    dev,
+    events,
+    health,
+    runs,
+    site,
+    splits,
+    tracking,
+)
 from api.routes import reports as report_routes
 from api.routes.codec import codec_app
 from api.routes.metrics import install_metrics
@@ -64,7 +75,7 @@ def create_app(
     install_token_check(app)  # outside the limits: no answer but 401 without the token
     install_metrics(app)
     protected = [Depends(require_token)]
-    for module in (automations, contacts, crm, events, runs, dev, site, report_routes):
+    for module in (automations, contacts, crm, events, runs, dev, site, report_routes, splits):
         app.include_router(
             module.router,
             prefix=API_PREFIX,

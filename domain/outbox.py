@@ -5,9 +5,10 @@ a lease, so a crashed dispatcher's rows are picked up by another after the lease
 Delivery is at-least-once; signals are idempotent wake-ups and enrollment obeys entry rules,
 so delivering a row twice is harmless.
 
-Three kinds of rows: a contact's change (wake its runs, fire triggers; a run's start or end
+Four kinds of rows: a contact's change (wake its runs, fire triggers; a run's start or end
 wakes only runs that watch it with `in_automation`), a queued `start_run` (started, then a
-change like `run_started`), and an `automation_changed` (a new version, live edits and (de)activation included, SPEC §3):
+change like `run_started`), a `split_deadline` (starts the workflow that decides an even
+split's winner when it is due), and an `automation_changed` (a new version, live edits and (de)activation included, SPEC §3):
 one row per change, expanded into pages of `new_version` signals to the automation's running
 runs, a page per claim, the row keeping its place so that any dispatcher carries on after it.
 """
@@ -24,6 +25,7 @@ from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
 from domain.enrollment import enroll, start_run
+from domain.split_deadlines import SPLIT_DEADLINE, start_split_deadline
 from domain.trigger_matching import trigger_matches
 from store import automations as automation_store
 from store.conditions import evaluate_all
@@ -126,7 +128,14 @@ class OutboxDispatcher:
 
     async def _deliver(self, rows: list[OutboxEntry]) -> list[OutboxEntry]:
         """Deliver the rows; returns the automation changes with runs left to signal."""
-        changes = [r for r in rows if r.kind not in (START_RUN, AUTOMATION_CHANGED)]
+        changes = [r for r in rows if r.kind not in (START_RUN, AUTOMATION_CHANGED, SPLIT_DEADLINE)]
+        await asyncio.gather(
+            *(
+                start_split_deadline(self.client, self.task_queue, r)
+                for r in rows
+                if r.kind == SPLIT_DEADLINE
+            )
+        )
         await asyncio.gather(
             *(
                 start_run(

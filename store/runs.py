@@ -289,6 +289,27 @@ async def lock_split_state(session: AsyncSession, automation_id: str, step_id: s
     return state
 
 
+@dataclass(frozen=True)
+class WinnerTaken:
+    """The split already has another winner (decided by its rule or picked before)."""
+
+    winner: int
+    by: str | None
+
+
+async def pick_split_winner(
+    session: AsyncSession, automation_id: str, step_id: str, path: int, now: datetime
+) -> SplitState | WinnerTaken:
+    """A person picks the winning path of an even split: every later contact takes it. Picking
+    the winner it already has changes nothing."""
+    state = await lock_split_state(session, automation_id, step_id)
+    if state.winner is not None and state.winner != path:
+        return WinnerTaken(state.winner, state.winner_by)
+    if state.winner is None:
+        state.winner, state.winner_by, state.decided_at = path, "person", now
+    return state
+
+
 async def existing_assignment(session: AsyncSession, workflow_id: str, step_id: str) -> int | None:
     row = await session.get(SplitAssignment, (workflow_id, step_id))
     return None if row is None else row.path

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+from temporalio.service import RPCError
+
 from tests.helpers.runs import finished
 from tests.helpers.stack import Stack, eventually
 
@@ -585,3 +587,110 @@ async def test_waits_and_goals_on_in_automation_wake_when_a_run_starts_or_ends(
         ("left", "done", "goal_achieved"),
     ]
     assert left["goals"] == ["left"]
+
+
+def ab_test(**winner: object) -> dict[str, object]:
+    """An even split whose path 1 tags its contacts "won" (the winner condition)."""
+    split: dict[str, object] = {
+        "type": "split",
+        "mode": "even",
+        "paths": [{"next": "p0"}, {"next": "p1"}],
+    }
+    if winner:
+        split["winner"] = {"condition": {"tag": "won"}, **winner}
+    return {
+        "start": "split",
+        "steps": {
+            "split": split,
+            "p0": {"type": "add_tag", "tag": "path-0"},
+            "p1": {"type": "add_tag", "tag": "won"},
+        },
+    }
+
+
+async def _through(stack: Stack, automation_id: str) -> str:
+    """Enroll a new contact, let it finish; the step it took after the split."""
+    handle = await stack.enroll((await stack.contact())["id"], automation_id)
+    return (await finished(stack, handle.id))["steps"][1]["step"]  # type: ignore[no-any-return]
+
+
+async def _splits(stack: Stack, automation_id: str) -> list[dict[str, object]]:
+    report = await stack.http.get(f"/api/v1/automations/{automation_id}/report")
+    assert report.status_code == 200, report.text
+    return report.json()["splits"]  # type: ignore[no-any-return]
+
+
+async def test_a_split_winner_is_decided_at_its_deadline_without_a_newcomer(
+    stack: Stack,
+) -> None:
+    from temporalio.client import WorkflowExecutionStatus
+
+    automation_id = await stack.automation(ab_test(after={"hours": 1}))
+    with stack.env.with_time_skipping_disabled():
+        # Two contacts take the two paths; nobody else comes.
+        assert [await _through(stack, automation_id) for _ in range(2)] == ["p0", "p1"]
+        deadline = stack.client.get_workflow_handle(f"cairn-split:{automation_id}:split")
+
+        async def started() -> None:
+            try:
+                await deadline.describe()
+            except RPCError as err:
+                raise AssertionError("the deadline's workflow is not started yet") from err
+
+        await eventually(started)
+    (split,) = await _splits(stack, automation_id)
+    assert split["winner"] is None
+    # An hour later, with no newcomer, the winner is decided and shown.
+    await stack.env.fast_forward(deadline, timedelta(hours=1, minutes=1))
+    assert (await deadline.describe()).status == WorkflowExecutionStatus.COMPLETED
+    (split,) = await _splits(stack, automation_id)
+    assert (split["winner"], split["winner_by"]) == (1, "rule")
+    assert split["decided_at"] is not None
+    assert [await _through(stack, automation_id) for _ in range(2)] == ["p1", "p1"]
+    # A person cannot pick another winner over the decided one.
+    picked = await stack.http.post(
+        f"/api/v1/automations/{automation_id}/splits/split/winner", json={"path": 0}
+    )
+    assert picked.status_code == 409, picked.text
+
+
+async def test_a_person_picks_a_split_winner_through_the_api(stack: Stack) -> None:
+    automation_id = await stack.automation(ab_test(after_contacts=100))
+    url = f"/api/v1/automations/{automation_id}/splits/split/winner"
+    assert [await _through(stack, automation_id) for _ in range(2)] == ["p0", "p1"]
+
+    picked = await stack.http.post(url, json={"path": 0})
+    assert picked.status_code == 200, picked.text
+    assert (picked.json()["winner"], picked.json()["winner_by"]) == (0, "person")
+    # Later contacts take the picked path (though path 1's contacts all "won").
+    assert [await _through(stack, automation_id) for _ in range(3)] == ["p0", "p0", "p0"]
+    (split,) = await _splits(stack, automation_id)
+    assert (split["winner"], split["winner_by"]) == (0, "person")
+    assert [p["contacts"] for p in split["paths"]] == [4, 1]  # nobody changed path
+
+    assert (await stack.http.post(url, json={"path": 0})).status_code == 200  # the same: no-op
+    assert (await stack.http.post(url, json={"path": 1})).status_code == 409
+    assert (await stack.http.post(url, json={"path": 2})).status_code == 422
+    assert (await stack.http.post(url, json={})).status_code == 422
+    base = f"/api/v1/automations/{automation_id}/splits"
+    assert (await stack.http.post(f"{base}/p0/winner", json={"path": 0})).status_code == 404
+    assert (await stack.http.post(f"{base}/nope/winner", json={"path": 0})).status_code == 404
+    missing = "/api/v1/automations/no-such-automation/splits/split/winner"
+    assert (await stack.http.post(missing, json={"path": 0})).status_code == 404
+    until = await stack.automation(
+        {
+            "start": "s",
+            "steps": {
+                "s": {
+                    "type": "split",
+                    "mode": "until",
+                    "until": {"contacts": 2},
+                    "before": "a",
+                    "after": "a",
+                },
+                "a": {"type": "add_tag", "tag": "a"},
+            },
+        }
+    )
+    answer = await stack.http.post(f"/api/v1/automations/{until}/splits/s/winner", json={"path": 0})
+    assert answer.status_code == 422, answer.text
