@@ -42,6 +42,13 @@ class RunActivities:
 
     @activity.defn(name="load_automation")
     async def load_automation(self, input: LoadAutomationInput) -> LoadAutomationOutput:
+        if input.decision_key is not None:
+            async with self.deps.db.read() as session:
+                recalled = await run_store.recall_decision(session, input.decision_key)
+            if recalled is not None:  # a lost task re-runs the start after the run's writes
+                version = int(recalled["version"] or input.version)
+                document = (await self.deps.version(input.automation_id, version))[0]
+                return LoadAutomationOutput.model_validate({**recalled, "document": document})
         version = input.version
         if input.newest:
             async with self.deps.db.read() as session:
@@ -78,6 +85,11 @@ class RunActivities:
 
     @activity.defn(name="evaluate_conditions")
     async def evaluate_conditions(self, input: EvaluateInput) -> EvaluateOutput:
+        if input.decision_key is not None:
+            async with self.deps.db.read() as session:
+                recalled = await run_store.recall_decision(session, input.decision_key)
+            if recalled is not None:  # a lost task re-runs this after the run's writes
+                return EvaluateOutput.model_validate(recalled)
         if input.park_at and input.workflow_id:
             async with self.deps.db.write() as session:
                 await run_store.set_current_step(session, input.workflow_id, input.park_at)
@@ -93,6 +105,11 @@ class RunActivities:
                     session, input.workflow_id, input.automation_id, input.contact_id, goal
                 )
                 await run_store.set_current_step(session, input.workflow_id, goal)
+                if input.decision_key is not None:  # this write records its own decision
+                    answer = EvaluateOutput(results=results, recorded_goal=goal)
+                    await run_store.record_decisions(
+                        session, {input.decision_key: answer.model_dump(mode="json")}
+                    )
             self.deps.kick()
         return EvaluateOutput(results=results, recorded_goal=goal)
 
@@ -117,6 +134,7 @@ class RunActivities:
     async def record_goal(self, input: GoalInput) -> None:
         c = input.context
         async with self.deps.db.write() as session:
+            await run_store.record_decisions(session, c.decisions)
             await run_store.record_goal(
                 session, c.workflow_id, c.automation_id, c.contact_id, c.step_id
             )
@@ -132,6 +150,7 @@ class RunActivities:
             known = await run_store.existing_assignment(session, c.workflow_id, c.step_id)
             if known is not None:
                 return SplitOutput(path=known)
+            await run_store.record_decisions(session, c.decisions)
             state = await run_store.lock_split_state(session, c.automation_id, c.step_id)
             if step.mode == "even":
                 path = await self._even_path(session, state, step, input.now)
@@ -269,6 +288,8 @@ class RunActivities:
         # step report the same outcome instead of "already running".
         async with self.deps.db.write() as session:
             recorded = await session.get(run_store.ActionLog, context.visit_key)
+            if recorded is None:  # before the start: it changes what `in_automation` reads
+                await run_store.record_decisions(session, context.decisions)
         if recorded is not None:
             return StepOutcome(**recorded.outcome)
         outcome = await start()

@@ -236,6 +236,26 @@ async def once_per_visit(
     return outcome
 
 
+async def recall_decision(session: AsyncSession, key: str | None) -> dict[str, Any] | None:
+    """A decision a write of the run recorded (see `record_decisions`), if any."""
+    if key is None:
+        return None
+    row = await session.get(ActionLog, key)
+    return None if row is None else dict(row.outcome)
+
+
+async def record_decisions(session: AsyncSession, decisions: dict[str, dict[str, Any]]) -> None:
+    """Record, in a write's transaction, what the run's reads answered before it in the same
+    workflow task. A lost task re-runs those reads after this write: they must answer the same,
+    or the history would take another path than the one the writes (and the saved trail)
+    took. Kept in the action log, under keys no step visit uses."""
+    for key, answer in decisions.items():
+        if await session.get(ActionLog, key) is None:
+            session.add(ActionLog(key=key, outcome=answer))
+    if decisions:
+        await session.flush()
+
+
 async def record_goal(
     session: AsyncSession, workflow_id: str, automation_id: str, contact_id: int, goal: str
 ) -> bool:
