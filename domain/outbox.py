@@ -8,9 +8,10 @@ so delivering a row twice is harmless.
 Four kinds of rows: a contact's change (wake its runs, fire triggers; a run's start or end
 wakes only runs that watch it with `in_automation`), a queued `start_run` (started, then a
 change like `run_started`), a `split_deadline` (starts the workflow that decides an even
-split's winner when it is due), and an `automation_changed` (a new version, live edits and (de)activation included, SPEC §3):
-one row per change, expanded into pages of `new_version` signals to the automation's running
-runs, a page per claim, the row keeping its place so that any dispatcher carries on after it.
+split's winner when it is due), and an `automation_changed` (a new version, live edits and
+(de)activation included, docs/api.md#live-edits): one row per change, expanded into pages
+of `new_version` signals to the automation's running runs, a page per claim, the row keeping
+its place so that any dispatcher carries on after it.
 """
 
 from __future__ import annotations
@@ -249,7 +250,8 @@ class OutboxDispatcher:
 
     async def _wake_runs(self, changes: list[OutboxEntry]) -> None:
         """One signal per running run, however many of its contact's changes the batch holds:
-        a signal is a wake-up, and the run re-reads the database anyway (DESIGN §3).
+        a signal is a wake-up, and the run re-reads the database anyway
+        (docs/architecture.md#conditions-and-goals).
 
         A run's start or end matters only to an `in_automation` condition naming its
         automation: it wakes the contact's runs of automations that have one, no others.
