@@ -536,8 +536,9 @@ async def test_in_automation_and_goal_achieved_conditions(stack: Stack) -> None:
 
 
 async def test_waits_and_goals_on_in_automation_wake_when_a_run_starts_or_ends(
-    stack: Stack,
+    any_stack: Stack,
 ) -> None:
+    stack = any_stack  # the store's writes on every database
     watched = await stack.automation(
         {"start": "w", "steps": {"w": {"type": "wait", "for": {"days": 30}}}}
     )
@@ -621,8 +622,9 @@ async def _splits(stack: Stack, automation_id: str) -> list[dict[str, object]]:
 
 
 async def test_a_split_winner_is_decided_at_its_deadline_without_a_newcomer(
-    stack: Stack,
+    any_stack: Stack,
 ) -> None:
+    stack = any_stack  # the store's writes on every database
     from temporalio.client import WorkflowExecutionStatus
 
     automation_id = await stack.automation(ab_test(after={"hours": 1}))
@@ -654,7 +656,8 @@ async def test_a_split_winner_is_decided_at_its_deadline_without_a_newcomer(
     assert picked.status_code == 409, picked.text
 
 
-async def test_a_person_picks_a_split_winner_through_the_api(stack: Stack) -> None:
+async def test_a_person_picks_a_split_winner_through_the_api(any_stack: Stack) -> None:
+    stack = any_stack  # the store's writes on every database
     automation_id = await stack.automation(ab_test(after_contacts=100))
     url = f"/api/v1/automations/{automation_id}/splits/split/winner"
     assert [await _through(stack, automation_id) for _ in range(2)] == ["p0", "p1"]
