@@ -11,6 +11,7 @@ from temporalio.exceptions import ApplicationError
 from activities.deps import Deps
 from activities.step_activity import step_activity
 from domain.enrollment import enroll
+from domain.split_deadlines import split_deadline
 from store import runs as run_store
 from store.conditions import duration_of, evaluate_all, matching_contacts
 from store.models import SplitState
@@ -32,6 +33,7 @@ from workflows.contracts import (
     StepOutcome,
 )
 from workflows.document import eligible_goals, goal_condition, goal_sources
+from workflows.split_winner import DECIDE_SPLIT_WINNER, DecideWinnerInput, DecideWinnerOutput
 
 
 class RunActivities:
@@ -40,6 +42,13 @@ class RunActivities:
 
     @activity.defn(name="load_automation")
     async def load_automation(self, input: LoadAutomationInput) -> LoadAutomationOutput:
+        if input.decision_key is not None:
+            async with self.deps.db.read() as session:
+                recalled = await run_store.recall_decision(session, input.decision_key)
+            if recalled is not None:  # a lost task re-runs the start after the run's writes
+                version = int(recalled["version"] or input.version)
+                document = (await self.deps.version(input.automation_id, version))[0]
+                return LoadAutomationOutput.model_validate({**recalled, "document": document})
         version = input.version
         if input.newest:
             async with self.deps.db.read() as session:
@@ -78,6 +87,11 @@ class RunActivities:
 
     @activity.defn(name="evaluate_conditions")
     async def evaluate_conditions(self, input: EvaluateInput) -> EvaluateOutput:
+        if input.decision_key is not None:
+            async with self.deps.db.read() as session:
+                recalled = await run_store.recall_decision(session, input.decision_key)
+            if recalled is not None:  # a lost task re-runs this after the run's writes
+                return EvaluateOutput.model_validate(recalled)
         if input.park_at and input.workflow_id:
             async with self.deps.db.write() as session:
                 await run_store.set_current_step(session, input.workflow_id, input.park_at)
@@ -97,6 +111,11 @@ class RunActivities:
                     session, input.workflow_id, input.automation_id, input.contact_id, goal
                 )
                 await run_store.set_current_step(session, input.workflow_id, goal)
+                if input.decision_key is not None:  # this write records its own decision
+                    answer = EvaluateOutput(results=results, recorded_goal=goal)
+                    await run_store.record_decisions(
+                        session, {input.decision_key: answer.model_dump(mode="json")}
+                    )
             self.deps.kick()
         return EvaluateOutput(results=results, recorded_goal=goal)
 
@@ -115,11 +134,13 @@ class RunActivities:
                 session, input.workflow_id, input.status, input.reason, input.step_id
             )
             await run_store.save_steps(session, input.steps)
+        self.deps.kick()  # the contact's other runs may wait on `in_automation`
 
     @activity.defn(name="record_goal")
     async def record_goal(self, input: GoalInput) -> None:
         c = input.context
         async with self.deps.db.write() as session:
+            await run_store.record_decisions(session, c.decisions)
             await run_store.record_goal(
                 session, c.workflow_id, c.automation_id, c.contact_id, c.step_id
             )
@@ -135,11 +156,13 @@ class RunActivities:
             known = await run_store.existing_assignment(session, c.workflow_id, c.step_id)
             if known is not None:
                 return SplitOutput(path=known)
+            await run_store.record_decisions(session, c.decisions)
             state = await run_store.lock_split_state(session, c.automation_id, c.step_id)
             if step.mode == "even":
                 path = await self._even_path(session, state, step, input.now)
             else:
                 path = await self._until_side(session, state, step, input.now)
+            first = state.first_assigned_at is None
             await run_store.assign_path(
                 session,
                 state,
@@ -148,12 +171,40 @@ class RunActivities:
                 path=path,
                 now=input.now,
             )
+            deadline = first and step.mode == "even" and step.winner is not None
+            if deadline and step.winner.after is not None and state.winner is None:
+                # The winner is due after a duration, newcomer or not: a durable timer decides
+                # it then (workflows/split_winner.py), started from this row.
+                due = input.now + step.winner.after.to_timedelta()
+                session.add(split_deadline(c.automation_id, c.step_id, due))
+        if deadline:
+            self.deps.kick()
         return SplitOutput(path=path)
+
+    @activity.defn(name=DECIDE_SPLIT_WINNER)
+    async def decide_split_winner(self, input: DecideWinnerInput) -> DecideWinnerOutput:
+        """At an even split's deadline: its winner, decided now unless it already is (by a
+        newcomer or a person); a rule a new version moved later answers its new deadline."""
+        async with self.deps.db.read() as session:
+            version = await run_store.current_version(session, input.automation_id)
+        graph = (await self.deps.version(input.automation_id, version))[1] if version else None
+        step = graph.steps.get(input.step_id) if graph is not None else None
+        async with self.deps.db.write() as session:
+            state = await run_store.lock_split_state(session, input.automation_id, input.step_id)
+            if state.winner is not None:
+                return DecideWinnerOutput(winner=state.winner)
+            rule = getattr(step, "winner", None) if getattr(step, "mode", None) == "even" else None
+            if rule is None or rule.after is None or state.first_assigned_at is None:
+                return DecideWinnerOutput()  # no longer decided by a duration
+            due = state.first_assigned_at + rule.after.to_timedelta()
+            if input.now < due:
+                return DecideWinnerOutput(due_at=due)
+            await self._decide_winner(session, state, step, input.now)
+            return DecideWinnerOutput(winner=state.winner)
 
     async def _even_path(self, session: Any, state: SplitState, step: Any, now: datetime) -> int:
         if state.winner is None and step.winner is not None and self._winner_due(state, step, now):
-            state.winner = await self._pick_winner(session, state, step, now)
-            state.decided_at = now
+            await self._decide_winner(session, state, step, now)
         if state.winner is not None:
             return state.winner
         weights = [p.weight for p in step.paths]
@@ -171,6 +222,13 @@ class RunActivities:
             return state.assigned >= rule.after_contacts
         started = state.first_assigned_at
         return started is not None and now - started >= rule.after.to_timedelta()
+
+    @classmethod
+    async def _decide_winner(
+        cls, session: Any, state: SplitState, step: Any, now: datetime
+    ) -> None:
+        state.winner = await cls._pick_winner(session, state, step, now)
+        state.winner_by, state.decided_at = "rule", now
 
     @staticmethod
     async def _pick_winner(session: Any, state: SplitState, step: Any, now: datetime) -> int:
@@ -236,6 +294,8 @@ class RunActivities:
         # step report the same outcome instead of "already running".
         async with self.deps.db.write() as session:
             recorded = await session.get(run_store.ActionLog, context.visit_key)
+            if recorded is None:  # before the start: it changes what `in_automation` reads
+                await run_store.record_decisions(session, context.decisions)
         if recorded is not None:
             return StepOutcome(**recorded.outcome)
         outcome = await start()

@@ -128,6 +128,7 @@ async def write_once(
     try:
         async with deps.db.write() as session:
             contact = await step_contact(session, context)
+            await run_store.record_decisions(session, context.decisions)
             outcome = await run_store.once_per_visit(
                 session, context.visit_key, lambda: write(session, contact)
             )

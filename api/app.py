@@ -24,6 +24,7 @@ from api.routes import (
     pipelines,
     runs,
     site,
+    splits,
     tasks,
     tracking,
     users,
@@ -80,7 +81,7 @@ def create_app(
     install_metrics(app)
     protected = [Depends(require_token)]
     crm = (users, pipelines, deals, deal_notes, tasks, accounts)
-    for module in (automations, contacts, *crm, events, runs, dev, site, report_routes):
+    for module in (automations, contacts, *crm, events, runs, dev, site, report_routes, splits):
         app.include_router(
             module.router,
             prefix=API_PREFIX,

@@ -9,7 +9,7 @@ import asyncio
 import uuid
 from dataclasses import dataclass
 
-from sqlalchemy import delete, update
+from sqlalchemy import update
 from temporalio.client import Client
 from temporalio.common import (
     SearchAttributePair,
@@ -23,7 +23,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from store import automations as automation_store
 from store.db import Database
 from store.models import OUTBOX_LEASE, OutboxEntry, utcnow
-from store.runs import EntryRefused, reserve_runs
+from store.runs import RUN_STARTED, EntryRefused, reserve_runs
 from workflows.automation_run import opening_park
 from workflows.contracts import AUTOMATION_KEY, CONTACT_KEY, VERSION_KEY, WORKFLOW_TYPE, RunInput
 from workflows.document import Automation
@@ -163,8 +163,12 @@ async def enroll_many(
             # deleted a row, and SQLite may have given its id to a new change since.
             ours = OutboxEntry.claimed_by == claimant
             if delivered:
+                # Started: each row stays as the change "this contact's run started", for a
+                # dispatcher to wake the contact's other runs (`in_automation`) and delete.
                 await session.execute(
-                    delete(OutboxEntry).where(OutboxEntry.id.in_(delivered), ours)
+                    update(OutboxEntry)
+                    .where(OutboxEntry.id.in_(delivered), ours)
+                    .values(kind=RUN_STARTED, claimed_until=None, claimed_by=None)
                 )
             if queued:  # Temporal unreachable: any dispatcher's next poll tries again
                 await session.execute(
@@ -205,6 +209,7 @@ async def enroll_many(
                     kind="start_run",
                     claimed_until=leased_until,
                     claimed_by=claimant,
+                    origin_workflow_id=run.workflow_id,  # the new run needs no wake-up
                     data={
                         "workflow_id": run.workflow_id,
                         "automation": automation_id,

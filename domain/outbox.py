@@ -5,10 +5,13 @@ a lease, so a crashed dispatcher's rows are picked up by another after the lease
 Delivery is at-least-once; signals are idempotent wake-ups and enrollment obeys entry rules,
 so delivering a row twice is harmless.
 
-Three kinds of rows: a contact's change (wake its runs, fire triggers), a queued `start_run`,
-and an `automation_changed` (a new version, live edits and (de)activation included, docs/api.md#live-edits):
-one row per change, expanded into pages of `new_version` signals to the automation's running
-runs, a page per claim, the row keeping its place so that any dispatcher carries on after it.
+Four kinds of rows: a contact's change (wake its runs, fire triggers; a run's start or end
+wakes only runs that watch it with `in_automation`), a queued `start_run` (started, then a
+change like `run_started`), a `split_deadline` (starts the workflow that decides an even
+split's winner when it is due), and an `automation_changed` (a new version, live edits and
+(de)activation included, docs/api.md#live-edits): one row per change, expanded into pages
+of `new_version` signals to the automation's running runs, a page per claim, the row keeping
+its place so that any dispatcher carries on after it.
 """
 
 from __future__ import annotations
@@ -23,12 +26,19 @@ from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
 from domain.enrollment import enroll, start_run
+from domain.split_deadlines import SPLIT_DEADLINE, start_split_deadline
 from domain.trigger_matching import trigger_matches
 from store import automations as automation_store
 from store.conditions import evaluate_all
 from store.db import Database
 from store.models import OUTBOX_LEASE, OutboxEntry, utcnow
-from store.runs import current_version, running_runs_after, running_runs_of
+from store.runs import (
+    RUN_ENDED,
+    RUN_STARTED,
+    current_version,
+    running_runs_after,
+    running_runs_of,
+)
 from workflows.contracts import (
     SIGNAL_CONTACT_CHANGED,
     SIGNAL_NEW_VERSION,
@@ -40,6 +50,9 @@ log = logging.getLogger("cairn.outbox")
 
 BATCH = 200
 AUTOMATION_CHANGED = "automation_changed"
+START_RUN = "start_run"
+# A queued start, once started, is the change "run started" (enroll_many turns the row into one).
+RUN_CHANGES = {START_RUN, RUN_STARTED, RUN_ENDED}
 # Runs signalled per claim of an automation_changed row, and at once: a page takes a few
 # seconds at most, far inside the lease, and 100,000 runs are 100 pages, not one request.
 RUNS_PER_PAGE = 1000
@@ -69,6 +82,8 @@ class OutboxDispatcher:
         self._active_documents: list[dict[str, Any]] = []
         self._delivered: list[int] = []  # delivered, to be deleted by the next claim
         self._documents_stamp: tuple[Any, ...] | None = None
+        self._in_automation_watchers: dict[str, set[str]] = {}
+        self._watchers_stamp: tuple[Any, ...] | None = None
 
     def kick(self) -> None:
         """Something was just committed: deliver now rather than at the next poll."""
@@ -114,7 +129,14 @@ class OutboxDispatcher:
 
     async def _deliver(self, rows: list[OutboxEntry]) -> list[OutboxEntry]:
         """Deliver the rows; returns the automation changes with runs left to signal."""
-        changes = [r for r in rows if r.kind not in ("start_run", AUTOMATION_CHANGED)]
+        changes = [r for r in rows if r.kind not in (START_RUN, AUTOMATION_CHANGED, SPLIT_DEADLINE)]
+        await asyncio.gather(
+            *(
+                start_split_deadline(self.client, self.task_queue, r)
+                for r in rows
+                if r.kind == SPLIT_DEADLINE
+            )
+        )
         await asyncio.gather(
             *(
                 start_run(
@@ -127,11 +149,15 @@ class OutboxDispatcher:
                     r.data.get("deal"),
                 )
                 for r in rows
-                if r.kind == "start_run"
+                if r.kind == START_RUN
             )
         )
+        # A started run is a change of its contact too: its other runs may wait on
+        # `in_automation` (the row now stands for that change; see enroll_many).
+        started = [r for r in rows if r.kind == START_RUN]
+        if changes or started:
+            await self._wake_runs(changes + started)
         if changes:
-            await self._wake_runs(changes)
             await self._fire_triggers(changes)
         return await self._move_runs([r for r in rows if r.kind == AUTOMATION_CHANGED])
 
@@ -225,14 +251,27 @@ class OutboxDispatcher:
 
     async def _wake_runs(self, changes: list[OutboxEntry]) -> None:
         """One signal per running run, however many of its contact's changes the batch holds:
-        a signal is a wake-up, and the run re-reads the database anyway (docs/architecture.md#conditions-and-goals)."""
+        a signal is a wake-up, and the run re-reads the database anyway
+        (docs/architecture.md#conditions-and-goals).
+
+        A run's start or end matters only to an `in_automation` condition naming its
+        automation: it wakes the contact's runs of automations that have one, no others.
+        """
+        watchers: dict[str, set[str]] = {}
         async with self.db.read() as session:
             runs = await running_runs_of(session, {r.contact_id for r in changes})
+            if any(r.kind in RUN_CHANGES for r in changes):
+                watchers = await self._watchers(session)
         wake: dict[str, str] = {}
         for change in changes:
-            for run in runs.get(change.contact_id, []):
-                if run != change.origin_workflow_id:
-                    wake[run] = change.kind
+            for run, automation_id in runs.get(change.contact_id, []):
+                if run == change.origin_workflow_id:
+                    continue
+                if change.kind in RUN_CHANGES and automation_id not in watchers.get(
+                    str(change.data.get("automation")), ()
+                ):
+                    continue
+                wake[run] = change.kind
         await asyncio.gather(
             *(
                 self._signal(wid, SIGNAL_CONTACT_CHANGED, ContactChanged(kind=kind))
@@ -288,6 +327,15 @@ class OutboxDispatcher:
                 session, contact_id, [trigger["filter"]], utcnow(), deal_id=deal_id
             )
         return ok
+
+    async def _watchers(self, session: Any) -> dict[str, set[str]]:
+        """Automation → the automations watching it with `in_automation`, re-read only when an
+        automation changed."""
+        stamp = await automation_store.change_stamp(session)
+        if stamp != self._watchers_stamp:
+            self._in_automation_watchers = await automation_store.in_automation_watchers(session)
+            self._watchers_stamp = stamp
+        return self._in_automation_watchers
 
     async def _documents(self) -> list[dict[str, Any]]:
         """Active automations' documents, re-read only when an automation changed."""

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 from sqlalchemy import func, select
@@ -91,6 +91,36 @@ async def active_documents(session: AsyncSession) -> list[dict[str, Any]]:
         .where(Automation.status == "active")
     )
     return [dict(doc) for (doc,) in rows.all()]
+
+
+async def in_automation_watchers(session: AsyncSession) -> dict[str, set[str]]:
+    """Automation id → the automations whose current document (active or not: an inactive one
+    lets its contacts finish a wait) has an `in_automation` condition naming it."""
+    rows = await session.execute(
+        select(AutomationVersion.automation_id, AutomationVersion.document).join(
+            Automation,
+            (Automation.id == AutomationVersion.automation_id)
+            & (Automation.version == AutomationVersion.version),
+        )
+    )
+    watchers: dict[str, set[str]] = {}
+    for automation_id, document in rows.all():
+        for watched in _in_automation_ids(document):
+            watchers.setdefault(watched, set()).add(automation_id)
+    return watchers
+
+
+def _in_automation_ids(value: Any) -> Iterator[str]:
+    """Every `in_automation` id anywhere in a document (conditions nest in many places)."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if key == "in_automation" and isinstance(item, str):
+                yield item
+            else:
+                yield from _in_automation_ids(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from _in_automation_ids(item)
 
 
 async def change_stamp(session: AsyncSession) -> tuple[Any, ...]:

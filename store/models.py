@@ -230,6 +230,8 @@ class SplitState(Base):
     current: Mapped[dict[str, Any]] = mapped_column(default=dict)  # {"weights": [...]}
     assigned: Mapped[int] = mapped_column(Integer, default=0)
     winner: Mapped[int | None] = mapped_column(Integer)
+    # Who set `winner`: "rule" (the step's winner rule, at its threshold) or "person" (the API).
+    winner_by: Mapped[str | None] = mapped_column(String(16))
     first_assigned_at: Mapped[datetime | None] = mapped_column()
     decided_at: Mapped[datetime | None] = mapped_column()
 

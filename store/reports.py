@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 from sqlalchemy import and_, case, func, select
@@ -139,6 +139,8 @@ class SplitReport(BaseModel):
     mode: str
     paths: list[SplitPathReport]
     winner: int | None = None
+    # "rule": decided by the step's winner rule; "person": picked through the API.
+    winner_by: Literal["rule", "person"] | None = None
     decided_at: datetime | None = None
 
 
@@ -311,6 +313,7 @@ async def _splits(
                     for i, (label, target) in enumerate(_split_paths(step))
                 ],
                 winner=state.winner if state else None,
+                winner_by=state.winner_by if state else None,  # type: ignore[arg-type]
                 decided_at=state.decided_at if state else None,
             )
         )

@@ -124,16 +124,16 @@ async def running_runs(
 
 async def running_runs_of(
     session: AsyncSession, contact_ids: Collection[int]
-) -> dict[int, list[str]]:
-    """The running runs' workflow ids of each contact, in one query."""
+) -> dict[int, list[tuple[str, str]]]:
+    """The running runs (workflow id, automation id) of each contact, in one query."""
     rows = await session.execute(
-        select(Run.contact_id, Run.workflow_id).where(
+        select(Run.contact_id, Run.workflow_id, Run.automation_id).where(
             Run.contact_id.in_(contact_ids), Run.status == RUNNING
         )
     )
-    runs: dict[int, list[str]] = {}
-    for contact_id, workflow_id in rows.all():
-        runs.setdefault(contact_id, []).append(workflow_id)
+    runs: dict[int, list[tuple[str, str]]] = {}
+    for contact_id, workflow_id, automation_id in rows.all():
+        runs.setdefault(contact_id, []).append((workflow_id, automation_id))
     return runs
 
 
@@ -185,15 +185,37 @@ async def set_current_step(
     )
 
 
+# A run's start and end are changes of its contact like any other (an `in_automation`
+# condition reads them): outbox rows that wake the contact's other runs and fire no trigger.
+RUN_STARTED = "run_started"
+RUN_ENDED = "run_ended"
+
+
 async def finish_run(
     session: AsyncSession, workflow_id: str, status: str, reason: str | None, step_id: str | None
 ) -> None:
+    """Record the run's end, with the outbox row that wakes the contact's other runs."""
     now = utcnow()
-    await session.execute(
-        update(Run)
-        .where(Run.workflow_id == workflow_id)
-        .values(status=status, reason=reason, current_step=step_id, updated_at=now, ended_at=now)
-    )
+    ended = (
+        await session.execute(
+            update(Run)
+            .where(Run.workflow_id == workflow_id)
+            .values(
+                status=status, reason=reason, current_step=step_id, updated_at=now, ended_at=now
+            )
+            .returning(Run.contact_id, Run.automation_id)
+        )
+    ).first()
+    if ended is not None:
+        contact_id, automation_id = ended
+        session.add(
+            OutboxEntry(
+                contact_id=contact_id,
+                kind=RUN_ENDED,
+                data={"automation": automation_id, "workflow_id": workflow_id, "status": status},
+                origin_workflow_id=workflow_id,
+            )
+        )
 
 
 async def once_per_visit(
@@ -212,6 +234,26 @@ async def once_per_visit(
     session.add(ActionLog(key=key, outcome=outcome))
     await session.flush()
     return outcome
+
+
+async def recall_decision(session: AsyncSession, key: str | None) -> dict[str, Any] | None:
+    """A decision a write of the run recorded (see `record_decisions`), if any."""
+    if key is None:
+        return None
+    row = await session.get(ActionLog, key)
+    return None if row is None else dict(row.outcome)
+
+
+async def record_decisions(session: AsyncSession, decisions: dict[str, dict[str, Any]]) -> None:
+    """Record, in a write's transaction, what the run's reads answered before it in the same
+    workflow task. A lost task re-runs those reads after this write: they must answer the same,
+    or the history would take another path than the one the writes (and the saved trail)
+    took. Kept in the action log, under keys no step visit uses."""
+    for key, answer in decisions.items():
+        if await session.get(ActionLog, key) is None:
+            session.add(ActionLog(key=key, outcome=answer))
+    if decisions:
+        await session.flush()
 
 
 async def record_goal(
@@ -264,6 +306,27 @@ async def lock_split_state(session: AsyncSession, automation_id: str, step_id: s
                 .with_for_update()
             )
     assert state is not None
+    return state
+
+
+@dataclass(frozen=True)
+class WinnerTaken:
+    """The split already has another winner (decided by its rule or picked before)."""
+
+    winner: int
+    by: str | None
+
+
+async def pick_split_winner(
+    session: AsyncSession, automation_id: str, step_id: str, path: int, now: datetime
+) -> SplitState | WinnerTaken:
+    """A person picks the winning path of an even split: every later contact takes it. Picking
+    the winner it already has changes nothing."""
+    state = await lock_split_state(session, automation_id, step_id)
+    if state.winner is not None and state.winner != path:
+        return WinnerTaken(state.winner, state.winner_by)
+    if state.winner is None:
+        state.winner, state.winner_by, state.decided_at = path, "person", now
     return state
 
 

@@ -31,6 +31,7 @@ from store.db import Database, open_database
 from worker.observability import StepLoggingInterceptor, metrics_runtime
 from workflows.automation_run import AutomationRun
 from workflows.date_enrollment import DateFieldEnrollment
+from workflows.split_winner import SplitWinnerDeadline
 
 log = logging.getLogger("cairn.worker")
 
@@ -62,6 +63,7 @@ def activities_for(deps: Deps) -> list[object]:
         runs.finish_run,
         runs.record_goal,
         runs.assign_split_path,
+        runs.decide_split_winner,
         runs.start_automation,
         runs.end_automation,
         contacts.apply_contact_step,
@@ -113,7 +115,7 @@ async def running_worker(
     worker = Worker(
         client,
         task_queue=queue,
-        workflows=[AutomationRun, DateFieldEnrollment, *extra_workflows],
+        workflows=[AutomationRun, DateFieldEnrollment, SplitWinnerDeadline, *extra_workflows],
         activities=activities_for(deps),  # type: ignore[arg-type]
         max_cached_workflows=MAX_CACHED_WORKFLOWS,
         workflow_runner=workflow_runner(*extra_passthrough),

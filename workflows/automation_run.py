@@ -95,7 +95,11 @@ STEPS_KEPT_IN_STATE = 100  # the `state` query shows the latest ones; older ones
 # like any other step: nobody looks for a contact that is gone again in seconds.
 PARK_THRESHOLD = timedelta(minutes=1)
 GOTO_MAX_PER_DAY = 10
+# Loops without a wait: three are allowed, the goto that would start a fourth ends the run.
 GOTO_MAX_WITHOUT_WAIT = 3
+# Runs whose history predates it ended at the third goto without a wait (replay must end them
+# there again): the guard counted the goto that started the third loop as its limit.
+THIRD_LOOP_ALLOWED = "goto-third-loop-allowed"
 # Runs held by an inactive automation record it (runs index, CairnStep) and finish a wait they
 # are in before holding. Runs whose history predates this hold as before: without a record,
 # in the wait (replay must issue the commands their history holds).
@@ -175,6 +179,9 @@ class AutomationRun:
         self.pending_version: int | None = None
         self.loaded_version: int | None = None
         self.end_reason: str | None = None
+        # Answers of this workflow task's reads, for its next local write to record
+        # (StepContext.decisions): key → (history length when read, answer).
+        self.decisions: dict[str, tuple[int, dict[str, Any]]] = {}
 
     # --- signals and query -------------------------------------------------------------
 
@@ -275,6 +282,7 @@ class AutomationRun:
     async def _load(self, version: int, *, check_goals: bool = False) -> list[str]:
         """Fetch the graph (docs/architecture.md#versions-and-live-edits); on a fresh start, also the goals already met."""
         assert self.input is not None
+        entry = f"decision:{workflow.info().workflow_id}:entry" if check_goals else None
         loaded = await workflow.execute_local_activity(
             "load_automation",
             LoadAutomationInput(
@@ -285,11 +293,14 @@ class AutomationRun:
                 workflow_id=workflow.info().workflow_id if check_goals else None,
                 newest=check_goals,
                 deal_id=self.input.deal_id if check_goals else None,
+                decision_key=entry,
             ),
             result_type=LoadAutomationOutput,
             summary=f"load automation {self.input.automation_id} v{version}",
             **LOCAL,
         )
+        if entry is not None:
+            self._decided(entry, loaded.model_dump(mode="json", exclude={"document"}))
         self.graph = Automation.model_validate(loaded.document)
         self.goal_sources = goal_sources(self.graph)
         self.parked_at = loaded.parked_at
@@ -396,6 +407,26 @@ class AutomationRun:
             deal_id=self.input.deal_id,
         )
 
+    def _decided(self, key: str, answer: dict[str, Any]) -> None:
+        now = workflow.info().get_current_history_length()
+        self.decisions = {k: d for k, d in self.decisions.items() if d[0] == now}
+        self.decisions[key] = (now, answer)
+
+    def _writing(self, context: StepContext) -> StepContext:
+        """`context` for a local write, carrying this workflow task's decisions so far.
+
+        A lost workflow task re-runs its local activities, the reads after the writes: each
+        read answered in this task is recorded with the write and recalled by its re-run, so
+        the run takes the same path as its writes did. Reads of earlier tasks are in the
+        history already (a new task has a longer history) and need no record. Every local
+        write of the task carries them all (those recorded already are skipped): not every
+        local activity records them, and a later write may be the one that changes a read.
+        """
+        now = workflow.info().get_current_history_length()
+        self.decisions = {k: d for k, d in self.decisions.items() if d[0] == now}
+        context.decisions = {k: answer for k, (_, answer) in self.decisions.items()}
+        return context
+
     def _record(
         self, step_id: str, step: StepBase, outcome: str, reason: str | None = None
     ) -> None:
@@ -443,9 +474,11 @@ class AutomationRun:
         self, position: str, goals: list[str], own: list[Condition], *, park_at: str | None = None
     ) -> EvaluateOutput:
         """One round-trip: the goals' conditions, then `own`; the first goal met is recorded."""
-        assert self.input is not None and self.graph is not None
+        assert self.input is not None and self.graph is not None and self.state is not None
         looked_at = ([f"step {position}"] if own else []) + [f"goal {g}" for g in goals]
-        return await workflow.execute_local_activity(
+        self.state.evaluations += 1
+        key = f"decision:{workflow.info().workflow_id}:{self.state.evaluations}"
+        result = await workflow.execute_local_activity(
             "evaluate_conditions",
             EvaluateInput(
                 contact_id=self.input.contact_id,
@@ -458,11 +491,14 @@ class AutomationRun:
                 goal_ids=goals,
                 automation_id=self.input.automation_id,
                 deal_id=self.input.deal_id,
+                decision_key=key,
             ),
             result_type=EvaluateOutput,
             summary=f"evaluate conditions at {position}: {', '.join(looked_at) or 'park'}",
             **LOCAL,
         )
+        self._decided(key, result.model_dump(mode="json"))
+        return result
 
     async def _decide(
         self, position: str, own: list[Condition], *, park: bool = False
@@ -495,9 +531,10 @@ class AutomationRun:
         if goal_id in self.recorded_goals:  # the evaluation that found it met recorded it
             self.recorded_goals.discard(goal_id)
         else:
+            context = self._writing(self._context(goal_id))
             await workflow.execute_local_activity(
                 "record_goal",
-                GoalInput(context=self._context(goal_id)),
+                GoalInput(context=context),
                 summary=f"goal achieved (step {goal_id})",
                 **LOCAL,
             )
@@ -593,7 +630,7 @@ class AutomationRun:
     async def _activity_step(
         self, step_id: str, step: LinearStep, activity: str, *, local: bool
     ) -> Next:
-        context = self._context(step_id)
+        context = self._writing(self._context(step_id)) if local else self._context(step_id)
         goals = self._eligible_goals(step_id) if local else []
         woken = self.woken
         if goals:  # a local step writes Cairn's database: it checks the goals after its write
@@ -711,9 +748,10 @@ class AutomationRun:
         assert state is not None
         path = state.split_paths.get(step_id)
         if path is None:  # a contact never changes path, even when a loop brings it back
+            context = self._writing(self._context(step_id))
             result = await workflow.execute_local_activity(
                 "assign_split_path",
-                SplitInput(context=self._context(step_id), now=workflow.now()),
+                SplitInput(context=context, now=workflow.now()),
                 result_type=SplitOutput,
                 summary=describe_step(step_id, step),
                 **LOCAL,
@@ -734,11 +772,21 @@ class AutomationRun:
         passes.append(now)
         state.goto_passes[step_id] = passes
         state.gotos_since_wait += 1
-        if len(passes) > GOTO_MAX_PER_DAY or state.gotos_since_wait >= GOTO_MAX_WITHOUT_WAIT:
+        if len(passes) > GOTO_MAX_PER_DAY or self._too_many_loops(state.gotos_since_wait):
             self._record(step_id, step, "skipped", "goto_limit")
             raise _EndRun("goto_limit")
         self._record(step_id, step, "done")
         return step.target
+
+    @staticmethod
+    def _too_many_loops(gotos_since_wait: int) -> bool:
+        """Whether this goto would start a loop past the limit (docs/automations.md#goto)."""
+        if gotos_since_wait < GOTO_MAX_WITHOUT_WAIT:
+            return False
+        if gotos_since_wait == GOTO_MAX_WITHOUT_WAIT:
+            # Asked only here, where old and new code differ: the third loop is allowed now.
+            return not workflow.patched(THIRD_LOOP_ALLOWED)
+        return True
 
     @handles(EndStep)
     async def _end(self, step_id: str, step: EndStep) -> Next:

@@ -48,6 +48,10 @@ class StepContext(BaseModel):
     # Their goal step ids: the first one met is recorded in that same transaction too.
     goal_ids: list[str] = Field(default_factory=list)
     now: datetime | None = None
+    # Decisions the run took in this workflow task before this write (key → what the reading
+    # activity answered): recorded with the write, so that if the task is lost and re-run, the
+    # reads re-run after this write answer as they did (docs/architecture.md#exactly-once-writes).
+    decisions: dict[str, dict[str, Any]] = Field(default_factory=dict)
 
     @property
     def visit_key(self) -> str:
@@ -95,6 +99,9 @@ class RunState(BaseModel):
     # A contact change signalled but not yet looked at when the run continued as new: the
     # new run looks at it first (else a goal met by that change would be missed).
     unread_change: bool = False
+    # How many conditions evaluations the run has made: with the workflow id, the key under
+    # which one is recalled when a lost workflow task re-runs it (StepContext.decisions).
+    evaluations: int = 0
 
 
 class RunInput(BaseModel):
@@ -122,6 +129,9 @@ class LoadAutomationInput(BaseModel):
     # queued in the outbox (Temporal down) may run after a new version's signals went out.
     newest: bool = False
     deal_id: int | None = None  # the run's deal, for the goals' `deal` conditions
+    # On a fresh start: the key of the entry decision (version, goals met, park), answered as
+    # recorded if a write of this run recorded it (StepContext.decisions).
+    decision_key: str | None = None
 
 
 class LoadAutomationOutput(BaseModel):
@@ -154,6 +164,7 @@ class EvaluateInput(BaseModel):
     goal_ids: list[str] = Field(default_factory=list)
     automation_id: str | None = None
     deal_id: int | None = None  # the run's deal, for `deal` conditions
+    decision_key: str | None = None  # answered as recorded, if a write recorded it
 
 
 class EvaluateOutput(BaseModel):

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+from temporalio.service import RPCError
+
 from tests.helpers.runs import finished
 from tests.helpers.stack import Stack, eventually
 
@@ -380,6 +382,50 @@ async def test_a_goto_loop_runs_ten_times_a_day_at_most(stack: Stack) -> None:
     assert gotos == ["done"] * 10 + ["skipped"]
 
 
+def loops_without_wait(laps: int) -> dict[str, object]:
+    """A loop with no wait that the contact goes round `laps` times (`laps` gotos), then leaves."""
+    return {
+        "start": "lap",
+        "steps": {
+            "lap": {
+                "type": "adjust_contact_score",
+                "score": "laps",
+                "op": "add",
+                "value": 1,
+                "next": "more",
+            },
+            "more": {
+                "type": "if_else",
+                "condition": {"score": "laps", "op": "lte", "value": laps},
+                "yes": "back",
+                "no": "out",
+            },
+            "back": {"type": "goto", "target": "lap"},
+            "out": {"type": "add_tag", "tag": "left-the-loop"},
+        },
+    }
+
+
+async def test_three_loops_without_a_wait_pass_and_a_fourth_ends_the_run(stack: Stack) -> None:
+    # Three loops (three passes through a goto) with no wait are allowed...
+    three = await stack.automation(loops_without_wait(3))
+    contact = await stack.contact()
+    run = await finished(stack, (await stack.enroll(contact["id"], three)).id)
+    assert (run["status"], run["reason"]) == ("completed", None)
+    assert [s["outcome"] for s in run["steps"] if s["step"] == "back"] == ["done"] * 3
+    assert (await stack.record(contact["id"]))["scores"] == {"laps": 4}
+    assert "left-the-loop" in (await stack.record(contact["id"]))["tags"]
+
+    # ...the goto that would start a fourth ends the run.
+    four = await stack.automation(loops_without_wait(4))
+    contact = await stack.contact()
+    run = await finished(stack, (await stack.enroll(contact["id"], four)).id)
+    assert (run["status"], run["reason"]) == ("ended", "goto_limit")
+    assert [s["outcome"] for s in run["steps"] if s["step"] == "back"] == ["done"] * 3 + ["skipped"]
+    assert (await stack.record(contact["id"]))["scores"] == {"laps": 4}
+    assert "left-the-loop" not in (await stack.record(contact["id"]))["tags"]
+
+
 async def test_removal_triggers_and_a_second_trigger_whose_filter_passes(stack: Stack) -> None:
     tag, list_name = stack.unique("tag"), stack.unique("list")
     automation_id = await stack.automation(
@@ -487,3 +533,167 @@ async def test_in_automation_and_goal_achieved_conditions(stack: Stack) -> None:
     ]
     assert [(s["step"], s["reason"]) for s in unchecked["steps"]] == [("in", "no")]
     await handle.terminate()
+
+
+async def test_waits_and_goals_on_in_automation_wake_when_a_run_starts_or_ends(
+    any_stack: Stack,
+) -> None:
+    stack = any_stack  # the store's writes on every database
+    watched = await stack.automation(
+        {"start": "w", "steps": {"w": {"type": "wait", "for": {"days": 30}}}}
+    )
+    joins = await stack.automation(
+        {
+            "start": "w",
+            "steps": {
+                "w": {
+                    "type": "wait",
+                    "condition": {"in_automation": watched},
+                    "timeout": {"days": 30},
+                    "next": "t",
+                },
+                "t": {"type": "add_tag", "tag": "saw-it-start"},
+            },
+        }
+    )
+    leaves = await stack.automation(
+        {
+            "start": "w",
+            "steps": {
+                "w": {"type": "wait", "for": {"days": 30}, "next": None},
+                "left": {"type": "goal", "condition": {"not": {"in_automation": watched}}},
+            },
+        }
+    )
+    contact = await stack.contact()
+    with stack.env.with_time_skipping_disabled():
+        joining = await stack.enroll(contact["id"], joins)
+        await eventually(lambda: _current(stack, joining.id, "w"))
+        # The watched run's start wakes the conditional wait.
+        run = await stack.enroll(contact["id"], watched)
+        joined = await finished(stack, joining.id)
+        assert [(s["step"], s["reason"]) for s in joined["steps"]] == [
+            ("w", "condition_met"),
+            ("t", None),
+        ]
+        # Its end (through the API) meets the goal `not in_automation` of another run.
+        leaving = await stack.enroll(contact["id"], leaves)
+        await eventually(lambda: _current(stack, leaving.id, "w"))
+        ended = await stack.http.delete(f"/api/v1/contacts/{contact['id']}/automations/{watched}")
+        assert ended.status_code == 200, ended.text
+        assert (await finished(stack, run.id))["reason"] == "ended_by:api"
+        left = await finished(stack, leaving.id)
+    assert [(s["step"], s["outcome"], s["reason"]) for s in left["steps"]] == [
+        ("w", "skipped", "goal:left"),
+        ("left", "done", "goal_achieved"),
+    ]
+    assert left["goals"] == ["left"]
+
+
+def ab_test(**winner: object) -> dict[str, object]:
+    """An even split whose path 1 tags its contacts "won" (the winner condition)."""
+    split: dict[str, object] = {
+        "type": "split",
+        "mode": "even",
+        "paths": [{"next": "p0"}, {"next": "p1"}],
+    }
+    if winner:
+        split["winner"] = {"condition": {"tag": "won"}, **winner}
+    return {
+        "start": "split",
+        "steps": {
+            "split": split,
+            "p0": {"type": "add_tag", "tag": "path-0"},
+            "p1": {"type": "add_tag", "tag": "won"},
+        },
+    }
+
+
+async def _through(stack: Stack, automation_id: str) -> str:
+    """Enroll a new contact, let it finish; the step it took after the split."""
+    handle = await stack.enroll((await stack.contact())["id"], automation_id)
+    return (await finished(stack, handle.id))["steps"][1]["step"]  # type: ignore[no-any-return]
+
+
+async def _splits(stack: Stack, automation_id: str) -> list[dict[str, object]]:
+    report = await stack.http.get(f"/api/v1/automations/{automation_id}/report")
+    assert report.status_code == 200, report.text
+    return report.json()["splits"]  # type: ignore[no-any-return]
+
+
+async def test_a_split_winner_is_decided_at_its_deadline_without_a_newcomer(
+    any_stack: Stack,
+) -> None:
+    stack = any_stack  # the store's writes on every database
+    from temporalio.client import WorkflowExecutionStatus
+
+    automation_id = await stack.automation(ab_test(after={"hours": 1}))
+    with stack.env.with_time_skipping_disabled():
+        # Two contacts take the two paths; nobody else comes.
+        assert [await _through(stack, automation_id) for _ in range(2)] == ["p0", "p1"]
+        deadline = stack.client.get_workflow_handle(f"cairn-split:{automation_id}:split")
+
+        async def started() -> None:
+            try:
+                await deadline.describe()
+            except RPCError as err:
+                raise AssertionError("the deadline's workflow is not started yet") from err
+
+        await eventually(started)
+    (split,) = await _splits(stack, automation_id)
+    assert split["winner"] is None
+    # An hour later, with no newcomer, the winner is decided and shown.
+    await stack.env.fast_forward(deadline, timedelta(hours=1, minutes=1))
+    assert (await deadline.describe()).status == WorkflowExecutionStatus.COMPLETED
+    (split,) = await _splits(stack, automation_id)
+    assert (split["winner"], split["winner_by"]) == (1, "rule")
+    assert split["decided_at"] is not None
+    assert [await _through(stack, automation_id) for _ in range(2)] == ["p1", "p1"]
+    # A person cannot pick another winner over the decided one.
+    picked = await stack.http.post(
+        f"/api/v1/automations/{automation_id}/splits/split/winner", json={"path": 0}
+    )
+    assert picked.status_code == 409, picked.text
+
+
+async def test_a_person_picks_a_split_winner_through_the_api(any_stack: Stack) -> None:
+    stack = any_stack  # the store's writes on every database
+    automation_id = await stack.automation(ab_test(after_contacts=100))
+    url = f"/api/v1/automations/{automation_id}/splits/split/winner"
+    assert [await _through(stack, automation_id) for _ in range(2)] == ["p0", "p1"]
+
+    picked = await stack.http.post(url, json={"path": 0})
+    assert picked.status_code == 200, picked.text
+    assert (picked.json()["winner"], picked.json()["winner_by"]) == (0, "person")
+    # Later contacts take the picked path (though path 1's contacts all "won").
+    assert [await _through(stack, automation_id) for _ in range(3)] == ["p0", "p0", "p0"]
+    (split,) = await _splits(stack, automation_id)
+    assert (split["winner"], split["winner_by"]) == (0, "person")
+    assert [p["contacts"] for p in split["paths"]] == [4, 1]  # nobody changed path
+
+    assert (await stack.http.post(url, json={"path": 0})).status_code == 200  # the same: no-op
+    assert (await stack.http.post(url, json={"path": 1})).status_code == 409
+    assert (await stack.http.post(url, json={"path": 2})).status_code == 422
+    assert (await stack.http.post(url, json={})).status_code == 422
+    base = f"/api/v1/automations/{automation_id}/splits"
+    assert (await stack.http.post(f"{base}/p0/winner", json={"path": 0})).status_code == 404
+    assert (await stack.http.post(f"{base}/nope/winner", json={"path": 0})).status_code == 404
+    missing = "/api/v1/automations/no-such-automation/splits/split/winner"
+    assert (await stack.http.post(missing, json={"path": 0})).status_code == 404
+    until = await stack.automation(
+        {
+            "start": "s",
+            "steps": {
+                "s": {
+                    "type": "split",
+                    "mode": "until",
+                    "until": {"contacts": 2},
+                    "before": "a",
+                    "after": "a",
+                },
+                "a": {"type": "add_tag", "tag": "a"},
+            },
+        }
+    )
+    answer = await stack.http.post(f"/api/v1/automations/{until}/splits/s/winner", json={"path": 0})
+    assert answer.status_code == 422, answer.text
