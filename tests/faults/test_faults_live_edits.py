@@ -77,6 +77,9 @@ async def _scenario(stack: Stack, relay: TcpProxy, direct: Client) -> None:
             state = await direct.get_workflow_handle(workflow_id).query(
                 "state", result_type=RunState
             )
+            # None until the run has loaded its automation (its first workflow task): on a
+            # loaded machine the first query can come before that.
+            assert state is not None, f"{workflow_id} has not started its first step yet"
             assert (state.version, state.position) == (1, "w")
 
     await eventually(all_waiting, within=60)
