@@ -225,13 +225,13 @@ class TrackingLinks:
     """The signed links of one email: pixel, click redirects and the unsubscribe page."""
 
     base_url: str
-    secret: str
+    key: bytes  # the tracking key
     contact: int
     automation: str
     step: str
 
     def _token(self, kind: Kind, link: str | None = None) -> str:
-        return sign(Token(kind, self.contact, self.automation, self.step, link), self.secret)
+        return sign(Token(kind, self.contact, self.automation, self.step, link), self.key)
 
     def _url(self, path: str, kind: Kind) -> str:
         return f"{self.base_url}{path}/{self._token(kind)}"
@@ -292,7 +292,7 @@ def build_email(
     """The complete tracked message for one `send_email` step visit."""
     links = TrackingLinks(
         settings.public_url.rstrip("/"),
-        settings.secret_key,
+        settings.signing_key("tracking"),
         contact.id,
         context.automation_id,
         context.step_id,

@@ -1,7 +1,8 @@
 """The `webhook` step: the contact, signed, to another system over HTTP (docs/integrations.md#webhooks).
 
 The body has ActiveCampaign's shape (`contact[email]`, `contact[fields][plan]`…) or the same data
-as JSON, signed `X-Cairn-Signature: sha256=<HMAC-SHA256 of the body with CAIRN_SECRET_KEY>`.
+as JSON, signed `X-Cairn-Signature: sha256=<HMAC-SHA256 of the body with the webhook key>` (derived from
+CAIRN_SECRET_KEY, shown by `cairn keys show webhook`: receivers hold it, never the secret key).
 Before any connection the destination is resolved and every address checked (the SSRF guard), and
 the connection goes to the checked address, so a DNS answer that changes in between is never used.
 Redirects are followed by hand, each hop checked again.
@@ -308,7 +309,9 @@ class WebhookActivities:
             ).all()
         # The first attempt's schedule time: every retry sends the same body.
         data = webhook_data(contact, list(tags), context, activity.info().scheduled_time)
-        delivery = build_delivery(step, data, context, self.deps.settings.secret_key, time.time())
+        delivery = build_delivery(
+            step, data, context, self.deps.settings.shared_key("webhook"), time.time()
+        )
         try:
             async with deadline(), httpx.AsyncClient(timeout=TIMEOUT) as client:
                 response = await deliver(

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
+from core.keys import SHARED_PURPOSES
 from core.logs import configure_logging
 from core.settings import Settings, get_settings
 
@@ -37,7 +38,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings = get_settings()
     except ValidationError as err:
         # A bad CAIRN_* variable: one line per problem, not a traceback.
-        problems = "; ".join(f"{e['loc'][0]}: {e['msg']}" for e in err.errors())
+        # (A check across settings names no single one: its message names them.)
+        problems = "; ".join(
+            f"{e['loc'][0]}: {e['msg']}" if e["loc"] else e["msg"] for e in err.errors()
+        )
         parser.exit(2, f"cairn: invalid configuration: {problems}\n")
     configure_logging(settings)
     # Alembic announces each of its plugins at INFO on every start: noise in `cairn run`'s output.
@@ -86,6 +90,21 @@ def _parser() -> argparse.ArgumentParser:
         f"(default {DEFAULT_RETENTION_DAYS}; an existing namespace is left as it is)",
     )
     setup.set_defaults(command=_setup)
+
+    keys = commands.add_parser("keys", help="the keys derived from CAIRN_SECRET_KEY")
+    verbs = keys.add_subparsers(title="commands", required=True, metavar="COMMAND")
+    show = verbs.add_parser(
+        "show",
+        help="print a key others must hold: webhook (receivers verify X-Cairn-Signature with "
+        "it) or site (the website's backend signs visitors' emails with it)",
+    )
+    show.add_argument("purpose", choices=SHARED_PURPOSES, metavar="webhook|site")
+    show.add_argument(
+        "--old",
+        action="store_true",
+        help="also print the key of each CAIRN_SECRET_KEY_OLD secret, one a line after it",
+    )
+    show.set_defaults(command=_show_key)
     _operator_commands(commands)
     return parser
 
@@ -226,6 +245,14 @@ def _mailbox(settings: Settings, args: argparse.Namespace) -> int:
     from cli.mailbox import serve_mailbox
 
     return _run_until_signalled(lambda: serve_mailbox(settings, host=args.host, port=args.port))
+
+
+def _show_key(settings: Settings, args: argparse.Namespace) -> int:
+    print(settings.shared_key(args.purpose))
+    if args.old:
+        for key in settings.old_shared_keys(args.purpose):
+            print(key)
+    return 0
 
 
 def _setup(settings: Settings, args: argparse.Namespace) -> int:

@@ -11,8 +11,6 @@ encrypting with something else.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import hmac
 import os
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
@@ -117,9 +115,9 @@ def data_converter(settings: Settings) -> DataConverter:
 def ui_codec_key(settings: Settings) -> str:
     """The secret path segment of the Temporal UI's codec endpoint (see api/routes/codec.py).
 
-    Derived from `secret_key` so it needs no setting of its own and changes with it."""
-    digest = hmac.new(settings.secret_key.encode(), b"cairn temporal-ui codec", hashlib.sha256)
-    return digest.hexdigest()[:32]
+    Derived from `secret_key` (a key of its own, core/keys.py) so it needs no setting of its own
+    and changes with it; no key handed to others (webhook, site) leads to it."""
+    return settings.signing_key("codec").hex()[:32]
 
 
 def ui_codec_endpoint(settings: Settings) -> str:

@@ -10,12 +10,14 @@ from urllib.parse import urlsplit
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from core.keys import parse_encryption_key
+from core.keys import Purpose, derive_key, parse_encryption_key, shared_key_text
 
 # Values published in this repository (defaults, docker-compose's former fallbacks): refused
-# unless CAIRN_PUBLIC_URL is a localhost URL.
+# unless the API listens on loopback only and CAIRN_PUBLIC_URL is a localhost URL.
 KNOWN_SECRET_KEYS = frozenset({"", "dev-secret-change-me", "change-me-too", "change-me"})
 KNOWN_API_TOKENS = frozenset({"", "dev-token", "change-me"})
+# The shortest API token and secret key accepted once the API is reachable from elsewhere.
+MIN_SECRET_LENGTH = 16
 _LOCAL_HOSTS = frozenset({"localhost", "127.0.0.1", "::1", "0.0.0.0"})
 # Hosts the development mailbox answers on (it listens on 127.0.0.1).
 _LOCAL_MAILBOX_HOSTS = ("localhost", "127.0.0.1")
@@ -27,6 +29,12 @@ def _is_local_url(url: str) -> bool:
     except ValueError:
         return False
     return host in _LOCAL_HOSTS or host.endswith(".localhost") or host.startswith("127.")
+
+
+def is_loopback_host(host: str) -> bool:
+    """Whether binding `host` listens on this machine only (0.0.0.0, ::, a LAN address: no)."""
+    host = host.strip().strip("[]").lower()
+    return host in ("localhost", "::1") or host.startswith("127.")
 
 
 class Settings(BaseSettings):
@@ -44,7 +52,13 @@ class Settings(BaseSettings):
     api_host: str = "127.0.0.1"
     api_port: int = 8000
     api_token: str = "dev-token"
+    # The master secret: never handed out. Each job signs with a key derived from it
+    # (core/keys.py); `cairn keys show webhook|site` prints the two that others must hold.
     secret_key: str = "dev-secret-change-me"
+    # Secret keys from before a rotation (comma-separated): what they signed (unsubscribe and
+    # tracking links in inboxes, visitor cookies, site-email signatures) still verifies; nothing
+    # new is signed with them.
+    secret_key_old: str = ""
     public_url: str = "http://localhost:8000"
 
     # Email relay. Empty host: none configured, so mail goes to the development mailbox on this
@@ -71,13 +85,15 @@ class Settings(BaseSettings):
     # such numbers are skipped with reason invalid_phone rather than guessed.
     sms_default_country_code: str = Field(default="", pattern=r"^\+?[0-9]{0,4}$")
 
-    # Websites allowed to call the public site-tracking endpoint from a browser (comma-separated
-    # origins such as "https://www.example.com"); empty: any origin.
+    # Websites allowed to call the public site-tracking endpoint from a browser with the visitor's
+    # cookie (comma-separated origins such as "https://www.example.com"). Empty: any website may
+    # report a visit with a signed email, none with the cookie, and no answer allows credentials.
     site_origins: str = ""
-    # Refuse emails the browser passes to /t/visit unless they come with `email_signature` (the
-    # hex HMAC-SHA256 of the normalized email with CAIRN_SECRET_KEY, computed by the website's
-    # backend). Recommended in production: without it anyone who knows an email can act as it.
-    site_require_signed_email: bool = False
+    # Refuse emails the browser passes to /t/visit unless they come with `email_signature` (an
+    # expiry and the HMAC of it and the email with the site key, computed by the website's
+    # backend): without it anyone who knows an email can act as it. `cairn run` turns it off on
+    # loopback when it is not set, so a first try needs no website backend.
+    site_require_signed_email: bool = True
     # Track visits and show site messages only to contacts whose `site_tracking_consent` field
     # is true (the website sets it when the visitor opts in). Off: everyone but those who said
     # no (false). An explicit no is always honoured.
@@ -134,25 +150,79 @@ class Settings(BaseSettings):
             )
         return self
 
-    @field_validator("public_url")
-    @classmethod
-    def _no_default_secrets_in_public(cls, value: str, info: ValidationInfo) -> str:
+    @property
+    def reachable(self) -> bool:
+        """Whether others can reach this Cairn: its API binds off loopback, or its public URL
+        (the base of every tracking link) is not a localhost URL."""
+        return not is_loopback_host(self.api_host) or not _is_local_url(self.public_url)
+
+    @model_validator(mode="after")
+    def _no_default_secrets_when_reachable(self) -> Settings:
         # A default secret is published in this repository: with it, anyone can forge tracking
         # tokens (contact ids are sequential) or call the API. Fine on a laptop, never reachable.
-        if _is_local_url(value):
-            return value
+        if not self.reachable:
+            return self
+        where = (
+            f"CAIRN_API_HOST ({self.api_host}) is not a loopback address"
+            if not is_loopback_host(self.api_host)
+            else f"CAIRN_PUBLIC_URL ({self.public_url}) is not a localhost URL"
+        )
+        old = self.old_secrets
         defaults = [
             f"CAIRN_{name.upper()}"
-            for name, known in (("secret_key", KNOWN_SECRET_KEYS), ("api_token", KNOWN_API_TOKENS))
-            if str(info.data.get(name, "")).strip() in known
-        ]
+            for name, value, known in (
+                ("secret_key", self.secret_key, KNOWN_SECRET_KEYS),
+                ("api_token", self.api_token, KNOWN_API_TOKENS),
+            )
+            if value.strip() in known
+        ] + (["CAIRN_SECRET_KEY_OLD"] if any(k in KNOWN_SECRET_KEYS for k in old) else [])
         if defaults:
             raise ValueError(
-                f"{' and '.join(defaults)} still has a published default value while "
-                f"CAIRN_PUBLIC_URL ({value}) is not a localhost URL: set a long random value "
-                "(e.g. `openssl rand -hex 32`) before serving it"
+                f"{' and '.join(defaults)} still has a published default value while {where}: "
+                "set a long random value (e.g. `openssl rand -hex 32`) before serving it"
             )
-        return value
+        short = [
+            f"CAIRN_{name.upper()}"
+            for name, values in (
+                ("secret_key", [self.secret_key]),
+                ("secret_key_old", old),
+                ("api_token", [self.api_token]),
+            )
+            if any(len(v.strip()) < MIN_SECRET_LENGTH for v in values)
+        ]
+        if short:
+            raise ValueError(
+                f"{' and '.join(short)} is shorter than {MIN_SECRET_LENGTH} characters while "
+                f"{where}: set a long random value (e.g. `openssl rand -hex 32`)"
+            )
+        return self
+
+    @field_validator("secret_key_old")
+    @classmethod
+    def _old_secrets(cls, value: str) -> str:
+        return ",".join(k.strip() for k in value.split(",") if k.strip())
+
+    @property
+    def old_secrets(self) -> list[str]:
+        """CAIRN_SECRET_KEY_OLD's secrets, newest first as listed."""
+        return [k.strip() for k in self.secret_key_old.split(",") if k.strip()]
+
+    def signing_key(self, purpose: Purpose) -> bytes:
+        """The key that signs what Cairn makes for `purpose` (from CAIRN_SECRET_KEY)."""
+        return derive_key(self.secret_key, purpose)
+
+    def verifying_keys(self, purpose: Purpose) -> list[bytes]:
+        """The keys what is presented for `purpose` may be signed with: the current one first,
+        then those of CAIRN_SECRET_KEY_OLD."""
+        secrets = [self.secret_key, *self.old_secrets]
+        return [derive_key(secret, purpose) for secret in secrets]
+
+    def shared_key(self, purpose: Purpose) -> str:
+        """A key handed to others as text (`cairn keys show`): the webhook or the site key."""
+        return shared_key_text(self.secret_key, purpose)
+
+    def old_shared_keys(self, purpose: Purpose) -> list[str]:
+        return [shared_key_text(k, purpose) for k in self.old_secrets]
 
     @field_validator("encryption_key")
     @classmethod

@@ -5,6 +5,10 @@ API (which verifies them) import it. A token is `<payload>.<signature>`, each ba
 padding; the payload is a small JSON array of ids (and, for a click, the target URL, which is
 what makes an open redirect impossible: the target is signed, never read from the query string).
 No name or email is ever in a token.
+
+Keys are bytes derived from CAIRN_SECRET_KEY per purpose (core/keys.py): the tracking key signs
+opens, clicks and unsubscribes, the visitor key the cookie, and the site key (which the website's
+backend holds) only email signatures, which are never tokens.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ import binascii
 import hashlib
 import hmac
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -43,30 +48,31 @@ def _unb64(text: str) -> bytes:
     return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
 
 
-def _mac(secret: str, payload: str) -> bytes:
-    # A purpose prefix: the same secret also signs webhooks, and those bytes must never verify here.
+def _mac(key: bytes, payload: str) -> bytes:
     message = b"cairn-tracking:" + payload.encode("ascii")
-    return hmac.new(secret.encode(), message, hashlib.sha256).digest()[:SIGNATURE_BYTES]
+    return hmac.new(key, message, hashlib.sha256).digest()[:SIGNATURE_BYTES]
 
 
-def sign(token: Token, secret: str) -> str:
-    """The URL-safe text of `token`, signed with `secret` (CAIRN_SECRET_KEY)."""
+def sign(token: Token, key: bytes) -> str:
+    """The URL-safe text of `token`, signed with `key` (the tracking or the visitor key)."""
     fields: list[object] = [_KIND_CODES[token.kind], token.contact, token.automation, token.step]
     if token.link is not None:
         fields.append(token.link)
     payload = _b64(json.dumps(fields, separators=(",", ":"), ensure_ascii=False).encode())
-    return f"{payload}.{_b64(_mac(secret, payload))}"
+    return f"{payload}.{_b64(_mac(key, payload))}"
 
 
-def verify(text: str, secret: str, *, kind: Kind) -> Token | None:
-    """The token `text` stands for when its signature holds and it is of `kind`; else None."""
+def verify(text: str, keys: Sequence[bytes], *, kind: Kind) -> Token | None:
+    """The token `text` stands for when its signature holds with one of `keys` (the current key,
+    then those of before a rotation) and it is of `kind`; else None."""
     if len(text) > MAX_TOKEN_LENGTH or text.count(".") != 1:
         return None
     payload, signature = text.split(".")
     try:
         # Compared as text: one signature has exactly one spelling (base64 would also decode
         # variants of the last character to the same bytes).
-        if not hmac.compare_digest(signature.encode(), _b64(_mac(secret, payload)).encode()):
+        signed = signature.encode()
+        if not any(hmac.compare_digest(signed, _b64(_mac(k, payload)).encode()) for k in keys):
             return None
         fields = json.loads(_unb64(payload))
     except (binascii.Error, UnicodeError, ValueError):
@@ -87,12 +93,25 @@ def verify(text: str, secret: str, *, kind: Kind) -> Token | None:
     return Token(kind, contact, automation, step, link)
 
 
-def email_signature(email: str, secret: str) -> str:
-    """What a website's backend passes to site.js beside a logged-in visitor's email: the hex
-    HMAC-SHA256 of the email (trimmed, lower-cased) keyed with CAIRN_SECRET_KEY."""
-    return hmac.new(secret.encode(), email.strip().lower().encode(), hashlib.sha256).hexdigest()
+def _email_mac(email: str, expires: int, key: str) -> str:
+    message = f"{expires}.{email.strip().lower()}".encode()
+    return hmac.new(key.encode(), message, hashlib.sha256).hexdigest()
 
 
-def email_signature_holds(email: str, signature: str, secret: str) -> bool:
-    expected = email_signature(email, secret)
-    return hmac.compare_digest(signature.strip().lower().encode(), expected.encode())
+def email_signature(email: str, key: str, expires: int) -> str:
+    """What a website's backend passes to site.js beside a logged-in visitor's email:
+    `<expires>.<hex HMAC-SHA256 of "<expires>.<email trimmed, lower-cased>">`, keyed with the
+    site key's text (`cairn keys show site`); `expires` in Unix seconds."""
+    return f"{expires}.{_email_mac(email, expires, key)}"
+
+
+def email_signature_holds(email: str, signature: str, keys: Sequence[str], now: float) -> bool:
+    """Whether `signature` signs `email` with one of `keys` and has not expired at `now`."""
+    expires_text, _, mac = signature.strip().lower().partition(".")
+    if not expires_text.isdigit() or len(expires_text) > 12:
+        return False
+    expires = int(expires_text)
+    valid = any(
+        hmac.compare_digest(mac.encode(), _email_mac(email, expires, k).encode()) for k in keys
+    )
+    return valid and now < expires

@@ -7,7 +7,8 @@
 The Temporal UI cannot send that token: the embedded dev server's UI takes only an endpoint
 (`--ui-codec-endpoint`), and the UI's own options (`passAccessToken`, `includeCredentials`)
 forward its OIDC login or cookies, which the dev server has neither of. So the UI is given
-`/codec/ui/<key>`, where `<key>` is an HMAC of `CAIRN_SECRET_KEY`: the path is the credential,
+`/codec/ui/<key>`, where `<key>` is derived from `CAIRN_SECRET_KEY` for this use only (no key
+handed to webhook receivers or websites leads to it): the path is the credential,
 accepted in place of the header. Whoever can open the Temporal UI can read its runs anyway; the
 key keeps everyone else (any page in a browser, anything on the network) out. It changes with
 the secret key.

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import html as html_lib
 import json
+import time
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Cookie, HTTPException, Request, Response
@@ -41,7 +42,7 @@ PIXEL = (
 
 
 def _token(services: Services, text: str, kind: Kind) -> Token:
-    token = verify(text, services.settings.secret_key, kind=kind)
+    token = verify(text, services.settings.verifying_keys("tracking"), kind=kind)
     if token is None:
         raise HTTPException(status_code=404, detail="unknown link")
     return token
@@ -90,7 +91,7 @@ async def email_clicked(token: str, services: ServicesDep) -> Response:
     response = RedirectResponse(clicked.link, status_code=302, headers=NO_STORE)
     response.set_cookie(
         VISITOR_COOKIE,
-        sign(Token("visitor", clicked.contact), services.settings.secret_key),
+        sign(Token("visitor", clicked.contact), services.settings.signing_key("visitor")),
         max_age=VISITOR_COOKIE_SECONDS,
         httponly=True,
         samesite="lax",
@@ -150,8 +151,8 @@ class PublicVisitIn(BaseModel):
 
     url: Url
     email: Annotated[str | None, Field(max_length=320)] = None
-    # Hex HMAC-SHA256 of the email with CAIRN_SECRET_KEY, computed by the website's backend:
-    # proves the website, not whoever calls this route, says who the visitor is.
+    # `<expires>.<hex HMAC>` of the email with the site key, computed by the website's backend:
+    # proves the website, not whoever calls this route, says who the visitor is (until expires).
     email_signature: Annotated[str | None, Field(max_length=128)] = None
 
 
@@ -164,13 +165,24 @@ class ShownMessages(BaseModel):
     messages: list[ShownMessage]
 
 
-def _cors(request: Request, response: Response, services: Services) -> Response:
-    """Let the website read the answer: its origin, credentials (the cookie) allowed."""
+def _configured_origin(request: Request, services: Services) -> bool:
+    """Whether the calling page is one of CAIRN_SITE_ORIGINS' websites (no Origin: not a
+    cross-origin browser call, e.g. a same-origin page or a server)."""
     origin = request.headers.get("origin")
     allowed = {o.strip() for o in services.settings.site_origins.split(",") if o.strip()}
-    if origin and (not allowed or origin in allowed):
+    return origin is None or origin in allowed
+
+
+def _cors(request: Request, response: Response, services: Services) -> Response:
+    """Let the website read the answer. A configured origin gets credentials (the visitor
+    cookie); with none configured any origin may read answers to signed emails, never with
+    credentials, so no other website can read what the cookie's contact is shown."""
+    origin = request.headers.get("origin")
+    configured = bool(services.settings.site_origins.strip())
+    if origin and (not configured or _configured_origin(request, services)):
         response.headers["Access-Control-Allow-Origin"] = origin
-        response.headers["Access-Control-Allow-Credentials"] = "true"
+        if configured:
+            response.headers["Access-Control-Allow-Credentials"] = "true"
         response.headers["Access-Control-Allow-Methods"] = "POST"
         response.headers["Access-Control-Allow-Headers"] = "Content-Type"
     response.headers["Vary"] = "Origin"
@@ -200,8 +212,10 @@ async def public_visit(
     so browsers need no preflight). The visitor is the contact of the email given, else the
     `cairn_contact` cookie's; unknown visitors are not recorded and see no message.
 
-    An email with a wrong signature is refused (403); one without a signature too when
-    CAIRN_SITE_REQUIRE_SIGNED_EMAIL is set (else anyone knowing an email could act as it)."""
+    An email with a wrong or expired signature is refused (403); one without a signature too
+    unless CAIRN_SITE_REQUIRE_SIGNED_EMAIL is off (then anyone knowing an email can act as it).
+    The cookie counts only from a configured origin (CAIRN_SITE_ORIGINS) or without an Origin:
+    any other website could otherwise act as the visitor whose browser sends it."""
     raw = await request.body()
     if len(raw) > MAX_VISIT_BODY:
         raise HTTPException(status_code=413, detail="visit body too large")
@@ -212,16 +226,20 @@ async def public_visit(
     settings = services.settings
     if body.email is not None:
         if body.email_signature is not None:
-            if not email_signature_holds(body.email, body.email_signature, settings.secret_key):
-                raise HTTPException(status_code=403, detail="email_signature does not match")
+            keys = [settings.shared_key("site"), *settings.old_shared_keys("site")]
+            if not email_signature_holds(body.email, body.email_signature, keys, time.time()):
+                raise HTTPException(
+                    status_code=403, detail="email_signature does not match or has expired"
+                )
         elif settings.site_require_signed_email:
             raise HTTPException(
                 status_code=403,
                 detail="an email needs its email_signature (CAIRN_SITE_REQUIRE_SIGNED_EMAIL)",
             )
     visitor = None
-    if cairn_contact and not body.email:  # an email the site passes names who is logged in
-        visitor = verify(cairn_contact, services.settings.secret_key, kind="visitor")
+    # An email the site passes names who is logged in.
+    if cairn_contact and not body.email and _configured_origin(request, services):
+        visitor = verify(cairn_contact, settings.verifying_keys("visitor"), kind="visitor")
     messages: list[SiteMessagePublic] = []
     try:
         if visitor is not None or body.email:

@@ -218,7 +218,7 @@ async def test_tracking_routes_accept_only_tokens_this_installation_signed(
     stack: Stack, anonymous: httpx.AsyncClient
 ) -> None:
     contact = await stack.contact()
-    key = stack.settings.secret_key
+    key = stack.settings.signing_key("tracking")
     link = "https://shop.test/sale"
     tokens = {
         ("GET", "/t/o/{}"): Token("open", contact["id"], "a", "mail"),
@@ -230,8 +230,9 @@ async def test_tracking_routes_accept_only_tokens_this_installation_signed(
         signed = sign(token, key)
         bad = {
             **tampered(signed),
-            "another key": sign(token, key + "-other"),
+            "another key": sign(token, key[::-1]),
             "another kind": sign(Token("visitor", contact["id"]), key),
+            "the visitor key": sign(token, stack.settings.signing_key("visitor")),
         }
         for why, text in bad.items():
             answer = await anonymous.request(method, path.format(text))
@@ -251,9 +252,13 @@ async def test_a_forged_visitor_cookie_names_no_one(
     stack: Stack, anonymous: httpx.AsyncClient
 ) -> None:
     contact = await stack.contact()
-    key = stack.settings.secret_key
+    key = stack.settings.signing_key("visitor")
     for cookie, url in (
-        (sign(Token("visitor", contact["id"]), key + "-other"), "https://shop.test/forged"),
+        (sign(Token("visitor", contact["id"]), key[::-1]), "https://shop.test/forged"),
+        (
+            sign(Token("visitor", contact["id"]), stack.settings.signing_key("tracking")),
+            "https://shop.test/tracking-key",
+        ),
         (sign(Token("visitor", contact["id"]), key)[:-1], "https://shop.test/truncated"),
         (sign(Token("visitor", contact["id"]), key), "https://shop.test/signed"),
     ):

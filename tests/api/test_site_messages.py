@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import hmac
 import json
+import re
+import time
+from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 from tests.helpers.providers import configured, outcomes, run_steps
@@ -13,6 +15,8 @@ from tests.helpers.runs import finished
 from tests.helpers.stack import Stack, eventually
 from tests.helpers.tracking import MAIL, NO_TOKEN, events_of, links_for
 from workflows.tracking import Token, email_signature, sign
+
+INTEGRATIONS = Path(__file__).resolve().parents[2] / "docs" / "integrations.md"
 
 
 async def visit(stack: Stack, url: str, **who: Any) -> list[dict[str, Any]]:
@@ -134,27 +138,34 @@ async def test_public_visit_by_the_cookie_of_a_click_or_by_email(stack: Stack) -
         )
         public = {"Content-Type": "text/plain", "Origin": "https://shop.test", **NO_TOKEN}
         body = b'{"url": "https://shop.test/sale"}'
-        anonymous = await stack.http.post("/t/visit", content=body, headers=public)
-        assert anonymous.json() == {"messages": []}
-        assert anonymous.headers["access-control-allow-origin"] == "https://shop.test"
-        assert anonymous.headers["access-control-allow-credentials"] == "true"
+        with configured(stack.settings, site_origins="https://other.test, https://shop.test"):
+            anonymous = await stack.http.post("/t/visit", content=body, headers=public)
+            assert anonymous.json() == {"messages": []}
+            assert anonymous.headers["access-control-allow-origin"] == "https://shop.test"
+            assert anonymous.headers["access-control-allow-credentials"] == "true"
 
-        click = await stack.http.get(links_for(stack, contact["email"])["click"], headers=NO_TOKEN)
-        cookie = click.cookies["cairn_contact"]
-        stack.http.cookies.clear()
-        known = await stack.http.post(
-            "/t/visit", content=body, headers={**public, "Cookie": f"cairn_contact={cookie}"}
-        )
-        assert [m["html"] for m in known.json()["messages"]] == ["Cookie"]
-        forged = await stack.http.post(
-            "/t/visit", content=body, headers={**public, "Cookie": f"cairn_contact={cookie}x"}
-        )
-        assert forged.json() == {"messages": []}
-        assert len(await events_of(stack, contact["id"], "page_visited")) == 1
+            click = await stack.http.get(
+                links_for(stack, contact["email"])["click"], headers=NO_TOKEN
+            )
+            cookie = click.cookies["cairn_contact"]
+            stack.http.cookies.clear()
+            known = await stack.http.post(
+                "/t/visit", content=body, headers={**public, "Cookie": f"cairn_contact={cookie}"}
+            )
+            assert [m["html"] for m in known.json()["messages"]] == ["Cookie"]
+            forged = await stack.http.post(
+                "/t/visit", content=body, headers={**public, "Cookie": f"cairn_contact={cookie}x"}
+            )
+            assert forged.json() == {"messages": []}
+            assert len(await events_of(stack, contact["id"], "page_visited")) == 1
 
         by_email = await stack.http.post(
             "/t/visit",
-            json={"url": "https://shop.test/home", "email": contact["email"]},
+            json={
+                "url": "https://shop.test/home",
+                "email": contact["email"],
+                "email_signature": site_signature(stack, contact["email"]),
+            },
             headers=NO_TOKEN,
         )
         assert by_email.status_code == 200 and by_email.json() == {"messages": []}
@@ -164,6 +175,56 @@ async def test_public_visit_by_the_cookie_of_a_click_or_by_email(stack: Stack) -
         assert (await stack.http.post("/t/visit", content=b"{", headers=public)).status_code == 422
     finally:
         stack.http.cookies.clear()
+
+
+def site_signature(stack: Stack, email: str, expires: float | None = None) -> str:
+    """What a website's backend computes, with the snippet in docs/integrations.md as is."""
+    section = INTEGRATIONS.read_text().split("## Site messages", 1)[1].split("\n## ", 1)[0]
+    snippet = re.search(r"```python\n(.*?)```", section, re.S)
+    assert snippet is not None, "docs/integrations.md's Site messages section has no snippet"
+    namespace: dict[str, Any] = {
+        "user": SimpleNamespace(email=email),
+        "site_key": stack.settings.shared_key("site"),
+    }
+    code = snippet.group(1)
+    if expires is not None:  # the same code, with the expiry it would compute at another time
+        code = code.replace("int(time.time()) + 3600", str(int(expires)))
+    exec(code, namespace)
+    return str(namespace["signature"])
+
+
+async def test_without_configured_origins_no_website_reads_a_visitor_by_cookie(
+    stack: Stack,
+) -> None:
+    """No CAIRN_SITE_ORIGINS: a page on any website may report a signed email, but answers
+    never allow credentials and the cookie names no one, so a page on another website cannot
+    read (or trigger on) the site messages of whoever visits it."""
+    stack.http.cookies.clear()
+    _, contact = await run_steps(stack, {"site": {"type": "send_site_message", "html": "Mine"}})
+    cookie = sign(Token("visitor", contact["id"]), stack.settings.signing_key("visitor"))
+    evil = {
+        "Content-Type": "text/plain",
+        "Origin": "https://evil.test",
+        "Cookie": f"cairn_contact={cookie}",
+        **NO_TOKEN,
+    }
+    body = b'{"url": "https://evil.test/"}'
+    preflight = await stack.http.options("/t/visit", headers={"Origin": "https://evil.test"})
+    assert "access-control-allow-credentials" not in preflight.headers
+    answer = await stack.http.post("/t/visit", content=body, headers=evil)
+    assert answer.status_code == 200 and answer.json() == {"messages": []}
+    assert "access-control-allow-credentials" not in answer.headers
+    assert await events_of(stack, contact["id"], "page_visited") == []
+    # Configured, another website is not let in either; the configured one is, cookie and all.
+    with configured(stack.settings, site_origins="https://shop.test"):
+        refused = await stack.http.post("/t/visit", content=body, headers=evil)
+        assert "access-control-allow-origin" not in refused.headers
+        assert refused.json() == {"messages": []}
+        shop = {**evil, "Origin": "https://shop.test"}
+        shown = await stack.http.post("/t/visit", content=body, headers=shop)
+        assert [m["html"] for m in shown.json()["messages"]] == ["Mine"]
+        assert shown.headers["access-control-allow-credentials"] == "true"
+    stack.http.cookies.clear()
 
 
 async def test_site_js_is_served_publicly(stack: Stack) -> None:
@@ -183,11 +244,12 @@ async def test_a_browser_supplied_email_needs_its_signature_when_required(stack:
         },
     )
     email = contact["email"]
-    # What the website's backend computes (docs/integrations.md#site-messages): trimmed, lower-cased, keyed with the secret.
-    signature = hmac.new(
-        stack.settings.secret_key.encode(), email.strip().lower().encode(), hashlib.sha256
-    ).hexdigest()
-    assert signature == email_signature(f" {email.upper()} ", stack.settings.secret_key)
+    # What the website's backend computes (docs/integrations.md#site-messages): an expiry and
+    # the HMAC of it and the email, trimmed and lower-cased, keyed with the site key.
+    signature = site_signature(stack, f" {email.upper()} ")
+    expires = int(signature.split(".")[0])
+    assert time.time() + 3500 < expires <= time.time() + 3600
+    assert signature == email_signature(email, stack.settings.shared_key("site"), expires)
     url = "https://shop.test/"
 
     async def public(**body: Any) -> Any:
@@ -197,28 +259,36 @@ async def test_a_browser_supplied_email_needs_its_signature_when_required(stack:
             headers={"Content-Type": "text/plain", **NO_TOKEN},
         )
 
-    with configured(stack.settings, site_require_signed_email=True):
-        unsigned = await public(email=email)
-        assert unsigned.status_code == 403 and "email_signature" in unsigned.json()["detail"]
-        forged = await public(email=email, email_signature="0" * 64)
-        assert forged.status_code == 403
-        other = await public(email=email, email_signature=email_signature("x@y.test", "k"))
-        assert other.status_code == 403
-        assert await events_of(stack, contact["id"], "page_visited") == []  # nothing recorded
-        signed = await public(email=email.upper(), email_signature=signature.upper())
-        assert [m["html"] for m in signed.json()["messages"]] == ["Signed", "By cookie"]
-        # The signed cookie of a tracked click still identifies a visitor without an email.
-        cookie = sign(Token("visitor", contact["id"]), stack.settings.secret_key)
-        by_cookie = await stack.http.post(
-            "/t/visit",
-            content=json.dumps({"url": url}).encode(),
-            headers={"Content-Type": "text/plain", "Cookie": f"cairn_contact={cookie}"},
-        )
-        assert by_cookie.status_code == 200
-    # Not required (the embedded stack's default): an unsigned email is accepted, a wrong
+    # Required by default (the test stack, like any process but `cairn run` on loopback).
+    assert stack.settings.site_require_signed_email
+    unsigned = await public(email=email)
+    assert unsigned.status_code == 403 and "email_signature" in unsigned.json()["detail"]
+    forged = await public(email=email, email_signature="0" * 64)
+    assert forged.status_code == 403
+    other = await public(email=email, email_signature=site_signature(stack, "x@y.test"))
+    assert other.status_code == 403
+    expired = await public(email=email, email_signature=site_signature(stack, email, time.time()))
+    assert expired.status_code == 403 and "expired" in expired.json()["detail"]
+    # Keyed with the secret key itself (the former scheme), or the webhook key: refused.
+    for key in (stack.settings.secret_key, stack.settings.shared_key("webhook")):
+        wrong_key = email_signature(email, key, expires)
+        assert (await public(email=email, email_signature=wrong_key)).status_code == 403
+    assert await events_of(stack, contact["id"], "page_visited") == []  # nothing recorded
+    signed = await public(email=email.upper(), email_signature=signature.upper())
+    assert [m["html"] for m in signed.json()["messages"]] == ["Signed", "By cookie"]
+    # The signed cookie of a tracked click still identifies a visitor without an email.
+    cookie = sign(Token("visitor", contact["id"]), stack.settings.signing_key("visitor"))
+    by_cookie = await stack.http.post(
+        "/t/visit",
+        content=json.dumps({"url": url}).encode(),
+        headers={"Content-Type": "text/plain", "Cookie": f"cairn_contact={cookie}"},
+    )
+    assert by_cookie.status_code == 200
+    # Not required (what `cairn run` sets on loopback): an unsigned email is accepted, a wrong
     # signature never is.
-    assert (await public(email=email)).status_code == 200
-    assert (await public(email=email, email_signature="0" * 64)).status_code == 403
+    with configured(stack.settings, site_require_signed_email=False):
+        assert (await public(email=email)).status_code == 200
+        assert (await public(email=email, email_signature="0" * 64)).status_code == 403
     assert len(await events_of(stack, contact["id"], "page_visited")) == 3
     stack.http.cookies.clear()
 

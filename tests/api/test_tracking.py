@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import hmac
 import subprocess
 import time
 from pathlib import Path
@@ -10,9 +12,10 @@ from typing import Any
 
 import pytest
 
+from core.codec import ui_codec_key
 from core.settings import Settings
 from tests.helpers.mail import parts, tracking_links
-from tests.helpers.providers import outcomes, run_steps
+from tests.helpers.providers import configured, fake_server, outcomes, run_steps
 from tests.helpers.runs import finished
 from tests.helpers.stack import Stack, eventually
 from tests.helpers.tracking import MAIL, NO_TOKEN, PUBLIC, events_of, links_for
@@ -101,7 +104,7 @@ async def test_forged_altered_or_misused_tokens_are_404(stack: Stack) -> None:
     links = links_for(stack, contact["email"])
     payload, signature = links["click"].rsplit("/", 1)[1].split(".")
     forged_target = sign(
-        Token("click", contact["id"], run["automation"], "mail", "https://evil.test"), "guess"
+        Token("click", contact["id"], run["automation"], "mail", "https://evil.test"), b"guess"
     )
     flipped = signature[:-1] + ("A" if signature[-1] != "A" else "B")
     attempts = [
@@ -373,6 +376,89 @@ async def test_an_open_meets_a_goal_and_fires_the_email_opened_trigger(stack: St
 # --- the tracking secret ---------------------------------------------------------------------
 
 
+async def test_a_webhook_receiver_cannot_forge_tracking_links_or_cookies(stack: Stack) -> None:
+    """The key a webhook receiver holds (the one its X-Cairn-Signature checks with) signs
+    nothing the tracking routes accept: no unsubscribe for contacts 1..N, no click (an open
+    redirect that also sets the identity cookie), no visitor cookie."""
+    with fake_server() as receiver, configured(stack.settings, webhook_allow_private=True):
+        run, contact = await run_steps(
+            stack,
+            {
+                "hook": {"type": "webhook", "url": f"{receiver.url}/in", "next": "mail"},
+                "mail": MAIL,
+            },
+        )
+        (request,) = receiver.received
+    # What the receiver holds: the key that verifies what it was sent.
+    held = stack.settings.shared_key("webhook")
+    digest = hmac.new(held.encode(), request.body, hashlib.sha256).hexdigest()
+    assert request.header("X-Cairn-Signature") == f"sha256={digest}"
+    assert held != stack.settings.secret_key and len(held) == 64
+    # Its links still work; the same tokens signed with what the receiver holds do not.
+    genuine = links_for(stack, contact["email"])
+    assert (await stack.http.get(genuine["unsubscribe"], headers=NO_TOKEN)).status_code == 200
+    keys = (held.encode(), bytes.fromhex(held))
+    for key in keys:
+        for kind, path, link in (
+            ("unsubscribe", "/unsubscribe", None),
+            ("click", "/t/c", "https://evil.test/"),
+            ("open", "/t/o", None),
+        ):
+            token = sign(Token(kind, contact["id"], run["automation"], "mail", link), key)  # type: ignore[arg-type]
+            assert (await stack.http.get(f"{path}/{token}", headers=NO_TOKEN)).status_code == 404
+            if kind == "unsubscribe":
+                answer = await stack.http.post(f"{path}/{token}", headers=NO_TOKEN)
+                assert answer.status_code == 404
+        cookie = sign(Token("visitor", contact["id"]), key)
+        visit = await stack.http.post(
+            "/t/visit",
+            content=b'{"url": "https://shop.test/"}',
+            headers={"Content-Type": "text/plain", "Cookie": f"cairn_contact={cookie}", **NO_TOKEN},
+        )
+        assert visit.status_code == 200
+    assert await events_of(stack, contact["id"], "email_unsubscribed") == []
+    assert await events_of(stack, contact["id"], "page_visited") == []
+    # Nor does it lead to the Temporal UI's codec path.
+    assert held[:32] != ui_codec_key(stack.settings)
+    assert stack.settings.shared_key("site") != held
+
+
+async def test_links_signed_before_a_secret_rotation_keep_working(stack: Stack) -> None:
+    """CAIRN_SECRET_KEY_OLD: unsubscribe (and other) links already in inboxes still verify;
+    everything new is signed with the new secret only."""
+    _, contact = await run_steps(stack, {"mail": MAIL})
+    before = links_for(stack, contact["email"])
+    old, new = stack.settings.secret_key, "rotated-secret-0123456789abcdef"
+    with configured(stack.settings, secret_key=new, secret_key_old=old):
+        assert (await stack.http.get(before["open"], headers=NO_TOKEN)).status_code == 200
+        clicked = await stack.http.get(before["click"], headers=NO_TOKEN)
+        assert clicked.status_code == 302
+        cookie = clicked.cookies["cairn_contact"]
+        stack.http.cookies.clear()
+        _, later = await run_steps(stack, {"mail": MAIL})
+        after = links_for(stack, later["email"])
+    # The new cookie and links verify with the new secret alone, not with the old one.
+    with configured(stack.settings, secret_key=new, secret_key_old=""):
+        assert (await stack.http.get(after["unsubscribe"], headers=NO_TOKEN)).status_code == 200
+        assert (await stack.http.get(before["unsubscribe"], headers=NO_TOKEN)).status_code == 404
+        visit = await stack.http.post(
+            "/t/visit",
+            content=b'{"url": "https://shop.test/"}',
+            headers={"Content-Type": "text/plain", "Cookie": f"cairn_contact={cookie}", **NO_TOKEN},
+        )
+        assert visit.status_code == 200
+    assert (await stack.http.get(after["unsubscribe"], headers=NO_TOKEN)).status_code == 404
+    with configured(
+        stack.settings, secret_key=new, secret_key_old=f" other-old-secret-123 , {old}"
+    ):
+        assert stack.settings.secret_key_old  # as set (the validator trims it at startup)
+        leaving = await stack.http.post(before["unsubscribe"], headers=NO_TOKEN)
+        assert leaving.status_code == 200
+    assert len(await events_of(stack, contact["id"], "email_unsubscribed")) == 1
+    assert len(await events_of(stack, contact["id"], "page_visited")) == 1
+    stack.http.cookies.clear()
+
+
 def test_published_secrets_are_refused_off_localhost(tmp_path: Path) -> None:
     cairn = Path(__file__).resolve().parents[2] / ".venv" / "bin" / "cairn"
     env = {"PATH": "/usr/bin:/bin", "CAIRN_PUBLIC_URL": "https://mail.example.com"}
@@ -394,3 +480,35 @@ def test_published_secrets_are_refused_off_localhost(tmp_path: Path) -> None:
     assert settings(public_url=public, secret_key="s" * 32, api_token="t" * 32).public_url == public
     for local in ("http://localhost:8000", "http://127.0.0.1:8000", "http://cairn.localhost"):
         assert settings(public_url=local).secret_key == "dev-secret-change-me"
+
+
+def test_published_or_short_secrets_are_refused_off_loopback(tmp_path: Path) -> None:
+    """Binding the API to anything but loopback exposes it like a public URL does."""
+    cairn = Path(__file__).resolve().parents[2] / ".venv" / "bin" / "cairn"
+    env = {"PATH": "/usr/bin:/bin", "CAIRN_API_HOST": "0.0.0.0"}
+    answer = subprocess.run(
+        [str(cairn), "api"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60
+    )
+    assert answer.returncode == 2, answer
+    assert "still has a published default value while CAIRN_API_HOST" in answer.stderr
+    assert "Traceback" not in answer.stderr
+
+    def settings(**values: Any) -> Settings:
+        return Settings(_env_file=None, **values)  # type: ignore[call-arg]
+
+    long_ones = {"secret_key": "s" * 32, "api_token": "t" * 32}
+    for host in ("0.0.0.0", "::", "192.168.1.10", ""):
+        with pytest.raises(ValueError, match="CAIRN_SECRET_KEY and CAIRN_API_TOKEN still"):
+            settings(api_host=host)
+        with pytest.raises(ValueError, match="CAIRN_API_TOKEN is shorter than 16"):
+            settings(api_host=host, secret_key="s" * 32, api_token="short-token")
+        with pytest.raises(ValueError, match="CAIRN_SECRET_KEY is shorter than 16"):
+            settings(api_host=host, secret_key="short-secret", api_token="t" * 32)
+        with pytest.raises(ValueError, match="CAIRN_SECRET_KEY_OLD still"):
+            settings(api_host=host, secret_key_old="dev-secret-change-me", **long_ones)
+        assert settings(api_host=host, **long_ones).api_host == host
+    with pytest.raises(ValueError, match="CAIRN_API_TOKEN is shorter"):
+        settings(public_url="https://mail.example.com", secret_key="s" * 32, api_token="x" * 15)
+    # On loopback with a localhost public URL (`make run`, the tests) the defaults are fine.
+    for host in ("127.0.0.1", "localhost", "::1", "127.0.0.2"):
+        assert settings(api_host=host).api_token == "dev-token"

@@ -77,7 +77,7 @@ def docs_verify(body: bytes, signature: str | None, secret: str) -> bool:
 def signed_ok(stack: Stack, request: Received) -> bool:
     signature = request.header("X-Cairn-Signature")
     assert signature is not None
-    return docs_verify(request.body, signature, stack.settings.secret_key)
+    return docs_verify(request.body, signature, stack.settings.shared_key("webhook"))
 
 
 # --- the request ----------------------------------------------------------------------------
@@ -122,7 +122,7 @@ async def test_form_delivery_byte_for_byte(
         ("date_time", sent_at),
     ]
     assert request.body == urlencode(expected).encode()
-    digest = hmac.new(stack.settings.secret_key.encode(), request.body, hashlib.sha256)
+    digest = hmac.new(stack.settings.shared_key("webhook").encode(), request.body, hashlib.sha256)
     assert request.header("X-Cairn-Signature") == f"sha256={digest.hexdigest()}"
 
 
@@ -170,7 +170,9 @@ async def test_get_carries_the_form_in_its_query_and_signs_it(
     assert request.method == "GET" and request.body == b""
     assert request.query.startswith("k=1&contact%5Bid%5D=")
     appended = request.query.removeprefix("k=1&").encode()
-    assert docs_verify(appended, request.header("X-Cairn-Signature"), stack.settings.secret_key)
+    assert docs_verify(
+        appended, request.header("X-Cairn-Signature"), stack.settings.shared_key("webhook")
+    )
     assert request.query_params()["contact[email]"] == contact["email"]
 
 
