@@ -312,11 +312,20 @@ def _port_health(host: str, port: int) -> HealthCheck:
     return healthy
 
 
+def embedded_settings(settings: Settings) -> Settings:
+    """What the embedded stack runs with: `settings`, except that on a laptop (API on loopback,
+    localhost public URL) an unset CAIRN_SITE_REQUIRE_SIGNED_EMAIL is off, so site.js can be
+    tried with a plain email and no website backend. Reachable, or set explicitly: as given."""
+    if settings.reachable or "site_require_signed_email" in settings.model_fields_set:
+        return settings
+    return settings.model_copy(update={"site_require_signed_email": False})
+
+
 class EmbeddedStack:
     """The children of `cairn run`, started in dependency order and stopped in reverse."""
 
     def __init__(self, settings: Settings, out: TextIO | None = None) -> None:
-        self.settings = settings
+        self.settings = settings = embedded_settings(settings)
         self.out = out
         self.with_mailbox = settings.uses_dev_mailbox
         self.children: list[Child] = []
@@ -471,17 +480,8 @@ class _Stopped(Exception):
     """Ctrl-C arrived while a child was starting."""
 
 
-def embedded_settings(settings: Settings) -> Settings:
-    """What the embedded stack runs with: `settings`, except that on a laptop (API on loopback,
-    localhost public URL) an unset CAIRN_SITE_REQUIRE_SIGNED_EMAIL is off, so site.js can be
-    tried with a plain email and no website backend. Reachable, or set explicitly: as given."""
-    if settings.reachable or "site_require_signed_email" in settings.model_fields_set:
-        return settings
-    return settings.model_copy(update={"site_require_signed_email": False})
-
-
 def run_embedded(settings: Settings) -> int:
     """Run the embedded stack until Ctrl-C (exit 0) or a child's death (exit 1)."""
     # httpx logs every request at INFO: the health checks' polling is not news.
     logging.getLogger("httpx").setLevel(logging.WARNING)
-    return asyncio.run(EmbeddedStack(embedded_settings(settings)).run())
+    return asyncio.run(EmbeddedStack(settings).run())

@@ -355,3 +355,32 @@ async def test_setup_creates_the_namespace_then_its_search_attributes_idempotent
         ListSearchAttributesRequest(namespace=namespace)
     )
     assert {key.name for key in SEARCH_ATTRIBUTES} <= set(listed.custom_attributes)
+
+
+def test_keys_show_prints_the_keys_others_hold_and_nothing_else(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`cairn keys show webhook|site`: what a webhook receiver or a website backend needs,
+    derived from CAIRN_SECRET_KEY (never the secret itself); `--old` adds a rotation's keys."""
+    from core.settings import Settings, get_settings
+
+    monkeypatch.setenv("CAIRN_SECRET_KEY", "the-current-secret-key-0123")
+    monkeypatch.setenv("CAIRN_SECRET_KEY_OLD", "the-former-secret-key-4567")
+    get_settings.cache_clear()
+    try:
+        shown = {}
+        for purpose in ("webhook", "site"):
+            assert main(["keys", "show", purpose]) == 0
+            shown[purpose] = capsys.readouterr().out.split()
+            assert main(["keys", "show", purpose, "--old"]) == 0
+            current, old = capsys.readouterr().out.split()
+            assert [current] == shown[purpose] and old != current
+            assert old == Settings(  # type: ignore[call-arg]
+                _env_file=None, secret_key="the-former-secret-key-4567"
+            ).shared_key(purpose)
+        assert len({k for keys in shown.values() for k in keys}) == 2
+        assert all(len(k) == 64 and "secret" not in k for keys in shown.values() for k in keys)
+        with pytest.raises(SystemExit):  # the other keys are never shown
+            main(["keys", "show", "tracking"])
+    finally:
+        get_settings.cache_clear()

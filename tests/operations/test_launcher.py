@@ -25,6 +25,7 @@ from cli.launcher import (
     ChildFailed,
     EmbeddedStack,
     child_env,
+    embedded_settings,
     port_open,
     start_child,
     start_temporal_dev_server,
@@ -90,6 +91,28 @@ def test_children_get_the_launchers_settings(tmp_path: Path) -> None:
     assert env["CAIRN_DATA_DIR"] == str((tmp_path / "rel").resolve())
     assert env["CAIRN_API_PORT"] == "8123"
     assert env["CAIRN_SMTP_STARTTLS"] == "true"
+
+
+def test_cairn_run_on_loopback_accepts_unsigned_site_emails_unless_told_otherwise(
+    tmp_path: Path,
+) -> None:
+    """Signed site emails are required by default; the embedded stack on a laptop relaxes that
+    (so site.js can be tried without a website backend), never once reachable or when set."""
+
+    def settings(**values: object) -> Settings:
+        return Settings(_env_file=None, data_dir=tmp_path, **values)  # type: ignore[call-arg]
+
+    assert settings().site_require_signed_email  # every process but `cairn run`
+    laptop = EmbeddedStack(settings())
+    assert not laptop.settings.site_require_signed_email
+    assert child_env(laptop.settings)["CAIRN_SITE_REQUIRE_SIGNED_EMAIL"] == "false"
+    assert embedded_settings(settings(site_require_signed_email=True)).site_require_signed_email
+    secrets = {"secret_key": "s" * 32, "api_token": "t" * 32}
+    for reachable in (
+        settings(api_host="0.0.0.0", **secrets),
+        settings(public_url="https://mail.example.com", **secrets),
+    ):
+        assert EmbeddedStack(reachable).settings.site_require_signed_email
 
 
 # --- the development mailbox ---------------------------------------------------------------------
