@@ -41,6 +41,7 @@ from activities.step_activity import step_activity, step_contact
 from store import step_states
 from store.models import Contact, ContactTag
 from workflows.contracts import StepContext, StepOutcome
+from workflows.steps import url_origin
 
 MAX_REDIRECTS = 5
 MAX_ANSWER_BYTES = 64 * 1024
@@ -173,7 +174,8 @@ async def deliver(
         if response.status_code == 303:
             method = "GET"
     raise give_up(
-        f"more than {MAX_REDIRECTS} redirects from {delivery.url}", kind="WebhookRedirects"
+        f"more than {MAX_REDIRECTS} redirects from {url_origin(delivery.url)}",
+        kind="WebhookRedirects",
     )
 
 
@@ -297,7 +299,8 @@ class WebhookActivities:
             )
             gone = remembered.get(GONE_KEY)
             if gone and gone.get("url") == step.url:
-                return StepOutcome(outcome="skipped", reason="url_gone", detail=gone)
+                detail = {**gone, "url": url_origin(step.url)}
+                return StepOutcome(outcome="skipped", reason="url_gone", detail=detail)
             contact = await step_contact(session, context)
             tags = (
                 await session.scalars(
@@ -309,6 +312,9 @@ class WebhookActivities:
         # The first attempt's schedule time: every retry sends the same body.
         data = webhook_data(contact, list(tags), context, activity.info().scheduled_time)
         delivery = build_delivery(step, data, context, self.deps.settings.secret_key, time.time())
+        # What failures say goes into the run's history: the origin only, never the path or
+        # query, which may hold a token or (a GET's) contact fields.
+        shown = f"webhook to {url_origin(step.url)}"
         try:
             async with deadline(), httpx.AsyncClient(timeout=TIMEOUT) as client:
                 response = await deliver(
@@ -318,11 +324,11 @@ class WebhookActivities:
                     resolver=self.resolver,
                 )
         except RefusedDestination as err:
-            raise give_up(f"webhook to {step.url} {err}", kind="WebhookRefused") from None
+            raise give_up(f"{shown} {err}", kind="WebhookRefused") from None
         except TimeoutError:
-            raise timed_out(f"webhook to {step.url}", kind="WebhookTimeout") from None
+            raise timed_out(shown, kind="WebhookTimeout") from None
         except httpx.HTTPError as err:
-            raise network_failure(err, f"webhook to {step.url}", kind="WebhookNetwork") from None
+            raise network_failure(err, shown, kind="WebhookNetwork") from None
         return await self._outcome(context, step.url, response)
 
     async def _outcome(
@@ -331,7 +337,7 @@ class WebhookActivities:
         status = response.status_code
         if 200 <= status < 300:
             return StepOutcome(outcome="done", detail={"status": status})
-        what = f"webhook to {url} answered {status}"
+        what = f"webhook to {url_origin(url)} answered {status}"
         if status >= 500 or status in RETRY_STATUSES:
             raise retry_later(
                 f"{what}: {excerpt(response)}", delay=retry_after(response), kind="WebhookRetry"

@@ -192,9 +192,7 @@ async def test_a_flaky_webhook_is_retried_and_delivered_once(
     # What the Temporal UI shows: the activity completed on its third attempt.
     (webhook,) = await started_activities(stack, run["workflow_id"], "webhook")
     assert webhook.attempt == 3
-    assert (
-        webhook.last_failure.message == f"webhook to {receiver.url}/flaky answered 502: still down"
-    )
+    assert webhook.last_failure.message == f"webhook to {receiver.url} answered 502: still down"
 
 
 async def test_429_waits_for_retry_after_then_delivers(
@@ -232,7 +230,7 @@ async def test_a_receiver_slower_than_the_deadline_is_retried_as_a_timeout(
     assert len(receiver.received) == 2
     (webhook,) = await started_activities(stack, run["workflow_id"], "webhook")
     assert webhook.attempt == 2
-    assert webhook.last_failure.message == f"webhook to {receiver.url}/slow: no answer within 1 s"
+    assert webhook.last_failure.message == f"webhook to {receiver.url}: no answer within 1 s"
     assert webhook.last_failure.application_failure_info.type == "WebhookTimeout"
 
 
@@ -259,7 +257,7 @@ async def test_a_client_error_fails_the_step_and_the_run_goes_on(
 
     outcome, reason = outcomes(run)["hook"]
     assert outcome == "failed"
-    assert reason == f'webhook to {receiver.url}/strict answered 422: {{"error": "unknown list"}}'
+    assert reason == f'webhook to {receiver.url} answered 422: {{"error": "unknown list"}}'
     assert outcomes(run)["after"] == ("done", None)
     assert run["status"] == "completed"
     assert len(receiver.received) == 1  # never retried
@@ -293,7 +291,7 @@ async def gone_for_later_visits(stack: Stack, receiver: FakeServer) -> None:
     # The run's own record (GET /api/v1/runs/{id}, from the `state` query) names it and the URL.
     assert outcomes(first)["hook"] == (
         "failed",
-        f"url_gone: webhook to {receiver.url}/old answered 410 (Gone); "
+        f"url_gone: webhook to {receiver.url} answered 410 (Gone); "
         "later visits of this step skip it",
     )
     assert outcomes(second)["hook"] == ("skipped", "url_gone")
@@ -353,7 +351,7 @@ async def test_too_many_redirects_fail_the_step(
 
     run, _ = await run_steps(stack, hook(f"{receiver.url}/loop"))
 
-    assert outcomes(run)["hook"] == ("failed", f"more than 5 redirects from {receiver.url}/loop")
+    assert outcomes(run)["hook"] == ("failed", f"more than 5 redirects from {receiver.url}")
     assert len(receiver.received) == 6
 
 
@@ -377,7 +375,7 @@ async def test_private_destinations_are_refused_by_default(
 
     assert outcomes(run)["ip"] == (
         "failed",
-        f"webhook to {receiver.url}/a refused: 127.0.0.1, a loopback address "
+        f"webhook to {receiver.url} refused: 127.0.0.1, a loopback address "
         "(set CAIRN_WEBHOOK_ALLOW_PRIVATE=true to allow)",
     )
     outcome, reason = outcomes(run)["name"]
@@ -397,7 +395,7 @@ async def test_a_redirect_to_the_metadata_service_is_refused_even_when_private_i
     outcome, reason = outcomes(run)["hook"]
     assert outcome == "failed"
     assert reason == (
-        f"webhook to {receiver.url}/in refused: 169.254.169.254, a cloud metadata address"
+        f"webhook to {receiver.url} refused: 169.254.169.254, a cloud metadata address"
     )
     assert len(receiver.received) == 1
 

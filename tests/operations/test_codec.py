@@ -335,6 +335,54 @@ async def test_without_a_key_credentials_still_never_reach_temporal(stack: Stack
     assert leaks([*CREDENTIALS.values(), API_TOKEN], text, raw) == []
 
 
+def decoded_payloads(found: list[WorkflowHistory]) -> list[tuple[str, str]]:
+    """(path, text) of every payload of the histories, as the codec or the CLI would show it."""
+    return [
+        (path, base64.b64decode(p.get("data", "")).decode(errors="replace"))
+        for h in found
+        for path, p in payloads_in(json.loads(h.to_json()))
+    ]
+
+
+async def test_webhook_headers_and_url_secrets_never_reach_temporal(stack: Stack) -> None:
+    """A webhook's headers, and its URL beyond the origin, are read by its activity from the
+    run's version in the database: the graph in the history, its summaries and its failures
+    hold the origin only, even without a key."""
+    bearer, in_path, in_query = "hook-bearer-5e1d9c7a3f", "hook-path-2c8f4b", "hook-query-9a4e1b7d"
+    with fake_server() as hook, configured(stack.settings, webhook_allow_private=True):
+        url = f"{hook.url}/in/{in_path}?token={in_query}"
+        step = {"type": "webhook", "url": url, "headers": {"Authorization": f"Bearer {bearer}"}}
+        document = {
+            "start": "post",
+            "steps": {
+                "post": {**step, "next": "peek"},
+                "peek": {**step, "method": "GET", "next": "refused"},
+                "refused": step,  # a failure message names the URL
+            },
+        }
+        hook.reply(200, {}).reply(200, {}).reply(422, {"error": "no"})
+        automation_id = await stack.automation(document)
+        contact = await stack.contact(email=f"{stack.unique('hook')}@example.com")
+        run = await finished(stack, (await stack.enroll(contact["id"], automation_id)).id)
+    steps = outcomes(run)
+    assert steps["post"] == steps["peek"] == ("done", None), run
+    assert steps["refused"][0] == "failed" and hook.url in (steps["refused"][1] or ""), run
+    # The receiver got the headers and the whole URL...
+    assert [r.header("Authorization") for r in hook.received] == [f"Bearer {bearer}"] * 3
+    assert {r.path for r in hook.received} == {f"/in/{in_path}"}
+    assert all(r.query_params()["token"] == in_query for r in hook.received)
+
+    # ...the run's history, payloads decoded, holds none of it.
+    found = await histories(stack.client, run["workflow_id"])
+    text, raw = exported(found)
+    payloads = decoded_payloads(found)
+    shown = text + "\n".join(data for _, data in payloads)
+    assert leaks([bearer, in_path, in_query], shown, raw) == []
+    summaries = [data for path, data in payloads if path.endswith("userMetadata.summary")]
+    hooks = [s for s in summaries if s.startswith('"webhook')]
+    assert len(hooks) == 3 and all(hook.url in s and "?" not in s for s in hooks), summaries
+
+
 # --- the codec endpoint ---------------------------------------------------------------------
 
 
