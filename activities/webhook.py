@@ -48,10 +48,26 @@ MAX_ANSWER_BYTES = 64 * 1024
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 RETRY_STATUSES = frozenset({408, 429})  # besides every 5xx
 USER_AGENT = "Cairn-Webhook/1"
-# Cloud metadata services: what an SSRF is usually after (AWS, GCP, Azure; AWS over IPv6).
+# Cloud metadata services, what an SSRF is usually after: refused even where private addresses
+# are allowed. AWS, GCP, Azure, Oracle (and AWS over IPv6); ECS task credentials; EKS pod
+# identity (and over IPv6); Alibaba Cloud.
 METADATA_ADDRESSES = frozenset(
-    {ipaddress.ip_address("169.254.169.254"), ipaddress.ip_address("fd00:ec2::254")}
+    ipaddress.ip_address(a)
+    for a in (
+        "169.254.169.254",
+        "fd00:ec2::254",
+        "169.254.170.2",
+        "169.254.170.23",
+        "fd00:ec2::23",
+        "100.100.100.200",
+    )
 )
+# Not public, whatever this Python's `is_global` says: 3.11 lets most of 192.0.0.0/24 (IETF
+# protocol assignments) through.
+NON_PUBLIC_NETWORKS = (ipaddress.ip_network("192.0.0.0/24"),)
+# IPv6 prefixes that carry an IPv4 address the packet reaches: 6to4 (2002::/16, the IPv4 in bits
+# 16-48) and NAT64 (64:ff9b::/96, the IPv4 in the last 32 bits).
+NAT64 = ipaddress.ip_network("64:ff9b::/96")
 GONE_KEY = "webhook_gone"  # this module's key in the step's remembered state
 
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -70,15 +86,30 @@ async def resolve(host: str, port: int) -> list[str]:
     return list(dict.fromkeys(str(info[4][0]) for info in infos))
 
 
+def embedded_ipv4(address: Address) -> ipaddress.IPv4Address | None:
+    """The IPv4 address an IPv6 one reaches (IPv4-mapped, 6to4, NAT64), or None."""
+    if not isinstance(address, ipaddress.IPv6Address):
+        return None
+    if address.ipv4_mapped is not None:
+        return address.ipv4_mapped
+    if address.sixtofour is not None:
+        return address.sixtofour
+    if address in NAT64:
+        return ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
+    return None
+
+
 def refusal(address: Address, *, allow_private: bool) -> str | None:
     """Why Cairn refuses to connect to `address`, or None when it may."""
-    mapped = getattr(address, "ipv4_mapped", None)
-    if mapped is not None:  # ::ffff:127.0.0.1 is 127.0.0.1
-        address = mapped
+    embedded = embedded_ipv4(address)
+    if embedded is not None:  # ::ffff:127.0.0.1 is 127.0.0.1, 2002:a00:1:: reaches 10.0.0.1
+        address = embedded
     if address in METADATA_ADDRESSES:
         return "a cloud metadata address"
     if allow_private:
         return None
+    if any(address in network for network in NON_PUBLIC_NETWORKS):
+        return "a non-public address"
     kinds = [  # the most telling name first: 127.0.0.1 is private too, but loopback says more
         ("a loopback", address.is_loopback),
         ("a link-local", address.is_link_local),

@@ -425,6 +425,12 @@ async def fake_dns(host: str, port: int) -> list[str]:
         ("http://[::1]:8080/", "::1, a loopback address"),
         ("http://[fd00:ec2::254]/", "fd00:ec2::254, a cloud metadata address"),
         ("http://[::ffff:10.0.0.1]/", "::ffff:a00:1, a private address"),
+        ("http://[2002:a00:1::]/", "2002:a00:1::, a private address"),  # 6to4 of 10.0.0.1
+        ("http://[2002:7f00:1::1]/", "2002:7f00:1::1, a loopback address"),
+        ("http://[64:ff9b::a9fe:a9fe]/", "a cloud metadata address"),  # NAT64 of 169.254.169.254
+        ("http://192.0.0.100/", "192.0.0.100, a non-public address"),
+        ("http://169.254.170.2/v2/credentials", "169.254.170.2, a cloud metadata address"),
+        ("http://100.100.100.200/latest", "100.100.100.200, a cloud metadata address"),
         ("http://0.0.0.0/", "0.0.0.0, an unspecified address"),
         ("http://100.64.0.1/", "100.64.0.1, a non-public address"),
         ("http://224.0.0.1/", "224.0.0.1, a multicast address"),
@@ -507,10 +513,17 @@ async def test_the_guard_lets_public_and_allowed_private_addresses_through() -> 
     assert await checked_address(public, allow_private=False, resolver=fake_dns) == "93.184.215.14"
     intranet = httpx.URL("http://intranet.example/")
     assert await checked_address(intranet, allow_private=True, resolver=fake_dns) == "10.0.0.1"
-    with pytest.raises(RefusedDestination, match="metadata"):
-        await checked_address(
-            httpx.URL("http://169.254.169.254/"), allow_private=True, resolver=fake_dns
-        )
+    for metadata in (
+        "169.254.169.254",
+        "169.254.170.2",
+        "100.100.100.200",
+        "[fd00:ec2::23]",
+        "[2002:a9fe:a9fe::]",  # 6to4 of 169.254.169.254
+    ):
+        with pytest.raises(RefusedDestination, match="metadata"):
+            await checked_address(
+                httpx.URL(f"http://{metadata}/"), allow_private=True, resolver=fake_dns
+            )
     assert refusal(ipaddress.ip_address("8.8.8.8"), allow_private=False) is None
 
 
