@@ -32,7 +32,7 @@ from workflows.contracts import (
     StepContext,
     StepOutcome,
 )
-from workflows.document import eligible_goals, goal_condition, goal_sources
+from workflows.document import eligible_goals, goal_condition, goal_sources, secret_free
 from workflows.split_winner import DECIDE_SPLIT_WINNER, DecideWinnerInput, DecideWinnerOutput
 
 
@@ -48,7 +48,9 @@ class RunActivities:
             if recalled is not None:  # a lost task re-runs the start after the run's writes
                 version = int(recalled["version"] or input.version)
                 document = (await self.deps.version(input.automation_id, version))[0]
-                return LoadAutomationOutput.model_validate({**recalled, "document": document})
+                return LoadAutomationOutput.model_validate(
+                    {**recalled, "document": secret_free(document)}
+                )
         version = input.version
         if input.newest:
             async with self.deps.db.read() as session:
@@ -79,7 +81,7 @@ class RunActivities:
             async with self.deps.db.write() as session:
                 await run_store.started_on_version(session, input.workflow_id, version, parked_at)
         return LoadAutomationOutput(
-            document=document,
+            document=secret_free(document),
             version=version if input.newest else None,
             goals_met=goals_met,
             parked_at=parked_at,

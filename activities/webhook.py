@@ -42,16 +42,33 @@ from activities.step_activity import step_activity, step_contact
 from store import step_states
 from store.models import Contact, ContactTag
 from workflows.contracts import StepContext, StepOutcome
+from workflows.steps import url_origin
 
 MAX_REDIRECTS = 5
 MAX_ANSWER_BYTES = 64 * 1024
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 RETRY_STATUSES = frozenset({408, 429})  # besides every 5xx
 USER_AGENT = "Cairn-Webhook/1"
-# Cloud metadata services: what an SSRF is usually after (AWS, GCP, Azure; AWS over IPv6).
+# Cloud metadata services, what an SSRF is usually after: refused even where private addresses
+# are allowed. AWS, GCP, Azure, Oracle (and AWS over IPv6); ECS task credentials; EKS pod
+# identity (and over IPv6); Alibaba Cloud.
 METADATA_ADDRESSES = frozenset(
-    {ipaddress.ip_address("169.254.169.254"), ipaddress.ip_address("fd00:ec2::254")}
+    ipaddress.ip_address(a)
+    for a in (
+        "169.254.169.254",
+        "fd00:ec2::254",
+        "169.254.170.2",
+        "169.254.170.23",
+        "fd00:ec2::23",
+        "100.100.100.200",
+    )
 )
+# Not public, whatever this Python's `is_global` says: 3.11 lets most of 192.0.0.0/24 (IETF
+# protocol assignments) through.
+NON_PUBLIC_NETWORKS = (ipaddress.ip_network("192.0.0.0/24"),)
+# IPv6 prefixes that carry an IPv4 address the packet reaches: 6to4 (2002::/16, the IPv4 in bits
+# 16-48) and NAT64 (64:ff9b::/96, the IPv4 in the last 32 bits).
+NAT64 = ipaddress.ip_network("64:ff9b::/96")
 GONE_KEY = "webhook_gone"  # this module's key in the step's remembered state
 
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -70,15 +87,30 @@ async def resolve(host: str, port: int) -> list[str]:
     return list(dict.fromkeys(str(info[4][0]) for info in infos))
 
 
+def embedded_ipv4(address: Address) -> ipaddress.IPv4Address | None:
+    """The IPv4 address an IPv6 one reaches (IPv4-mapped, 6to4, NAT64), or None."""
+    if not isinstance(address, ipaddress.IPv6Address):
+        return None
+    if address.ipv4_mapped is not None:
+        return address.ipv4_mapped
+    if address.sixtofour is not None:
+        return address.sixtofour
+    if address in NAT64:
+        return ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
+    return None
+
+
 def refusal(address: Address, *, allow_private: bool) -> str | None:
     """Why Cairn refuses to connect to `address`, or None when it may."""
-    mapped = getattr(address, "ipv4_mapped", None)
-    if mapped is not None:  # ::ffff:127.0.0.1 is 127.0.0.1
-        address = mapped
+    embedded = embedded_ipv4(address)
+    if embedded is not None:  # ::ffff:127.0.0.1 is 127.0.0.1, 2002:a00:1:: reaches 10.0.0.1
+        address = embedded
     if address in METADATA_ADDRESSES:
         return "a cloud metadata address"
     if allow_private:
         return None
+    if any(address in network for network in NON_PUBLIC_NETWORKS):
+        return "a non-public address"
     kinds = [  # the most telling name first: 127.0.0.1 is private too, but loopback says more
         ("a loopback", address.is_loopback),
         ("a link-local", address.is_link_local),
@@ -174,7 +206,8 @@ async def deliver(
         if response.status_code == 303:
             method = "GET"
     raise give_up(
-        f"more than {MAX_REDIRECTS} redirects from {delivery.url}", kind="WebhookRedirects"
+        f"more than {MAX_REDIRECTS} redirects from {url_origin(delivery.url)}",
+        kind="WebhookRedirects",
     )
 
 
@@ -298,7 +331,8 @@ class WebhookActivities:
             )
             gone = remembered.get(GONE_KEY)
             if gone and gone.get("url") == step.url:
-                return StepOutcome(outcome="skipped", reason="url_gone", detail=gone)
+                detail = {**gone, "url": url_origin(step.url)}
+                return StepOutcome(outcome="skipped", reason="url_gone", detail=detail)
             contact = await step_contact(session, context)
             tags = (
                 await session.scalars(
@@ -312,6 +346,9 @@ class WebhookActivities:
         delivery = build_delivery(
             step, data, context, self.deps.settings.shared_key("webhook"), time.time()
         )
+        # What failures say goes into the run's history: the origin only, never the path or
+        # query, which may hold a token or (a GET's) contact fields.
+        shown = f"webhook to {url_origin(step.url)}"
         try:
             async with deadline(), httpx.AsyncClient(timeout=TIMEOUT) as client:
                 response = await deliver(
@@ -321,11 +358,11 @@ class WebhookActivities:
                     resolver=self.resolver,
                 )
         except RefusedDestination as err:
-            raise give_up(f"webhook to {step.url} {err}", kind="WebhookRefused") from None
+            raise give_up(f"{shown} {err}", kind="WebhookRefused") from None
         except TimeoutError:
-            raise timed_out(f"webhook to {step.url}", kind="WebhookTimeout") from None
+            raise timed_out(shown, kind="WebhookTimeout") from None
         except httpx.HTTPError as err:
-            raise network_failure(err, f"webhook to {step.url}", kind="WebhookNetwork") from None
+            raise network_failure(err, shown, kind="WebhookNetwork") from None
         return await self._outcome(context, step.url, response)
 
     async def _outcome(
@@ -334,7 +371,7 @@ class WebhookActivities:
         status = response.status_code
         if 200 <= status < 300:
             return StepOutcome(outcome="done", detail={"status": status})
-        what = f"webhook to {url} answered {status}"
+        what = f"webhook to {url_origin(url)} answered {status}"
         if status >= 500 or status in RETRY_STATUSES:
             raise retry_later(
                 f"{what}: {excerpt(response)}", delay=retry_after(response), kind="WebhookRetry"

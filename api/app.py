@@ -9,6 +9,7 @@ from contextlib import asynccontextmanager
 from fastapi import Depends, FastAPI
 from temporalio.client import Client
 
+from api.access_log import filter_access_log
 from api.deps import API_PREFIX, Services, install_token_check, require_token
 from api.errors import answers, install_error_handlers
 from api.request_limits import install_limits
@@ -47,6 +48,7 @@ def create_app(
 ) -> FastAPI:
     """`client` and `db` may be given (tests share theirs); otherwise made from settings."""
     settings = settings or get_settings()
+    filter_access_log()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

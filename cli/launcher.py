@@ -28,7 +28,7 @@ from temporalio.client import Client
 
 from cli.temporal_dev_server import DEFAULT_GRPC_PORT, dev_server_args, split_host_port, ui_port
 from core.codec import data_converter
-from core.settings import Settings
+from core.settings import KNOWN_API_TOKENS, Settings
 
 HEALTH_TIMEOUT = 60.0  # seconds a child has to become healthy
 STOP_TIMEOUT = 10.0  # seconds a child has to exit after SIGTERM before it is killed
@@ -458,7 +458,7 @@ class EmbeddedStack:
             ("Temporal gRPC", s.temporal_address),
             ("API", api_url),
             ("API docs", f"{api_url}/docs"),
-            ("API token", s.api_token),
+            ("API token", shown_token(s.api_token)),
             ("Dev mailbox" if self.with_mailbox else "SMTP relay", smtp),
             ("Data", str(Path(s.data_dir).resolve())),
         ]
@@ -470,6 +470,14 @@ class EmbeddedStack:
         for line in lines:
             self.say(f"│ {line:<{width}} │")
         self.say("└" + "─" * (width + 2) + "┘")
+
+
+def shown_token(token: str) -> str:
+    """The API token as the box shows it: a published default in full (it is no secret, and the
+    tour needs it), any other value never (terminals are logged, shared and recorded)."""
+    if token.strip() in KNOWN_API_TOKENS:
+        return token
+    return "set by CAIRN_API_TOKEN (not shown)"
 
 
 def _display_host(host: str) -> str:

@@ -113,7 +113,9 @@ def _operator_commands(commands: Any) -> None:
     """`cairn automations ...` and `cairn contacts ...`: clients of a running API."""
     remote = argparse.ArgumentParser(add_help=False)
     remote.add_argument("--api-url", help="the API's base URL (default http://API_HOST:API_PORT)")
-    remote.add_argument("--token", help="the API token (default CAIRN_API_TOKEN)")
+    # Removed: a token on the command line shows in `ps` and in shell history. Still parsed, so
+    # that a script passing it learns why it fails and what to do instead.
+    remote.add_argument("--token", help=argparse.SUPPRESS)
 
     automations = commands.add_parser("automations", help="apply automations, read reports")
     verbs = automations.add_subparsers(title="commands", required=True, metavar="COMMAND")
@@ -167,11 +169,18 @@ def _remote(
     from cli.operate import CommandError, api_client
 
     def command(settings: Settings, args: argparse.Namespace) -> int:
+        if args.token is not None:
+            print(
+                "cairn: --token is no longer accepted (other users see it in `ps`): "
+                "set CAIRN_API_TOKEN instead",
+                file=sys.stderr,
+            )
+            return 2
         # httpx logs each request at INFO: the command's own output says what happened.
         logging.getLogger("httpx").setLevel(logging.WARNING)
 
         async def run() -> int:
-            async with api_client(settings, args.api_url, args.token) as client:
+            async with api_client(settings, args.api_url) as client:
                 return await action(client, args, settings)
 
         try:

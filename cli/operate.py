@@ -29,12 +29,13 @@ class CommandError(Exception):
     """A problem the user must fix (bad file, bad option, API unreachable): printed, exit 1."""
 
 
-def api_client(settings: Settings, api_url: str | None, token: str | None) -> httpx.AsyncClient:
-    """An HTTP client for the API that `settings` describe, or the URL and token given."""
+def api_client(settings: Settings, api_url: str | None) -> httpx.AsyncClient:
+    """An HTTP client for the API that `settings` describe (or at `api_url`), with
+    CAIRN_API_TOKEN: never a command-line argument, which `ps` shows to every user."""
     host = "127.0.0.1" if settings.api_host in {"0.0.0.0", "::", ""} else settings.api_host
     return httpx.AsyncClient(
         base_url=api_url or f"http://{host}:{settings.api_port}",
-        headers={"Api-Token": token or settings.api_token},
+        headers={"Api-Token": settings.api_token},
         timeout=30.0,
     )
 
@@ -47,7 +48,7 @@ async def call_api(
     except httpx.HTTPError as err:
         raise CommandError(f"cannot reach the API at {client.base_url}: {err}") from err
     if response.status_code == 401:
-        raise CommandError("the API refused the token (set CAIRN_API_TOKEN or pass --token)")
+        raise CommandError("the API refused the token (set CAIRN_API_TOKEN)")
     return response
 
 

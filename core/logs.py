@@ -23,6 +23,25 @@ _CONTEXT_KEYS = ("workflow_id", "run_id", "workflow_type", "activity_type", "att
 ACTIVITY_STEP: ContextVar[str | None] = ContextVar("cairn_activity_step", default=None)
 
 
+# Libraries that log secrets or contact data: httpx logs every request's URL at INFO (query
+# strings carry the Facebook token, a webhook GET's contact fields, Salesforce's SOQL with the
+# contact's email); httpcore's debug lines hold response headers, aiosqlite's the SQL parameters,
+# the Temporal worker's every activity input and result. What a call did is in its run
+# (docs/operations.md#metrics-and-logs).
+QUIETED_LOGGERS = {
+    "httpx": logging.WARNING,
+    "httpcore": logging.INFO,
+    "aiosqlite": logging.INFO,
+    "temporalio.worker": logging.INFO,
+}
+
+
+def quiet_leaky_loggers() -> None:
+    """Raise the level of QUIETED_LOGGERS, whatever CAIRN_LOG_LEVEL says."""
+    for name, level in QUIETED_LOGGERS.items():
+        logging.getLogger(name).setLevel(level)
+
+
 class ActivityContextFilter(logging.Filter):
     """Adds the workflow id, activity and step to every line logged inside an activity, by
     any logger (`activity.logger` adds the first two on its own lines only)."""
@@ -98,3 +117,4 @@ def configure_logging(settings: Settings) -> None:
     else:
         handler.setFormatter(logging.Formatter(TEXT_FORMAT))
     logging.basicConfig(level=settings.log_level.upper(), handlers=[handler], force=True)
+    quiet_leaky_loggers()

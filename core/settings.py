@@ -128,6 +128,8 @@ class Settings(BaseSettings):
     # Observability: where the worker serves Prometheus metrics ("host:port"; empty: off) and
     # how every process logs (`json`: one object per line, for log shippers).
     metrics_address: str = ""
+    # The API's /metrics without a token (for a scraper on a private network that cannot send one).
+    metrics_public: bool = False
     log_format: Literal["text", "json"] = "text"
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 

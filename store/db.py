@@ -19,6 +19,8 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 
+from core.logs import quiet_leaky_loggers
+
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 
 # The API and the worker write the same SQLite file concurrently: a busy timeout makes a writer
@@ -72,17 +74,21 @@ class Database:
     def __init__(self, url: str, *, pool_size: int = 10, lock_wait: float | None = None) -> None:
         self.url = url
         self.lock_wait = lock_wait
+        quiet_leaky_loggers()  # every process holding contact data opens the database
         self.is_sqlite = make_url(url).get_backend_name() == "sqlite"
         if self.is_sqlite:
             self._prepare_sqlite_dir(url)
             busy_ms = SQLITE_BUSY_TIMEOUT_MS if lock_wait is None else int(lock_wait * 1000)
-            self.engine = create_async_engine(url)
-            self.read_engine = create_async_engine(url)
+            self.engine = create_async_engine(url, hide_parameters=True)
+            self.read_engine = create_async_engine(url, hide_parameters=True)
             _configure_sqlite(self.engine, immediate=True, busy_timeout_ms=busy_ms)
             _configure_sqlite(self.read_engine, immediate=False, busy_timeout_ms=busy_ms)
         else:
             self.engine = create_async_engine(
                 url,
+                # A database error's text (logged by the API, raised in activities) without the
+                # statement's values: they are contacts' emails, phones and fields.
+                hide_parameters=True,
                 pool_size=pool_size,
                 max_overflow=pool_size,
                 pool_pre_ping=True,

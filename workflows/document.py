@@ -762,6 +762,19 @@ def can_reach(automation: Automation, step_id: str) -> set[str]:
     return seen
 
 
+def secret_free(document: Mapping[str, Any]) -> dict[str, Any]:
+    """The stored document as a run sees it: Temporal keeps it in every run's history, so each
+    step leaves out what its activity reads from the database itself (a webhook's headers and
+    its URL beyond the origin; docs/architecture.md#runs-in-temporal)."""
+    steps = {
+        step_id: STEP_TYPES[raw["type"]][0].secret_free(raw)
+        if isinstance(raw, dict) and raw.get("type") in STEP_TYPES
+        else raw
+        for step_id, raw in document.get("steps", {}).items()
+    }
+    return {**document, "steps": steps}
+
+
 def goal_sources(automation: Automation) -> dict[str, set[str]]:
     """For each goal step, the steps from which it can be reached (its scope "above")."""
     return {

@@ -12,6 +12,7 @@ import re
 from datetime import UTC, datetime
 from types import UnionType
 from typing import Annotated, Any, ClassVar, Literal, NamedTuple, Union, get_args, get_origin
+from urllib.parse import urlsplit
 
 from pydantic import (
     AfterValidator,
@@ -87,6 +88,12 @@ AwareDatetime = Annotated[datetime, AfterValidator(_assume_utc)]
 StepRef = str | None
 
 
+def url_origin(url: str) -> str:
+    """`scheme://host:port` of a URL, without credentials, path, query or fragment."""
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}"
+
+
 def _quote(text: str) -> str:
     text = " ".join(text.split())
     if len(text) > _MAX_SUMMARY:
@@ -147,6 +154,12 @@ class StepBase(BaseModel):
     def pauses(self) -> bool:
         """Whether a contact can be held here (a wait), which breaks a `goto` loop."""
         return False
+
+    @classmethod
+    def secret_free(cls, raw: dict[str, Any]) -> dict[str, Any]:
+        """The stored step as runs see it, without what must stay out of Temporal's history
+        (docs/architecture.md#runs-in-temporal); the step's activity reads the rest itself."""
+        return raw
 
     def detail(self) -> str:
         """What the step does, for summaries, when it has no `name`."""
@@ -489,6 +502,15 @@ class WebhookStep(LinearStep):
             if len(value) > 4096 or any(c in value for c in "\r\n\0"):
                 raise ValueError(f'header "{name}": at most 4096 characters, on one line')
         return headers
+
+    @classmethod
+    def secret_free(cls, raw: dict[str, Any]) -> dict[str, Any]:
+        # Headers carry credentials; a URL's path and query carry tokens (Slack, Zapier) and, in
+        # a GET, contact fields. The activity reads both from the run's version in the database.
+        return {**raw, "url": url_origin(str(raw.get("url", ""))), "headers": {}}
+
+    def detail(self) -> str:
+        return _quote(url_origin(str(self.url)))
 
 
 class PerformMathStep(LinearStep):

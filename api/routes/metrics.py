@@ -1,4 +1,5 @@
-"""`GET /metrics`: the API's requests in Prometheus' text format (no token, like /healthz).
+"""`GET /metrics`: the API's requests in Prometheus' text format, behind the API token (as
+`Api-Token` or `Authorization: Bearer`, which Prometheus sends) unless CAIRN_METRICS_PUBLIC.
 
 Two series, kept by a middleware per app (tests build several apps in one process): requests
 by method, route template and status, and the seconds they took. Written by hand: the format
@@ -12,6 +13,9 @@ from collections import defaultdict
 from collections.abc import Awaitable, Callable
 
 from fastapi import APIRouter, FastAPI, Request, Response
+from fastapi.responses import JSONResponse
+
+from api.deps import UNAUTHORIZED, ServicesDep, token_matches
 
 router = APIRouter(tags=["health"])
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -83,5 +87,14 @@ def install_metrics(app: FastAPI) -> None:
 
 
 @router.get("/metrics", include_in_schema=False)
-async def metrics(request: Request) -> Response:
+async def metrics(request: Request, services: ServicesDep) -> Response:
+    settings = services.settings
+    if not settings.metrics_public:
+        bearer = request.headers.get("authorization", "")
+        given = request.headers.get("api-token") or (
+            bearer[7:] if bearer[:7].lower() == "bearer " else None
+        )
+        if not token_matches(given, settings.api_token):
+            # Route names and traffic are the API's map and activity: not for strangers.
+            return JSONResponse({"detail": UNAUTHORIZED}, status_code=401)
     return Response(request.app.state.request_metrics.exposition(), media_type=CONTENT_TYPE)

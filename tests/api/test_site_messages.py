@@ -60,6 +60,27 @@ async def test_shown_exactly_once_on_a_matching_page_never_on_another(any_stack:
     ]
 
 
+async def test_a_message_reaches_the_page_sanitized(stack: Stack) -> None:
+    """site.js puts a message in the page with innerHTML: scripts, event handlers and
+    `javascript:` links are taken out on the way, the rest is kept."""
+    html = (
+        '<p class="offer">Hi <b>%FIRSTNAME%</b> <a href="https://shop.test/pro">pro</a></p>'
+        "<script>steal(document.cookie)</script>"
+        '<img src="https://shop.test/x.png" onerror="steal(document.cookie)">'
+        '<a href="javascript:steal(document.cookie)">click</a>'
+        '<iframe src="https://evil.test/"></iframe>'
+    )
+    run, contact = await run_steps(
+        stack, {"msg": {"type": "send_site_message", "html": html}}, {"first_name": "Ada"}
+    )
+    assert outcomes(run) == {"msg": ("done", None)}
+    (shown,) = await visit(stack, "https://shop.test/", contact=contact["id"])
+    assert '<b>Ada</b> <a href="https://shop.test/pro"' in shown["html"]
+    assert '<img src="https://shop.test/x.png"' in shown["html"]
+    for gone in ("<script", "steal", "onerror", "javascript:", "<iframe"):
+        assert gone not in shown["html"], shown["html"]
+
+
 async def test_concurrent_visits_show_a_message_once(any_stack: Stack) -> None:
     stack = any_stack
     _, contact = await run_steps(stack, {"hi": {"type": "send_site_message", "html": "Hi"}})

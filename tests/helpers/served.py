@@ -13,12 +13,13 @@ from tests.helpers.stack import Stack, free_port
 
 
 @asynccontextmanager
-async def served_api(stack: Stack) -> AsyncIterator[str]:
-    """The stack's database and Temporal behind a real HTTP server; yields its base URL."""
+async def served_api(stack: Stack, *, log_level: str = "warning") -> AsyncIterator[str]:
+    """The stack's database and Temporal behind a real HTTP server; yields its base URL
+    (`log_level="info"` for its access log)."""
     app = create_app(stack.settings, client=stack.client, db=stack.db)
     port = free_port()
     server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
+        uvicorn.Config(app, host="127.0.0.1", port=port, log_level=log_level, lifespan="on")
     )
     serving = asyncio.create_task(server.serve(), name="uvicorn")
     while not server.started:

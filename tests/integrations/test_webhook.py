@@ -194,9 +194,7 @@ async def test_a_flaky_webhook_is_retried_and_delivered_once(
     # What the Temporal UI shows: the activity completed on its third attempt.
     (webhook,) = await started_activities(stack, run["workflow_id"], "webhook")
     assert webhook.attempt == 3
-    assert (
-        webhook.last_failure.message == f"webhook to {receiver.url}/flaky answered 502: still down"
-    )
+    assert webhook.last_failure.message == f"webhook to {receiver.url} answered 502: still down"
 
 
 async def test_429_waits_for_retry_after_then_delivers(
@@ -234,7 +232,7 @@ async def test_a_receiver_slower_than_the_deadline_is_retried_as_a_timeout(
     assert len(receiver.received) == 2
     (webhook,) = await started_activities(stack, run["workflow_id"], "webhook")
     assert webhook.attempt == 2
-    assert webhook.last_failure.message == f"webhook to {receiver.url}/slow: no answer within 1 s"
+    assert webhook.last_failure.message == f"webhook to {receiver.url}: no answer within 1 s"
     assert webhook.last_failure.application_failure_info.type == "WebhookTimeout"
 
 
@@ -261,7 +259,7 @@ async def test_a_client_error_fails_the_step_and_the_run_goes_on(
 
     outcome, reason = outcomes(run)["hook"]
     assert outcome == "failed"
-    assert reason == f'webhook to {receiver.url}/strict answered 422: {{"error": "unknown list"}}'
+    assert reason == f'webhook to {receiver.url} answered 422: {{"error": "unknown list"}}'
     assert outcomes(run)["after"] == ("done", None)
     assert run["status"] == "completed"
     assert len(receiver.received) == 1  # never retried
@@ -295,7 +293,7 @@ async def gone_for_later_visits(stack: Stack, receiver: FakeServer) -> None:
     # The run's own record (GET /api/v1/runs/{id}, from the `state` query) names it and the URL.
     assert outcomes(first)["hook"] == (
         "failed",
-        f"url_gone: webhook to {receiver.url}/old answered 410 (Gone); "
+        f"url_gone: webhook to {receiver.url} answered 410 (Gone); "
         "later visits of this step skip it",
     )
     assert outcomes(second)["hook"] == ("skipped", "url_gone")
@@ -355,7 +353,7 @@ async def test_too_many_redirects_fail_the_step(
 
     run, _ = await run_steps(stack, hook(f"{receiver.url}/loop"))
 
-    assert outcomes(run)["hook"] == ("failed", f"more than 5 redirects from {receiver.url}/loop")
+    assert outcomes(run)["hook"] == ("failed", f"more than 5 redirects from {receiver.url}")
     assert len(receiver.received) == 6
 
 
@@ -379,7 +377,7 @@ async def test_private_destinations_are_refused_by_default(
 
     assert outcomes(run)["ip"] == (
         "failed",
-        f"webhook to {receiver.url}/a refused: 127.0.0.1, a loopback address "
+        f"webhook to {receiver.url} refused: 127.0.0.1, a loopback address "
         "(set CAIRN_WEBHOOK_ALLOW_PRIVATE=true to allow)",
     )
     outcome, reason = outcomes(run)["name"]
@@ -399,7 +397,7 @@ async def test_a_redirect_to_the_metadata_service_is_refused_even_when_private_i
     outcome, reason = outcomes(run)["hook"]
     assert outcome == "failed"
     assert reason == (
-        f"webhook to {receiver.url}/in refused: 169.254.169.254, a cloud metadata address"
+        f"webhook to {receiver.url} refused: 169.254.169.254, a cloud metadata address"
     )
     assert len(receiver.received) == 1
 
@@ -429,6 +427,12 @@ async def fake_dns(host: str, port: int) -> list[str]:
         ("http://[::1]:8080/", "::1, a loopback address"),
         ("http://[fd00:ec2::254]/", "fd00:ec2::254, a cloud metadata address"),
         ("http://[::ffff:10.0.0.1]/", "::ffff:a00:1, a private address"),
+        ("http://[2002:a00:1::]/", "2002:a00:1::, a private address"),  # 6to4 of 10.0.0.1
+        ("http://[2002:7f00:1::1]/", "2002:7f00:1::1, a loopback address"),
+        ("http://[64:ff9b::a9fe:a9fe]/", "a cloud metadata address"),  # NAT64 of 169.254.169.254
+        ("http://192.0.0.100/", "192.0.0.100, a non-public address"),
+        ("http://169.254.170.2/v2/credentials", "169.254.170.2, a cloud metadata address"),
+        ("http://100.100.100.200/latest", "100.100.100.200, a cloud metadata address"),
         ("http://0.0.0.0/", "0.0.0.0, an unspecified address"),
         ("http://100.64.0.1/", "100.64.0.1, a non-public address"),
         ("http://224.0.0.1/", "224.0.0.1, a multicast address"),
@@ -511,10 +515,17 @@ async def test_the_guard_lets_public_and_allowed_private_addresses_through() -> 
     assert await checked_address(public, allow_private=False, resolver=fake_dns) == "93.184.215.14"
     intranet = httpx.URL("http://intranet.example/")
     assert await checked_address(intranet, allow_private=True, resolver=fake_dns) == "10.0.0.1"
-    with pytest.raises(RefusedDestination, match="metadata"):
-        await checked_address(
-            httpx.URL("http://169.254.169.254/"), allow_private=True, resolver=fake_dns
-        )
+    for metadata in (
+        "169.254.169.254",
+        "169.254.170.2",
+        "100.100.100.200",
+        "[fd00:ec2::23]",
+        "[2002:a9fe:a9fe::]",  # 6to4 of 169.254.169.254
+    ):
+        with pytest.raises(RefusedDestination, match="metadata"):
+            await checked_address(
+                httpx.URL(f"http://{metadata}/"), allow_private=True, resolver=fake_dns
+            )
     assert refusal(ipaddress.ip_address("8.8.8.8"), allow_private=False) is None
 
 

@@ -7,7 +7,7 @@ import io
 import os
 import sys
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -19,6 +19,7 @@ from temporalio.testing import WorkflowEnvironment
 
 from cli.main import main
 from cli.operate import ProgressBar, render_report
+from core.settings import get_settings
 from core.temporal import SEARCH_ATTRIBUTES
 from tests.helpers.served import served_api
 from tests.helpers.stack import API_TOKEN, Stack, eventually
@@ -30,9 +31,22 @@ async def api_url(stack: Stack) -> AsyncIterator[str]:
         yield url
 
 
+@pytest.fixture(autouse=True)
+def token_in_the_environment(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """The CLI reads its token from CAIRN_API_TOKEN, as a user sets it."""
+    token_as(monkeypatch, API_TOKEN)
+    yield
+    get_settings.cache_clear()
+
+
+def token_as(monkeypatch: pytest.MonkeyPatch, token: str) -> None:
+    monkeypatch.setenv("CAIRN_API_TOKEN", token)
+    get_settings.cache_clear()
+
+
 async def cairn(api_url: str, *argv: str) -> int:
     """Run the CLI as a user would (it calls asyncio.run, hence its own thread)."""
-    return await asyncio.to_thread(main, [*argv, "--api-url", api_url, "--token", API_TOKEN])
+    return await asyncio.to_thread(main, [*argv, "--api-url", api_url])
 
 
 async def test_apply_prints_problems_like_a_compiler_then_creates_and_updates(
@@ -69,7 +83,11 @@ async def test_apply_prints_problems_like_a_compiler_then_creates_and_updates(
 
 
 async def test_apply_reports_server_side_problems_and_a_wrong_token(
-    stack: Stack, api_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    stack: Stack,
+    api_url: str,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     # Locally valid, but the automation it starts exists only on a server that knows it.
     file = tmp_path / "chain.json"
@@ -79,11 +97,19 @@ async def test_apply_reports_server_side_problems_and_a_wrong_token(
     )
     assert await cairn(api_url, "automations", "apply", str(file)) == 1
     assert f"{file}: step go: error: " in capsys.readouterr().err
-    code = await asyncio.to_thread(
-        main, ["automations", "apply", str(file), "--api-url", api_url, "--token", "wrong"]
-    )
-    assert code == 1
-    assert "refused the token" in capsys.readouterr().err
+    token_as(monkeypatch, "wrong")
+    assert await cairn(api_url, "automations", "apply", str(file)) == 1
+    assert "refused the token (set CAIRN_API_TOKEN)" in capsys.readouterr().err
+
+
+async def test_a_token_on_the_command_line_is_refused(
+    stack: Stack, api_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`ps` shows every user a command's arguments: the token comes from the environment only."""
+    file = tmp_path / "any.yaml"  # never read: refused before
+    argv = ["automations", "apply", str(file), "--api-url", api_url, "--token", API_TOKEN]
+    assert await asyncio.to_thread(main, argv) == 2
+    assert "set CAIRN_API_TOKEN instead" in capsys.readouterr().err
 
 
 async def test_report_renders_the_api_report(

@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import io
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -18,6 +19,8 @@ from typing import Any
 import httpx
 import pytest
 from pydantic import ValidationError
+from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
 from temporalio.client import Client, WorkflowHistory
 from temporalio.testing import WorkflowEnvironment
 
@@ -161,10 +164,10 @@ def every_step(hook_url: str) -> dict[str, Any]:
 
 
 async def run_every_step(
-    stack: Stack, fakes: dict[str, FakeServer]
+    stack: Stack, fakes: dict[str, FakeServer], flow: dict[str, Any] | None = None
 ) -> tuple[dict[str, Any], dict[str, Any]]:
-    """One contact through `every_step`; (finished run, contact as created)."""
-    automation_id = await stack.automation(every_step(f"{fakes['hook'].url}/in"))
+    """One contact through `every_step` (or `flow`, from it); (finished run, contact as created)."""
+    automation_id = await stack.automation(flow or every_step(f"{fakes['hook'].url}/in"))
     email = f"{stack.unique('pii')}@example.com"
     fakes["hook"].reply(200, {})
     fakes["hook"].reply(422, {"error": f"{email} is already subscribed"})
@@ -333,6 +336,144 @@ async def test_without_a_key_credentials_still_never_reach_temporal(stack: Stack
     assert contact["email"].encode() in raw
     # ...but never a credential.
     assert leaks([*CREDENTIALS.values(), API_TOKEN], text, raw) == []
+
+
+def decoded_payloads(found: list[WorkflowHistory]) -> list[tuple[str, str]]:
+    """(path, text) of every payload of the histories, as the codec or the CLI would show it."""
+    return [
+        (path, base64.b64decode(p.get("data", "")).decode(errors="replace"))
+        for h in found
+        for path, p in payloads_in(json.loads(h.to_json()))
+    ]
+
+
+async def test_webhook_headers_and_url_secrets_never_reach_temporal(stack: Stack) -> None:
+    """A webhook's headers, and its URL beyond the origin, are read by its activity from the
+    run's version in the database: the graph in the history, its summaries and its failures
+    hold the origin only, even without a key."""
+    bearer, in_path, in_query = "hook-bearer-5e1d9c7a3f", "hook-path-2c8f4b", "hook-query-9a4e1b7d"
+    with fake_server() as hook, configured(stack.settings, webhook_allow_private=True):
+        url = f"{hook.url}/in/{in_path}?token={in_query}"
+        step = {"type": "webhook", "url": url, "headers": {"Authorization": f"Bearer {bearer}"}}
+        document = {
+            "start": "post",
+            "steps": {
+                "post": {**step, "next": "peek"},
+                "peek": {**step, "method": "GET", "next": "refused"},
+                "refused": step,  # a failure message names the URL
+            },
+        }
+        hook.reply(200, {}).reply(200, {}).reply(422, {"error": "no"})
+        automation_id = await stack.automation(document)
+        contact = await stack.contact(email=f"{stack.unique('hook')}@example.com")
+        run = await finished(stack, (await stack.enroll(contact["id"], automation_id)).id)
+    steps = outcomes(run)
+    assert steps["post"] == steps["peek"] == ("done", None), run
+    assert steps["refused"][0] == "failed" and hook.url in (steps["refused"][1] or ""), run
+    # The receiver got the headers and the whole URL...
+    assert [r.header("Authorization") for r in hook.received] == [f"Bearer {bearer}"] * 3
+    assert {r.path for r in hook.received} == {f"/in/{in_path}"}
+    assert all(r.query_params()["token"] == in_query for r in hook.received)
+
+    # ...the run's history, payloads decoded, holds none of it.
+    found = await histories(stack.client, run["workflow_id"])
+    text, raw = exported(found)
+    payloads = decoded_payloads(found)
+    shown = text + "\n".join(data for _, data in payloads)
+    assert leaks([bearer, in_path, in_query], shown, raw) == []
+    summaries = [data for path, data in payloads if path.endswith("userMetadata.summary")]
+    hooks = [s for s in summaries if s.startswith('"webhook')]
+    assert len(hooks) == 3 and all(hook.url in s and "?" not in s for s in hooks), summaries
+
+
+class Kept(logging.Handler):
+    """Every record its logger hands it, formatted with its traceback (what a log file gets)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.setFormatter(logging.Formatter("%(name)s %(levelname)s %(message)s"))
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if not record.name.startswith("mail."):  # the test's SMTP server (aiosmtpd), not Cairn
+            self.lines.append(self.format(record))
+
+
+async def test_worker_and_api_logs_hold_no_credential_or_contact_data(stack: Stack) -> None:
+    """Every provider, at DEBUG: the Facebook token in a removal's query string, a webhook GET's
+    contact fields, Salesforce's SOQL by email on a retry, the API's access log and its codec key
+    — none of it in the process logs."""
+    kept, access = Kept(), logging.getLogger("uvicorn.access")
+    root, level = logging.getLogger(), logging.getLogger().level
+    root.addHandler(kept)
+    root.setLevel(logging.DEBUG)
+    try:
+        with providers(stack) as fakes:
+            flow = every_step(f"{fakes['hook'].url}/in")
+            # A receiver's refusal is quoted in the step's failure, PII and all (docs/operations.md).
+            del flow["steps"]["echo"]
+            flow["steps"]["hook"]["next"] = "fb"
+            flow["steps"]["sf"]["next"] = "fb_out"
+            flow["steps"]["fb_out"] = {
+                "type": "facebook_audience_remove",
+                "audience": "12345",
+                "next": "peek",
+            }
+            flow["steps"]["peek"] = {  # to another server answering 2xx: "hook" has a 422 queued
+                "type": "webhook",
+                "url": f"{fakes['twilio'].url}/peek",
+                "method": "GET",
+                "next": "buy",
+            }
+            # Salesforce fails once: the retry looks the contact up by email (SOQL in the URL).
+            fakes["salesforce"].reply(503, {"error": "busy"})
+            fakes["salesforce"].reply(200, {"totalSize": 0, "records": []})
+            run, contact = await run_every_step(stack, fakes, flow)
+        steps = outcomes(run)
+        assert {s: steps[s] for s in ("mail", "sms", "hook", "peek", "fb", "fb_out", "sf")} == (
+            dict.fromkeys(("mail", "sms", "hook", "peek", "fb", "fb_out", "sf"), ("done", None))
+        ), run
+        assert fakes["graph"].received[1].query_params()["access_token"], "token in the query"
+        assert fakes["twilio"].received[-1].query_params()["contact[email]"] == contact["email"]
+        assert "query" in fakes["salesforce"].received[1].path
+
+        async with served_api(stack, log_level="info") as base, httpx.AsyncClient() as http:
+            access.addHandler(kept)  # after uvicorn's own logging setup, which replaces handlers
+            codec = f"{base}/codec/ui/{ui_codec_key(stack.settings)}/decode"
+            await http.post(codec, json={"payloads": []})
+            await http.get(
+                f"{base}/api/v1/contacts",
+                params={"email": contact["email"]},
+                headers={"Api-Token": API_TOKEN},
+            )
+    finally:
+        root.removeHandler(kept)
+        access.removeHandler(kept)
+        root.setLevel(level)
+    text = "\n".join(kept.lines)
+    assert "/codec/ui/" in text and "/api/v1/contacts" in text  # the access log was captured
+    secrets = [
+        contact["email"],
+        contact["email"].replace("@", "%40"),
+        "7946",
+        *CREDENTIALS.values(),
+        API_TOKEN,
+        ui_codec_key(stack.settings),
+    ]
+    leaked = [line for line in kept.lines if any(s in line for s in secrets)]
+    assert [s for s in secrets if s in text] == [], leaked[:6]
+
+
+async def test_database_errors_name_no_values(stack: Stack) -> None:
+    """A DBAPIError's text, which the API logs, holds the statement without its values."""
+    email = "hidden-7d1c@example.com"
+    for session_of in (stack.db.read, stack.db.write):
+        with pytest.raises(DBAPIError) as raised:
+            async with session_of() as session:
+                await session.execute(
+                    text("SELECT * FROM no_such_table WHERE e = :e"), {"e": email}
+                )
+        assert "no_such_table" in str(raised.value) and email not in str(raised.value)
 
 
 # --- the codec endpoint ---------------------------------------------------------------------

@@ -195,6 +195,18 @@ async def test_a_relay_listening_on_localhost_is_used_not_fought_over(tmp_path: 
         relay.controller.stop()
 
 
+def test_the_box_shows_the_api_token_only_when_it_is_the_published_default(
+    tmp_path: Path,
+) -> None:
+    secret = "box-token-7c2e9f4a1b"
+    for token, shown in (("dev-token", "dev-token"), (secret, "not shown")):
+        out = io.StringIO()
+        EmbeddedStack(local_settings(tmp_path, api_token=token), out=out)._print_box()
+        (line,) = [line for line in out.getvalue().splitlines() if "API token" in line]
+        assert shown in line, out.getvalue()
+    assert secret not in out.getvalue()
+
+
 def test_an_empty_mailbox_lists_nothing(tmp_path: Path) -> None:
     assert list_messages(Settings(data_dir=tmp_path)) == []
 

@@ -19,7 +19,8 @@ from core.logs import JsonFormatter
 from core.settings import Settings
 from domain.enrollment import enroll_many
 from tests.helpers.faults import cairn_process, own_stack
-from tests.helpers.stack import Mailbox, Stack, eventually, free_port
+from tests.helpers.providers import configured
+from tests.helpers.stack import API_TOKEN, Mailbox, Stack, eventually, free_port
 from worker.main import running_worker
 from worker.observability import metrics_runtime
 from workflows.contracts import RunState
@@ -138,7 +139,13 @@ async def test_api_metrics_count_requests_by_route(stack: Stack) -> None:
     contact = await stack.contact()
     await stack.record(contact["id"])
     await stack.http.get("/api/v1/contacts/999999999")
-    response = await stack.http.get("/metrics", headers={"Api-Token": ""})
+    # Behind the API token, as Api-Token or as the Bearer credentials Prometheus sends.
+    for refused in ({"Api-Token": ""}, {"Api-Token": "", "Authorization": "Bearer wrong"}):
+        assert (await stack.http.get("/metrics", headers=refused)).status_code == 401
+    assert (await stack.http.get("/metrics")).status_code == 200  # the stack's client has it
+    response = await stack.http.get(
+        "/metrics", headers={"Api-Token": "", "Authorization": f"Bearer {API_TOKEN}"}
+    )
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("text/plain")
     text = response.text
@@ -146,6 +153,8 @@ async def test_api_metrics_count_requests_by_route(stack: Stack) -> None:
     assert _value(text, "cairn_api_requests_total", route=route, status="200") >= 1
     assert _value(text, "cairn_api_requests_total", route=route, status="404") >= 1
     assert _value(text, "cairn_api_request_seconds_count", route=route, method="GET") >= 2
+    with configured(stack.settings, metrics_public=True):  # a scraper that cannot send one
+        assert (await stack.http.get("/metrics", headers={"Api-Token": ""})).status_code == 200
 
 
 async def test_worker_json_logs_carry_the_workflow_and_step_of_a_failed_step(
