@@ -91,7 +91,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _operator_commands(commands: Any) -> None:
-    """`cairn automations ...` and `cairn contacts ...`: clients of a running API."""
+    """`cairn automations ...`, `contacts ...`, `tokens ...`: clients of a running API."""
     remote = argparse.ArgumentParser(add_help=False)
     remote.add_argument("--api-url", help="the API's base URL (default http://API_HOST:API_PORT)")
     remote.add_argument("--token", help="the API token (default CAIRN_API_TOKEN)")
@@ -130,6 +130,27 @@ def _operator_commands(commands: Any) -> None:
         "--concurrency", type=int, default=8, help="requests in flight at once (default 8)"
     )
     imports.set_defaults(command=_remote(_import))
+
+    tokens = commands.add_parser("tokens", help="create, list and revoke scoped API tokens")
+    verbs = tokens.add_subparsers(title="commands", required=True, metavar="COMMAND")
+    create = verbs.add_parser(
+        "create", parents=[remote], help="create a named token and print it (only this once)"
+    )
+    create.add_argument("name", metavar="NAME")
+    create.add_argument(
+        "--scope",
+        action="append",
+        required=True,
+        choices=["admin", "events:write", "site"],
+        help="what it may call (repeatable): admin (everything), events:write "
+        "(POST /api/v1/events), site (POST /api/v1/site/visits)",
+    )
+    create.set_defaults(command=_remote(_token_create))
+    listing = verbs.add_parser("list", parents=[remote], help="every token, never their text")
+    listing.set_defaults(command=_remote(_token_list))
+    revoke = verbs.add_parser("revoke", parents=[remote], help="refuse a token from now on")
+    revoke.add_argument("name", metavar="NAME")
+    revoke.set_defaults(command=_remote(_token_revoke))
 
     demo = commands.add_parser(
         "demo", parents=[remote], help="load the examples and sample contacts, watch the runs"
@@ -193,6 +214,30 @@ async def _import(client: httpx.AsyncClient, args: argparse.Namespace, settings:
         concurrency=args.concurrency,
     )
     return await run_import(client, args.file, options)
+
+
+async def _token_create(
+    client: httpx.AsyncClient, args: argparse.Namespace, settings: Settings
+) -> int:
+    from cli.operate import create_token
+
+    return await create_token(client, args.name, args.scope, sys.stdout)
+
+
+async def _token_list(
+    client: httpx.AsyncClient, args: argparse.Namespace, settings: Settings
+) -> int:
+    from cli.operate import list_tokens
+
+    return await list_tokens(client, sys.stdout)
+
+
+async def _token_revoke(
+    client: httpx.AsyncClient, args: argparse.Namespace, settings: Settings
+) -> int:
+    from cli.operate import revoke_token
+
+    return await revoke_token(client, args.name, sys.stdout)
 
 
 def _run(settings: Settings, args: argparse.Namespace) -> int:
