@@ -86,6 +86,12 @@ def _parser() -> argparse.ArgumentParser:
         f"(default {DEFAULT_RETENTION_DAYS}; an existing namespace is left as it is)",
     )
     setup.set_defaults(command=_setup)
+
+    codec = commands.add_parser(
+        "codec-endpoint",
+        help="print the codec endpoint to give a separate Temporal UI (TEMPORAL_CODEC_ENDPOINT)",
+    )
+    codec.set_defaults(command=_codec_endpoint)
     _operator_commands(commands)
     return parser
 
@@ -271,6 +277,14 @@ def _mailbox(settings: Settings, args: argparse.Namespace) -> int:
     from cli.mailbox import serve_mailbox
 
     return _run_until_signalled(lambda: serve_mailbox(settings, host=args.host, port=args.port))
+
+
+def _codec_endpoint(settings: Settings, args: argparse.Namespace) -> int:
+    """On CAIRN_PUBLIC_URL, with the key derived from CAIRN_SECRET_KEY: both must be the API's."""
+    from core.codec import ui_codec_endpoint
+
+    print(ui_codec_endpoint(settings))
+    return 0
 
 
 def _setup(settings: Settings, args: argparse.Namespace) -> int:
