@@ -27,6 +27,7 @@ from api.routes import (
     site,
     splits,
     tasks,
+    tokens,
     tracking,
     users,
 )
@@ -79,16 +80,17 @@ def create_app(
     )
     install_error_handlers(app)
     install_limits(app)  # before metrics: inside it, so its refusals are counted too
-    install_token_check(app)  # outside the limits: no answer but 401 without the token
+    install_token_check(app)  # outside the limits: no answer but 401/403 without the token
     install_metrics(app)
     protected = [Depends(require_token)]
     crm = (users, pipelines, deals, deal_notes, tasks, accounts)
-    for module in (automations, contacts, *crm, events, runs, dev, site, report_routes, splits):
+    routers = (automations, contacts, *crm, events, runs, dev, site, report_routes, splits, tokens)
+    for module in routers:
         app.include_router(
             module.router,
             prefix=API_PREFIX,
             dependencies=protected,
-            responses=answers(401, 503),
+            responses=answers(401, 403, 503),
         )
     app.include_router(health.router)
     # Opened from emails and websites: each request carries its own signed token instead.

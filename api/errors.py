@@ -91,6 +91,7 @@ def _json(model: type[BaseModel]) -> dict[str, Any]:
 ERROR_ANSWERS: dict[int, dict[str, Any]] = {
     400: {"content": _json(Message), "description": "the body could not be read"},
     401: {"content": _json(Message), "description": "missing or wrong Api-Token header"},
+    403: {"content": _json(Message), "description": "the token lacks the scope this needs"},
     404: {"content": _json(Message), "description": "no such record"},
     409: {"content": _json(Message), "description": "conflicts with what is stored"},
     413: {"content": _json(Message), "description": "request body too large"},

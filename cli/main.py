@@ -105,12 +105,18 @@ def _parser() -> argparse.ArgumentParser:
         help="also print the key of each CAIRN_SECRET_KEY_OLD secret, one a line after it",
     )
     show.set_defaults(command=_show_key)
+
+    codec = commands.add_parser(
+        "codec-endpoint",
+        help="print the codec endpoint to give a separate Temporal UI (TEMPORAL_CODEC_ENDPOINT)",
+    )
+    codec.set_defaults(command=_codec_endpoint)
     _operator_commands(commands)
     return parser
 
 
 def _operator_commands(commands: Any) -> None:
-    """`cairn automations ...` and `cairn contacts ...`: clients of a running API."""
+    """`cairn automations ...`, `contacts ...`, `tokens ...`: clients of a running API."""
     remote = argparse.ArgumentParser(add_help=False)
     remote.add_argument("--api-url", help="the API's base URL (default http://API_HOST:API_PORT)")
     # Removed: a token on the command line shows in `ps` and in shell history. Still parsed, so
@@ -151,6 +157,27 @@ def _operator_commands(commands: Any) -> None:
         "--concurrency", type=int, default=8, help="requests in flight at once (default 8)"
     )
     imports.set_defaults(command=_remote(_import))
+
+    tokens = commands.add_parser("tokens", help="create, list and revoke scoped API tokens")
+    verbs = tokens.add_subparsers(title="commands", required=True, metavar="COMMAND")
+    create = verbs.add_parser(
+        "create", parents=[remote], help="create a named token and print it (only this once)"
+    )
+    create.add_argument("name", metavar="NAME")
+    create.add_argument(
+        "--scope",
+        action="append",
+        required=True,
+        choices=["admin", "events:write", "site"],
+        help="what it may call (repeatable): admin (everything), events:write "
+        "(POST /api/v1/events), site (POST /api/v1/site/visits)",
+    )
+    create.set_defaults(command=_remote(_token_create))
+    listing = verbs.add_parser("list", parents=[remote], help="every token, never their text")
+    listing.set_defaults(command=_remote(_token_list))
+    revoke = verbs.add_parser("revoke", parents=[remote], help="refuse a token from now on")
+    revoke.add_argument("name", metavar="NAME")
+    revoke.set_defaults(command=_remote(_token_revoke))
 
     demo = commands.add_parser(
         "demo", parents=[remote], help="load the examples and sample contacts, watch the runs"
@@ -223,6 +250,30 @@ async def _import(client: httpx.AsyncClient, args: argparse.Namespace, settings:
     return await run_import(client, args.file, options)
 
 
+async def _token_create(
+    client: httpx.AsyncClient, args: argparse.Namespace, settings: Settings
+) -> int:
+    from cli.operate import create_token
+
+    return await create_token(client, args.name, args.scope, sys.stdout)
+
+
+async def _token_list(
+    client: httpx.AsyncClient, args: argparse.Namespace, settings: Settings
+) -> int:
+    from cli.operate import list_tokens
+
+    return await list_tokens(client, sys.stdout)
+
+
+async def _token_revoke(
+    client: httpx.AsyncClient, args: argparse.Namespace, settings: Settings
+) -> int:
+    from cli.operate import revoke_token
+
+    return await revoke_token(client, args.name, sys.stdout)
+
+
 def _run(settings: Settings, args: argparse.Namespace) -> int:
     from cli.launcher import run_embedded
 
@@ -261,6 +312,14 @@ def _show_key(settings: Settings, args: argparse.Namespace) -> int:
     if args.old:
         for key in settings.old_shared_keys(args.purpose):
             print(key)
+    return 0
+
+
+def _codec_endpoint(settings: Settings, args: argparse.Namespace) -> int:
+    """On CAIRN_PUBLIC_URL, with the key derived from CAIRN_SECRET_KEY: both must be the API's."""
+    from core.codec import ui_codec_endpoint
+
+    print(ui_codec_endpoint(settings))
     return 0
 
 

@@ -1,5 +1,5 @@
 """The `cairn` commands an operator runs against a running API over HTTP: apply automations,
-read reports, import contacts (docs/cli.md). Each returns the process exit code."""
+read reports, import contacts, manage API tokens (docs/cli.md). Each returns the process exit code."""
 
 from __future__ import annotations
 
@@ -201,6 +201,45 @@ async def show_report(client: httpx.AsyncClient, automation_id: str, out: TextIO
     if response.status_code != 200:
         raise CommandError(f"no report for {automation_id!r}: {_detail(response)}")
     print(render_report(response.json()), file=out)
+    return 0
+
+
+# --------------------------------------------------------------------------------- tokens
+
+
+async def create_token(
+    client: httpx.AsyncClient, name: str, scopes: Sequence[str], out: TextIO
+) -> int:
+    """Create a token and print it: the only time anyone sees it (the API keeps its digest)."""
+    response = await call_api(
+        client, "POST", "/api/v1/tokens", json={"name": name, "scopes": list(scopes)}
+    )
+    if response.status_code != 201:
+        raise CommandError(f"token {name!r} not created: {_detail(response)}")
+    body = response.json()
+    print(body["token"], file=out)
+    print(
+        f"created token {name!r} with scopes {', '.join(body['scopes'])}; it is shown only "
+        "this once: keep it now",
+        file=sys.stderr,
+    )
+    return 0
+
+
+async def list_tokens(client: httpx.AsyncClient, out: TextIO) -> int:
+    response = await call_api(client, "GET", "/api/v1/tokens")
+    if response.status_code != 200:
+        raise CommandError(f"cannot list tokens: {_detail(response)}")
+    rows = response.json()
+    print(render_table(rows) if rows else "no tokens (CAIRN_API_TOKEN is the only one)", file=out)
+    return 0
+
+
+async def revoke_token(client: httpx.AsyncClient, name: str, out: TextIO) -> int:
+    response = await call_api(client, "DELETE", f"/api/v1/tokens/{name}")
+    if response.status_code != 200:
+        raise CommandError(f"token {name!r} not revoked: {_detail(response)}")
+    print(f"revoked token {name!r}", file=out)
     return 0
 
 

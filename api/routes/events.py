@@ -8,7 +8,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, HTTPException
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
-from api.deps import ServicesDep
+from api.deps import ServicesDep, accepts_scope
 from api.errors import answers, invalid
 from api.schemas.events import EventRecorded
 from store import contacts as contact_store
@@ -52,7 +52,9 @@ class EventIn(BaseModel):
         return self
 
 
-@router.post("", status_code=202, responses=answers(404))
+@router.post(
+    "", status_code=202, responses=answers(404), openapi_extra=accepts_scope("events:write")
+)
 async def record_event(body: EventIn, services: ServicesDep) -> EventRecorded:
     try:
         async with services.db.write() as session:

@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, HTTPException
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from api.deps import Services, ServicesDep
+from api.deps import Services, ServicesDep, accepts_scope
 from api.errors import answers, invalid
 from api.schemas.site import SiteMessagePublic, VisitRecorded
 from store import contacts as contact_store
@@ -57,7 +57,7 @@ async def record_visit(
     return found, messages
 
 
-@router.post("/visits", responses=answers(404))
+@router.post("/visits", responses=answers(404), openapi_extra=accepts_scope("site"))
 async def visit(body: VisitIn, services: ServicesDep) -> VisitRecorded:
     """`{"contact": id}` or `{"email"}`, and the `url` visited → the messages to show there."""
     try:

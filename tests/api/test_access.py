@@ -1,5 +1,5 @@
-"""Who may call what: every /api/v1 route refuses a missing or wrong token before it reads
-anything; the public routes are a declared list; tracking links work only with a token signed
+"""Who may call what: every /api/v1 route refuses a missing or wrong token, or one without
+the route's scope, before it reads anything; the public routes are a declared list; tracking links work only with a token signed
 by this installation; webhooks never reach a private address, however the URL spells it.
 
 The routes are walked from the app itself, so a route added later is covered (or, if public,
@@ -12,6 +12,7 @@ import hmac
 import json
 import re
 import socket
+import uuid
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
@@ -46,6 +47,12 @@ PUBLIC = {
 }
 # Outside /api/v1 but checking the API token themselves (/metrics: unless CAIRN_METRICS_PUBLIC).
 OWN_TOKEN_CHECK = {("GET", "/metrics")}
+
+# The routes a token without the admin scope may call, by scope; every other needs admin.
+SCOPED = {
+    ("POST", "/api/v1/events"): "events:write",
+    ("POST", "/api/v1/site/visits"): "site",
+}
 # Mounted apps with their own access check (the codec server: API token or the UI's key).
 OWN_AUTH_MOUNTS = {"/codec"}
 NO_SUCH_ID = str(2**62)  # a valid id (and a valid name) that no record has
@@ -115,6 +122,8 @@ async def test_the_walk_finds_only_protected_or_declared_public_routes(app: Fast
         operation = paths[path][method.lower()]
         assert operation["security"] == [{"APIKeyHeader": []}], (method, path)
         assert "401" in operation["responses"], (method, path)
+        assert "403" in operation["responses"], (method, path)
+        assert operation.get("x-cairn-scope") == SCOPED.get((method, path)), (method, path)
     assert all("security" not in paths[p].get(m.lower(), {}) for m, p in public if p in paths)
 
 
@@ -164,6 +173,39 @@ async def test_with_the_token_the_same_requests_reach_the_routes(
         if answer.status_code == 401 or answer.status_code >= 500:
             wrong.append(f"{method} {path}: {answer.status_code} {answer.text[:200]}")
     assert wrong == [], "\n".join(wrong)
+
+
+async def test_scoped_tokens_reach_only_their_routes_and_are_refused_before_the_body(
+    app: FastAPI, anonymous: httpx.AsyncClient
+) -> None:
+    """Each scope against every API route: 403 (before the malformed body is read) outside
+    its routes, its routes reached (the body's 422) inside them."""
+    wrong: list[str] = []
+    admin = {"Api-Token": API_TOKEN}
+    for scope in ("events:write", "site"):
+        name = f"access-{scope.replace(':', '-')}-{uuid.uuid4().hex[:8]}"
+        made = await anonymous.post(
+            "/api/v1/tokens", json={"name": name, "scopes": [scope]}, headers=admin
+        )
+        assert made.status_code == 201, made.text
+        headers = {"Api-Token": made.json()["token"], "Content-Type": "application/json"}
+        for method, path in protected(app):
+            answer = await anonymous.request(
+                method, concrete(path), content=MALFORMED, headers=headers
+            )
+            allowed = SCOPED.get((method, path)) == scope
+            if allowed and answer.status_code in (401, 403):
+                wrong.append(f"{scope}: {method} {path} refused: {answer.status_code}")
+            if not allowed and (
+                answer.status_code != 403 or f"{method} {concrete(path)}" not in answer.text
+            ):
+                wrong.append(f"{scope}: {method} {path} not refused: {answer.status_code}")
+        revoked = await anonymous.delete(f"/api/v1/tokens/{name}", headers=admin)
+        assert revoked.status_code == 200
+        gone = await anonymous.get("/api/v1/automations", headers=headers)
+        assert gone.status_code == 401
+    assert wrong == [], "\n".join(wrong)
+    assert set(SCOPED) <= set(protected(app))
 
 
 async def test_unknown_api_paths_are_refused_without_the_token_too(

@@ -410,3 +410,54 @@ def test_keys_show_prints_the_keys_others_hold_and_nothing_else(
             main(["keys", "show", "tracking"])
     finally:
         get_settings.cache_clear()
+
+
+async def test_tokens_create_list_revoke_round_trip(
+    stack: Stack,
+    api_url: str,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    name = stack.unique("website")
+    created = await cairn(api_url, "tokens", "create", name, "--scope", "site", "--scope", "site")
+    assert created == 0
+    printed = capsys.readouterr()
+    token = printed.out.strip()
+    assert token.startswith("cairn_") and len(token) > 40 and "\n" not in token
+    assert f"created token {name!r} with scopes site" in printed.err
+    assert "only this once" in printed.err
+
+    # The printed token works for its scope, and only for it.
+    contact = await stack.contact()
+    visit = {"contact": contact["id"], "url": "https://shop.test/"}
+    headers = {"Api-Token": token}
+    assert (await stack.http.post("/api/v1/site/visits", json=visit, headers=headers)).is_success
+    assert (await stack.http.get("/api/v1/automations", headers=headers)).status_code == 403
+    # A site token cannot manage tokens: the CLI says why.
+    token_as(monkeypatch, token)
+    assert await cairn(api_url, "tokens", "list") == 1
+    assert "needs the 'admin' scope" in capsys.readouterr().err
+    token_as(monkeypatch, API_TOKEN)
+
+    assert await cairn(api_url, "tokens", "list") == 0
+    listing = capsys.readouterr().out
+    line = next(line for line in listing.splitlines() if line.startswith(name))
+    assert "site" in line and token not in listing
+    assert listing.splitlines()[0].split() == [
+        "name",
+        "scopes",
+        "created_at",
+        "last_used_at",
+        "revoked_at",
+    ]
+
+    assert await cairn(api_url, "tokens", "revoke", name) == 0
+    assert f"revoked token {name!r}" in capsys.readouterr().out
+    assert (
+        await stack.http.post("/api/v1/site/visits", json=visit, headers=headers)
+    ).status_code == 401
+    assert await cairn(api_url, "tokens", "revoke", "no-such-token") == 1
+    assert "not revoked: no token named 'no-such-token'" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exited:  # argparse: not a scope at all
+        main(["tokens", "create", stack.unique(), "--scope", "nope"])
+    assert exited.value.code == 2 and "invalid choice: 'nope'" in capsys.readouterr().err
