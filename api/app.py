@@ -21,6 +21,7 @@ from api.routes import (
     dev,
     events,
     health,
+    outbox,
     pipelines,
     runs,
     site,
@@ -55,7 +56,11 @@ def create_app(
         )
         temporal = client or await connect(settings)
         dispatcher = OutboxDispatcher(
-            database, temporal, settings.task_queue, poll_seconds=settings.outbox_poll_seconds
+            database,
+            temporal,
+            settings.task_queue,
+            poll_seconds=settings.outbox_poll_seconds,
+            max_attempts=settings.outbox_max_attempts,
         )
         app.state.services = Services(
             settings=settings, db=database, client=temporal, dispatcher=dispatcher
@@ -81,7 +86,8 @@ def create_app(
     install_metrics(app)
     protected = [Depends(require_token)]
     crm = (users, pipelines, deals, deal_notes, tasks, accounts)
-    for module in (automations, contacts, *crm, events, runs, dev, site, report_routes, splits):
+    routers = (automations, contacts, *crm, events, runs, dev, site, report_routes, splits, outbox)
+    for module in routers:
         app.include_router(
             module.router,
             prefix=API_PREFIX,

@@ -106,6 +106,8 @@ class Settings(BaseSettings):
 
     # Outbox dispatcher: how often it looks for rows nobody kicked it about (docs/architecture.md#the-outbox).
     outbox_poll_seconds: float = Field(default=1.0, gt=0)
+    # Failed deliveries of one row (backing off from 2 s) before it moves to the dead letters.
+    outbox_max_attempts: int = Field(default=5, ge=1)
 
     # Hour of the day (UTC) at which `date_field` triggers' daily schedules fire.
     date_trigger_hour: int = Field(default=9, ge=0, le=23)

@@ -13,6 +13,8 @@ from collections.abc import Awaitable, Callable
 
 from fastapi import APIRouter, FastAPI, Request, Response
 
+from domain.outbox import dead_letter_count
+
 router = APIRouter(tags=["health"])
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 Labels = tuple[str, str, str]  # method, route, status
@@ -84,4 +86,18 @@ def install_metrics(app: FastAPI) -> None:
 
 @router.get("/metrics", include_in_schema=False)
 async def metrics(request: Request) -> Response:
-    return Response(request.app.state.request_metrics.exposition(), media_type=CONTENT_TYPE)
+    text = request.app.state.request_metrics.exposition()
+    services = getattr(request.app.state, "services", None)
+    if services is not None:
+        try:
+            async with services.db.read() as session:
+                dead = await dead_letter_count(session)
+        except Exception:
+            dead = None  # the database does not answer: no sample rather than a wrong one
+        if dead is not None:
+            text += (
+                "# HELP cairn_outbox_dead_letters Outbox rows set aside after failing every "
+                "delivery.\n# TYPE cairn_outbox_dead_letters gauge\n"
+                f"cairn_outbox_dead_letters {dead}\n"
+            )
+    return Response(text, media_type=CONTENT_TYPE)
