@@ -57,7 +57,11 @@ class Settings(BaseSettings):
     dev_mailbox: bool | None = None
     smtp_username: str = ""
     smtp_password: str = ""
+    # STARTTLS: the connection is upgraded whenever the relay offers it; true: a relay that
+    # does not is refused. Credentials are never sent over a connection without TLS.
     smtp_starttls: bool = False
+    # `implicit`: TLS from the first byte (SMTPS); `auto`: implicit on port 465, else STARTTLS.
+    smtp_tls: Literal["auto", "starttls", "implicit"] = "auto"
     # A PEM file of CA certificates to trust for the relay's TLS certificate (a private CA or a
     # self-signed relay); empty: the system's trust store. Certificates are always verified.
     smtp_ca_file: str = ""
