@@ -99,6 +99,12 @@ class Settings(BaseSettings):
     salesforce_instance_url: str = ""
     salesforce_access_token: str = ""
     salesforce_api_version: str = "60.0"
+    # OAuth refresh-token flow (a connected app): set, an access token is fetched when none is
+    # set and again when Salesforce answers 401, then kept in the process.
+    salesforce_client_id: str = ""
+    salesforce_client_secret: str = ""
+    salesforce_refresh_token: str = ""
+    salesforce_token_url: str = "https://login.salesforce.com/services/oauth2/token"
 
     webhook_allow_private: bool = False
     # Base64 of 32 random bytes (`openssl rand -base64 32`); set: Temporal payloads are encrypted
