@@ -394,3 +394,19 @@ def test_published_secrets_are_refused_off_localhost(tmp_path: Path) -> None:
     assert settings(public_url=public, secret_key="s" * 32, api_token="t" * 32).public_url == public
     for local in ("http://localhost:8000", "http://127.0.0.1:8000", "http://cairn.localhost"):
         assert settings(public_url=local).secret_key == "dev-secret-change-me"
+
+
+async def test_a_replayed_pixel_or_click_is_recorded_once_within_the_hour(stack: Stack) -> None:
+    """A pixel loaded again (a mail client, a replay) once wrote an event, and fired the
+    triggers, per request."""
+    html = '<p><a href="https://shop.test/a">A</a> <a href="https://shop.test/b">B</a></p>'
+    run, contact = await run_steps(stack, {"mail": {**MAIL, "html": html}})
+    found = tracking_links(parts(stack.mailbox.to(contact["email"])[0])["text/html"])
+    pixel = found["open"][0].removeprefix(PUBLIC)
+    first, second = (link.removeprefix(PUBLIC) for link in found["click"][:2])
+    for path in (pixel, pixel, pixel, first, first, second):
+        assert (await stack.http.get(path, headers=NO_TOKEN)).status_code in (200, 302)
+    message = {"automation": run["automation"], "step": "mail"}
+    assert await events_of(stack, contact["id"], "email_opened") == [message]
+    clicks = await events_of(stack, contact["id"], "email_clicked")
+    assert sorted(c["link"] for c in clicks) == ["https://shop.test/a", "https://shop.test/b"]
