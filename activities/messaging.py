@@ -35,6 +35,7 @@ from workflows.personalization import contact_values, render
 from workflows.tracking import MAX_TOKEN_LENGTH, Kind, Token, sign
 
 SMTP_TIMEOUT = 30
+IMPLICIT_TLS_PORT = 465  # SMTPS (RFC 8314): TLS from the first byte, no STARTTLS
 # Headers up to RFC 5322's 998 characters on one line: the usual 78 would turn a long
 # List-Unsubscribe URL into encoded words, which mail clients do not read as a URL.
 WIRE_POLICY = email.policy.SMTP.clone(max_line_length=998)
@@ -158,19 +159,34 @@ async def send_smtp(settings: Settings, message: EmailMessage) -> dict[str, str]
     """
     sender = parseaddr(str(message["From"]))[1]
     recipients = [address for _, address in getaddresses([str(message["To"])]) if address]
+    implicit = settings.smtp_tls == "implicit" or (
+        settings.smtp_tls == "auto" and settings.smtp_port == IMPLICIT_TLS_PORT
+    )
+    smtp = aiosmtplib.SMTP(
+        hostname=settings.smtp_relay_host,
+        port=settings.smtp_port,
+        use_tls=implicit,
+        # None: upgrade whenever the server offers STARTTLS; True: refuse a server that does not.
+        start_tls=None if implicit else (True if settings.smtp_starttls else None),
+        cert_bundle=settings.smtp_ca_file or None,
+        timeout=SMTP_TIMEOUT,
+    )
     try:
-        refused_replies, _ = await aiosmtplib.send(
-            message.as_bytes(policy=WIRE_POLICY),
-            sender=sender,
-            recipients=recipients,
-            hostname=settings.smtp_relay_host,
-            port=settings.smtp_port,
-            username=settings.smtp_username or None,
-            password=settings.smtp_password or None,
-            start_tls=settings.smtp_starttls,
-            cert_bundle=settings.smtp_ca_file or None,
-            timeout=SMTP_TIMEOUT,
-        )
+        async with smtp:
+            if settings.smtp_username:
+                if smtp.get_transport_info("sslcontext") is None:
+                    # Credentials are never sent in clear. A configuration error, not the
+                    # relay's: retrying would only repeat it, so the step fails at once.
+                    raise give_up(
+                        f"SMTP {settings.smtp_relay_host}:{settings.smtp_port} offers no TLS: "
+                        "refusing to send CAIRN_SMTP_USERNAME/PASSWORD in clear (use a relay "
+                        "with STARTTLS, or implicit TLS with CAIRN_SMTP_TLS=implicit)",
+                        kind="SmtpInsecure",
+                    )
+                await smtp.login(settings.smtp_username, settings.smtp_password)
+            refused_replies, _ = await smtp.sendmail(
+                sender, recipients, message.as_bytes(policy=WIRE_POLICY)
+            )
     except aiosmtplib.SMTPRecipientsRefused as err:
         permanent = [
             r for r in err.recipients if 500 <= r.code < 600 and not _about_us(r.code, r.message)

@@ -6,10 +6,12 @@ and the contact tagged, both through the store so `field_changed` / `tag_added` 
 triggers. A contact that already has the id is not created twice; a duplicate Salesforce detects
 is linked instead of failing the step; a retried attempt first looks the record up by email (the
 previous attempt may have created it and crashed, or lost the answer, before storing its id).
+With a refresh token, an expired access token is renewed (OAuth) and the call made once more.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 from dataclasses import dataclass
 from typing import Any
@@ -118,6 +120,10 @@ def _errors(response: httpx.Response) -> list[dict[str, Any]]:
 class SalesforceActivities:
     def __init__(self, deps: Deps) -> None:
         self.deps = deps
+        # The access token from the last refresh, shared by every activity of this worker;
+        # the lock makes the activities that met the same 401 refresh it once.
+        self._refreshed: str | None = None
+        self._refreshing = asyncio.Lock()
 
     @step_activity("salesforce_create_contact")
     async def salesforce_create_contact(self, context: StepContext) -> StepOutcome:
@@ -129,7 +135,10 @@ class SalesforceActivities:
 
     async def _create(self, context: StepContext, kind: SObjectKind) -> StepOutcome:
         settings = self.deps.settings
-        if not (settings.salesforce_instance_url and settings.salesforce_access_token):
+        if not (
+            settings.salesforce_instance_url
+            and (settings.salesforce_access_token or _can_refresh(settings))
+        ):
             return StepOutcome(outcome="skipped", reason="provider_not_configured")
         async with self.deps.db.read() as session:
             recorded = await session.get(ActionLog, context.visit_key)
@@ -176,19 +185,88 @@ class SalesforceActivities:
         return f"{settings.salesforce_instance_url.rstrip('/')}/services/data/v{version}/{path}"
 
     async def _send(self, what: str, method: str, url: str, **request: Any) -> httpx.Response:
-        """One REST call with the bearer token, bounded by `deadline()`; network trouble retries."""
+        """One REST call with the bearer token; on a 401, with a refresh token configured, the
+        token is refreshed and the call made once more."""
+        settings = self.deps.settings
+        token = self._refreshed or settings.salesforce_access_token
+        if not token:  # only a refresh token is configured: no access token yet
+            token = await self._refresh(what, stale="")
+        response = await self._call(what, method, url, token, **request)
+        if response.status_code == 401 and _can_refresh(settings):
+            token = await self._refresh(what, stale=token)
+            response = await self._call(what, method, url, token, **request)
+        return response
+
+    async def _call(
+        self, what: str, method: str, url: str, token: str, **request: Any
+    ) -> httpx.Response:
+        """One HTTP call, bounded by `deadline()`; network trouble retries."""
         headers = {
-            "Authorization": f"Bearer {self.deps.settings.salesforce_access_token}",
+            "Authorization": f"Bearer {token}",
             "Accept": "application/json",
-            **request.pop("headers", {}),
+            **request.get("headers", {}),
         }
+        rest = {k: v for k, v in request.items() if k != "headers"}
         try:
             async with deadline(), httpx.AsyncClient(timeout=TIMEOUT) as client:
-                return await client.request(method, url, headers=headers, **request)
+                return await client.request(method, url, headers=headers, **rest)
         except TimeoutError:
             raise timed_out(what, kind="SalesforceTimeout") from None
         except httpx.HTTPError as err:
             raise network_failure(err, what, kind="SalesforceNetwork") from None
+
+    async def _refresh(self, what: str, *, stale: str) -> str:
+        """A new access token from the refresh token (OAuth 2.0 refresh_token grant), unless
+        another activity already replaced `stale` meanwhile."""
+        settings = self.deps.settings
+        async with self._refreshing:
+            if self._refreshed and self._refreshed != stale:
+                return self._refreshed
+            form = {
+                "grant_type": "refresh_token",
+                "client_id": settings.salesforce_client_id,
+                "refresh_token": settings.salesforce_refresh_token,
+            }
+            if settings.salesforce_client_secret:
+                form["client_secret"] = settings.salesforce_client_secret
+            try:
+                async with deadline(), httpx.AsyncClient(timeout=TIMEOUT) as client:
+                    response = await client.post(
+                        settings.salesforce_token_url,
+                        data=form,
+                        headers={"Accept": "application/json"},
+                    )
+            except TimeoutError:
+                raise timed_out(f"{what} (token refresh)", kind="SalesforceTimeout") from None
+            except httpx.HTTPError as err:
+                raise network_failure(
+                    err, f"{what} (token refresh)", kind="SalesforceNetwork"
+                ) from None
+            try:
+                answer = response.json()
+            except ValueError:
+                answer = {}
+            token = answer.get("access_token") if isinstance(answer, dict) else None
+            if response.is_success and isinstance(token, str) and token:
+                self._refreshed = token
+                return token
+            if response.status_code >= 500:
+                raise retry_later(
+                    f"{what}: token refresh answered HTTP {response.status_code}",
+                    delay=retry_after(response),
+                    kind="SalesforceRetry",
+                )
+            # invalid_grant (refresh token revoked or expired), invalid_client: the operator's.
+            problem = (
+                f"{answer.get('error')}: {answer.get('error_description')}"
+                if isinstance(answer, dict) and answer.get("error")
+                else excerpt(response) or f"HTTP {response.status_code}"
+            )
+            raise give_up(
+                f"{what}: Salesforce refused the refresh token ({problem}); check "
+                "CAIRN_SALESFORCE_CLIENT_ID, _CLIENT_SECRET and _REFRESH_TOKEN",
+                kind="SalesforceUnauthorized",
+            )
 
     async def _find(self, kind: SObjectKind, email: str) -> str | None:
         """The newest record of `kind` with this email (SOQL), or None."""
@@ -262,3 +340,7 @@ def _failure(what: str, response: httpx.Response, errors: list[dict[str, Any]]) 
             kind="SalesforceRetry",
         )
     return give_up(f"{what}: {message} (HTTP {response.status_code})", kind="SalesforceRejected")
+
+
+def _can_refresh(settings: Any) -> bool:
+    return bool(settings.salesforce_client_id and settings.salesforce_refresh_token)

@@ -22,6 +22,7 @@ from api.routes import (
     dev,
     events,
     health,
+    outbox,
     pipelines,
     runs,
     site,
@@ -58,7 +59,11 @@ def create_app(
         )
         temporal = client or await connect(settings)
         dispatcher = OutboxDispatcher(
-            database, temporal, settings.task_queue, poll_seconds=settings.outbox_poll_seconds
+            database,
+            temporal,
+            settings.task_queue,
+            poll_seconds=settings.outbox_poll_seconds,
+            max_attempts=settings.outbox_max_attempts,
         )
         app.state.services = Services(
             settings=settings, db=database, client=temporal, dispatcher=dispatcher
@@ -84,7 +89,19 @@ def create_app(
     install_metrics(app)
     protected = [Depends(require_token)]
     crm = (users, pipelines, deals, deal_notes, tasks, accounts)
-    routers = (automations, contacts, *crm, events, runs, dev, site, report_routes, splits, tokens)
+    routers = (
+        automations,
+        contacts,
+        *crm,
+        events,
+        runs,
+        dev,
+        site,
+        report_routes,
+        splits,
+        tokens,
+        outbox,
+    )
     for module in routers:
         app.include_router(
             module.router,

@@ -71,6 +71,9 @@ class Health(BaseModel):
     status: Literal["ok", "degraded"]
     database: bool
     temporal: bool
+    # Outbox rows set aside after failing every delivery (docs/operations.md#dead-letters);
+    # null when the database does not answer.
+    outbox_dead_letters: int | None = None
 
 
 RETRY_AFTER = {

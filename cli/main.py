@@ -134,6 +134,18 @@ def _operator_commands(commands: Any) -> None:
     report.add_argument("automation", metavar="ID")
     report.set_defaults(command=_remote(_report))
 
+    outbox = commands.add_parser("outbox", help="the outbox's dead letters")
+    verbs = outbox.add_subparsers(title="commands", required=True, metavar="COMMAND")
+    dead = verbs.add_parser(
+        "dead", parents=[remote], help="list rows set aside after failing every delivery"
+    )
+    dead.set_defaults(command=_remote(_dead_letters))
+    retry = verbs.add_parser(
+        "retry", parents=[remote], help="put a dead letter back in the outbox (by its id)"
+    )
+    retry.add_argument("dead_letter", type=int, metavar="ID")
+    retry.set_defaults(command=_remote(_retry_dead_letter))
+
     contacts = commands.add_parser("contacts", help="import contacts")
     verbs = contacts.add_subparsers(title="commands", required=True, metavar="COMMAND")
     imports = verbs.add_parser(
@@ -229,6 +241,22 @@ async def _report(client: httpx.AsyncClient, args: argparse.Namespace, settings:
     from cli.operate import show_report
 
     return await show_report(client, args.automation, sys.stdout)
+
+
+async def _dead_letters(
+    client: httpx.AsyncClient, args: argparse.Namespace, settings: Settings
+) -> int:
+    from cli.operate import show_dead_letters
+
+    return await show_dead_letters(client, sys.stdout)
+
+
+async def _retry_dead_letter(
+    client: httpx.AsyncClient, args: argparse.Namespace, settings: Settings
+) -> int:
+    from cli.operate import retry_dead_letter
+
+    return await retry_dead_letter(client, args.dead_letter, sys.stdout)
 
 
 async def _demo(client: httpx.AsyncClient, args: argparse.Namespace, settings: Settings) -> int:

@@ -243,6 +243,28 @@ async def revoke_token(client: httpx.AsyncClient, name: str, out: TextIO) -> int
     return 0
 
 
+async def show_dead_letters(client: httpx.AsyncClient, out: TextIO) -> int:
+    """The outbox's dead letters as a table; exit code 0 (even with some: a listing, not a check)."""
+    response = await call_api(client, "GET", "/api/v1/outbox/dead")
+    if response.status_code != 200:
+        raise CommandError(f"cannot list the dead letters: {_detail(response)}")
+    rows = response.json()
+    if not rows:
+        print("no dead letters", file=out)
+        return 0
+    columns = ("id", "kind", "contact_id", "attempts", "failed_at", "error")
+    print(render_table([{k: row[k] for k in columns} for row in rows]), file=out)
+    return 0
+
+
+async def retry_dead_letter(client: httpx.AsyncClient, dead_id: int, out: TextIO) -> int:
+    response = await call_api(client, "POST", f"/api/v1/outbox/dead/{dead_id}/retry")
+    if response.status_code != 202:
+        raise CommandError(f"cannot retry dead letter {dead_id}: {_detail(response)}")
+    print(f"dead letter {dead_id} is back in the outbox", file=out)
+    return 0
+
+
 # --------------------------------------------------------------------------------- import
 
 

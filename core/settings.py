@@ -71,7 +71,11 @@ class Settings(BaseSettings):
     dev_mailbox: bool | None = None
     smtp_username: str = ""
     smtp_password: str = ""
+    # STARTTLS: the connection is upgraded whenever the relay offers it; true: a relay that
+    # does not is refused. Credentials are never sent over a connection without TLS.
     smtp_starttls: bool = False
+    # `implicit`: TLS from the first byte (SMTPS); `auto`: implicit on port 465, else STARTTLS.
+    smtp_tls: Literal["auto", "starttls", "implicit"] = "auto"
     # A PEM file of CA certificates to trust for the relay's TLS certificate (a private CA or a
     # self-signed relay); empty: the system's trust store. Certificates are always verified.
     smtp_ca_file: str = ""
@@ -111,6 +115,12 @@ class Settings(BaseSettings):
     salesforce_instance_url: str = ""
     salesforce_access_token: str = ""
     salesforce_api_version: str = "60.0"
+    # OAuth refresh-token flow (a connected app): set, an access token is fetched when none is
+    # set and again when Salesforce answers 401, then kept in the process.
+    salesforce_client_id: str = ""
+    salesforce_client_secret: str = ""
+    salesforce_refresh_token: str = ""
+    salesforce_token_url: str = "https://login.salesforce.com/services/oauth2/token"
 
     webhook_allow_private: bool = False
     # Base64 of 32 random bytes (`openssl rand -base64 32`); set: Temporal payloads are encrypted
@@ -122,6 +132,8 @@ class Settings(BaseSettings):
 
     # Outbox dispatcher: how often it looks for rows nobody kicked it about (docs/architecture.md#the-outbox).
     outbox_poll_seconds: float = Field(default=1.0, gt=0)
+    # Failed deliveries of one row (backing off from 2 s) before it moves to the dead letters.
+    outbox_max_attempts: int = Field(default=5, ge=1)
 
     # Hour of the day (UTC) at which `date_field` triggers' daily schedules fire.
     date_trigger_hour: int = Field(default=9, ge=0, le=23)

@@ -8,8 +8,9 @@ from __future__ import annotations
 import asyncio
 import uuid
 from dataclasses import dataclass
+from typing import Any
 
-from sqlalchemy import update
+from sqlalchemy import select, update
 from temporalio.client import Client
 from temporalio.common import (
     SearchAttributePair,
@@ -46,11 +47,20 @@ async def enroll(
     *,
     entry: str | None = None,
     deal_id: int | None = None,
+    cause: int | None = None,
 ) -> Enrolled | EntryRefused:
     """Enroll one contact (in a run about `deal_id`, the deal that fired a deal trigger): its
-    workflow id, or why its entry was refused."""
+    workflow id, or why its entry was refused. `cause`: the outbox row whose change fired the
+    trigger; that row enrolls its contact in an automation once, however often it is delivered."""
     result = await enroll_many(
-        db, client, task_queue, automation_id, [contact_id], entry=entry, deal_id=deal_id
+        db,
+        client,
+        task_queue,
+        automation_id,
+        [contact_id],
+        entry=entry,
+        deal_id=deal_id,
+        cause=cause,
     )
     if result.enrolled:
         return Enrolled(result.enrolled[0])
@@ -112,6 +122,7 @@ async def enroll_many(
     *,
     entry: str | None = None,
     deal_id: int | None = None,
+    cause: int | None = None,
     batch: int = 500,
     concurrency: int = 64,
 ) -> BulkResult:
@@ -193,6 +204,17 @@ async def enroll_many(
                 # now, in the reservation, instead of by one more write per run at its start
                 # (they queued behind SQLite's one write lock with the enrollment's own).
                 opening = opening_park(Automation.model_validate(document), utcnow())
+            decided: dict[str, Any] | None = None
+            if cause is not None:
+                # Locked (PostgreSQL; SQLite's write transaction is exclusive anyway): a
+                # dispatcher that took the row over after an expired lease waits for this one.
+                decided = await session.scalar(
+                    select(OutboxEntry.enrolled).where(OutboxEntry.id == cause).with_for_update()
+                )
+                # Gone: delivered (and deleted) by another dispatcher meanwhile.
+                if decided is None or automation_id in decided:
+                    result.refused["redelivered"] = len(contact_ids)
+                    break
             runs, refused = await reserve_runs(
                 session,
                 automation_id,
@@ -200,6 +222,15 @@ async def enroll_many(
                 entry or document.get("entry", "once"),
                 opening_step=opening,
             )
+            if cause is not None and decided is not None:
+                # Refusals are recorded too: a redelivery must not enroll where the first
+                # delivery was refused (a run since ended would let it in).
+                outcome = runs[0].workflow_id if runs else refused[0][1].reason
+                await session.execute(
+                    update(OutboxEntry)
+                    .where(OutboxEntry.id == cause)
+                    .values(enrolled={**decided, automation_id: outcome})
+                )
             leased_until = utcnow() + OUTBOX_LEASE
             for _, refusal in refused:
                 result.refused[refusal.reason] = result.refused.get(refusal.reason, 0) + 1

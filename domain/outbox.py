@@ -2,8 +2,10 @@
 
 Any number of dispatchers may run (one in each API and worker process): rows are claimed with
 a lease, so a crashed dispatcher's rows are picked up by another after the lease expires.
-Delivery is at-least-once; signals are idempotent wake-ups and enrollment obeys entry rules,
-so delivering a row twice is harmless.
+Delivery is at-least-once, and each row's effects are idempotent: signals are wake-ups, starts
+use the run's workflow id, and a row records the automations it enrolled its contact in. A
+batch that fails is delivered again row by row; a row that keeps failing moves to the dead
+letters (`outbox_dead`) after `max_attempts`, its neighbours delivered meanwhile.
 
 Four kinds of rows: a contact's change (wake its runs, fire triggers; a run's start or end
 wakes only runs that watch it with `in_automation`), a queued `start_run` (started, then a
@@ -19,19 +21,28 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
+from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import delete, or_, select, update
+from sqlalchemy import delete, func, or_, select, update
+from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.ext.asyncio import AsyncSession
 from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
-from domain.enrollment import enroll, start_run
+from domain.enrollment import TEMPORAL_UNREACHABLE, enroll, start_run
 from domain.split_deadlines import SPLIT_DEADLINE, start_split_deadline
 from domain.trigger_matching import trigger_matches
 from store import automations as automation_store
 from store.conditions import evaluate_all
 from store.db import Database
-from store.models import OUTBOX_LEASE, OutboxEntry, utcnow
+from store.models import (
+    OUTBOX_LEASE,
+    OUTBOX_MAX_ATTEMPTS,
+    OutboxDeadLetter,
+    OutboxEntry,
+    utcnow,
+)
 from store.runs import (
     RUN_ENDED,
     RUN_STARTED,
@@ -57,6 +68,9 @@ RUN_CHANGES = {START_RUN, RUN_STARTED, RUN_ENDED}
 # seconds at most, far inside the lease, and 100,000 runs are 100 pages, not one request.
 RUNS_PER_PAGE = 1000
 SIGNALS_AT_ONCE = 64
+# A failed row waits retry_seconds * 2^(attempts - 1) before its next delivery, at most this.
+MAX_RETRY_DELAY = timedelta(minutes=5)
+ERROR_CHARS = 2000
 
 
 def automation_changed(automation_id: str, version: int) -> OutboxEntry:
@@ -71,12 +85,21 @@ def automation_changed(automation_id: str, version: int) -> OutboxEntry:
 
 class OutboxDispatcher:
     def __init__(
-        self, db: Database, client: Client, task_queue: str, *, poll_seconds: float = 1.0
+        self,
+        db: Database,
+        client: Client,
+        task_queue: str,
+        *,
+        poll_seconds: float = 1.0,
+        max_attempts: int = OUTBOX_MAX_ATTEMPTS,
+        retry_seconds: float = 2.0,
     ) -> None:
         self.db = db
         self.client = client
         self.task_queue = task_queue
         self.poll_seconds = poll_seconds
+        self.max_attempts = max_attempts
+        self.retry_seconds = retry_seconds
         self.name = uuid.uuid4().hex[:16]
         self._kicked = asyncio.Event()
         self._active_documents: list[dict[str, Any]] = []
@@ -114,18 +137,104 @@ class OutboxDispatcher:
         rows = await self._claim()
         if not rows:
             return 0
+        failed: dict[int, str] = {}
+        untried: list[OutboxEntry] = []
+        outage: Exception | None = None
         try:
             unfinished = await self._deliver(rows)
-        except Exception:
-            # Given back at once (e.g. Temporal was down): retried at the next poll once it is
-            # back, not after the lease, which is for dispatchers that died holding rows.
-            await self._release(rows)
-            raise
-        self._delivered = [r.id for r in rows if r not in unfinished]
+        except Exception as err:
+            if _outage(err):
+                # Given back at once (e.g. Temporal was down): retried at the next poll once it
+                # is back, not after the lease, which is for dispatchers that died holding rows.
+                await self._release(rows)
+                raise
+            # One row's failure must neither hold back the others nor count against them: the
+            # batch again, row by row. What it did already is not done twice (each row's
+            # effects are idempotent: signals wake, starts and enrollments happen once per row).
+            log.warning("outbox batch failed (%s); delivering its rows one by one", err)
+            unfinished, failed, untried, outage = await self._deliver_each(rows)
+        held = {r.id for r in unfinished + untried} | failed.keys()
+        self._delivered = [r.id for r in rows if r.id not in held]
+        if failed:
+            await self._record_failures([r for r in rows if r.id in failed], failed)
+        if untried:
+            await self._release(untried)
         if unfinished:
             await self._release(unfinished, keep_data=True)
             self.kick()  # the next page at once, not at the next poll
+        if outage is not None:
+            raise outage
         return len(rows)
+
+    async def _deliver_each(
+        self, rows: list[OutboxEntry]
+    ) -> tuple[list[OutboxEntry], dict[int, str], list[OutboxEntry], Exception | None]:
+        """Deliver the rows one at a time: the rows with pages left, the rows that failed (their
+        errors), and, if Temporal or the database went away, the rows not tried and why."""
+        unfinished: list[OutboxEntry] = []
+        failed: dict[int, str] = {}
+        for i, row in enumerate(rows):
+            try:
+                unfinished += await self._deliver([row])
+            except Exception as err:
+                if _outage(err):
+                    return unfinished, failed, rows[i:], err
+                log.exception("outbox row %s (%s) failed to deliver", row.id, row.kind)
+                failed[row.id] = f"{type(err).__name__}: {err}"[:ERROR_CHARS]
+        return unfinished, failed, [], None
+
+    async def _record_failures(self, rows: list[OutboxEntry], errors: dict[int, str]) -> None:
+        """Count a failed delivery of each row: retried later (backing off), or, at
+        `max_attempts`, moved to the dead letters with its error."""
+        now = utcnow()
+        async with self.db.write() as session:
+            ours = OutboxEntry.claimed_by == self.name
+            for row in rows:
+                attempts = (row.attempts or 0) + 1
+                if attempts < self.max_attempts:
+                    delay = min(
+                        timedelta(seconds=self.retry_seconds * 2 ** (attempts - 1)),
+                        MAX_RETRY_DELAY,
+                    )
+                    # Unclaimed but not available before `claimed_until`: the back-off.
+                    await session.execute(
+                        update(OutboxEntry)
+                        .where(OutboxEntry.id == row.id, ours)
+                        .values(
+                            attempts=attempts,
+                            last_error=errors[row.id],
+                            claimed_until=now + delay,
+                            claimed_by=None,
+                        )
+                    )
+                    continue
+                gone = await session.execute(
+                    delete(OutboxEntry).where(OutboxEntry.id == row.id, ours)
+                )
+                if gone.rowcount:  # type: ignore[attr-defined]
+                    log.error(
+                        "outbox row %s (%s, contact %s) failed %d times; moved to the dead "
+                        "letters: %s",
+                        row.id,
+                        row.kind,
+                        row.contact_id,
+                        attempts,
+                        errors[row.id],
+                    )
+                    session.add(
+                        OutboxDeadLetter(
+                            outbox_id=row.id,
+                            contact_id=row.contact_id,
+                            kind=row.kind,
+                            data=row.data,
+                            origin_workflow_id=row.origin_workflow_id,
+                            enrolled=row.enrolled or {},
+                            created_at=row.created_at,
+                            attempts=attempts,
+                            error=errors[row.id],
+                            failed_at=now,
+                        )
+                    )
 
     async def _deliver(self, rows: list[OutboxEntry]) -> list[OutboxEntry]:
         """Deliver the rows; returns the automation changes with runs left to signal."""
@@ -314,6 +423,7 @@ class OutboxDispatcher:
                             row.contact_id,
                             entry=trigger.get("entry") or document.get("entry"),
                             deal_id=deal_id,
+                            cause=row.id,
                         )
                         break
 
@@ -356,3 +466,16 @@ def _fired_by_deal(row: OutboxEntry) -> int | None:
         deal = row.data.get("deal")
         return int(deal) if deal is not None else None
     return None
+
+
+def _outage(err: BaseException) -> bool:
+    """Whether `err` is Temporal or the database being unreachable: no row's fault, so no row's
+    attempt."""
+    if isinstance(err, RPCError):
+        return err.status in TEMPORAL_UNREACHABLE
+    return isinstance(err, OperationalError | InterfaceError | OSError)
+
+
+async def dead_letter_count(session: AsyncSession) -> int:
+    """Outbox rows set aside after failing every delivery (for /healthz and /metrics)."""
+    return int(await session.scalar(select(func.count()).select_from(OutboxDeadLetter)) or 0)

@@ -322,6 +322,18 @@ async def record_event(
     return event
 
 
+async def recent_event(
+    session: AsyncSession, contact_id: int, name: str, data: dict[str, Any], *, since: datetime
+) -> bool:
+    """Whether the contact has an event `name` with exactly `data` since `since` (a repeat)."""
+    recent = await session.scalars(
+        select(Event.data).where(
+            Event.contact_id == contact_id, Event.name == name, Event.occurred_at >= since
+        )
+    )
+    return any(existing == data for existing in recent)
+
+
 @dataclass(frozen=True)
 class ContactDetails:
     """What a contact's record shows besides its own columns (its CRM side is in store.crm)."""

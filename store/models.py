@@ -251,6 +251,8 @@ class SplitAssignment(Base):
 # How long a claimed outbox row is left to its claimer: after that, it is anyone's to deliver
 # (the claimer is presumed dead).
 OUTBOX_LEASE = timedelta(seconds=30)
+# Deliveries of one outbox row that may fail before it moves to the dead letters.
+OUTBOX_MAX_ATTEMPTS = 5
 
 
 class OutboxEntry(Base):
@@ -267,6 +269,32 @@ class OutboxEntry(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     claimed_until: Mapped[datetime | None] = mapped_column(index=True)
     claimed_by: Mapped[str | None] = mapped_column(String(64))
+    # Failed deliveries so far; at OUTBOX_MAX_ATTEMPTS the row moves to `outbox_dead`.
+    attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    last_error: Mapped[str | None] = mapped_column(Text)
+    # Automations this change has already enrolled its contact in (or been refused by): a
+    # redelivered row enrolls nobody twice. Kept on the row itself, not keyed by its id
+    # elsewhere, because SQLite reuses a deleted last row's id.
+    enrolled: Mapped[dict[str, Any]] = mapped_column(default=dict, server_default=text("'{}'"))
+
+
+class OutboxDeadLetter(Base):
+    """An outbox row that failed OUTBOX_MAX_ATTEMPTS deliveries, set aside with its last error
+    so that it no longer holds back the rows after it (docs/architecture.md#the-outbox)."""
+
+    __tablename__ = "outbox_dead"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    outbox_id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer(), "sqlite"))
+    contact_id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer(), "sqlite"))
+    kind: Mapped[str] = mapped_column(String(40))
+    data: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    origin_workflow_id: Mapped[str | None] = mapped_column(String(200))
+    enrolled: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    created_at: Mapped[datetime] = mapped_column()
+    attempts: Mapped[int] = mapped_column(Integer)
+    error: Mapped[str] = mapped_column(Text)
+    failed_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
 class ActionLog(Base):

@@ -38,7 +38,9 @@ def workflow_id_for(automation_id: str, contact_id: int, entry: int) -> str:
 
 @dataclass(frozen=True)
 class EntryRefused:
-    reason: str  # inactive | already_running | already_entered | unknown_automation
+    # inactive | already_running | already_entered | unknown_automation | redelivered (the
+    # outbox row that fired the trigger was delivered before: docs/architecture.md#the-outbox)
+    reason: str
 
 
 async def reserve_runs(

@@ -110,7 +110,13 @@ async def running_worker(
     hand-written baseline), their packages named in `extra_passthrough` (shared like
     `workflows`, so both are measured alike)."""
     queue = task_queue or settings.task_queue
-    dispatcher = OutboxDispatcher(db, client, queue, poll_seconds=settings.outbox_poll_seconds)
+    dispatcher = OutboxDispatcher(
+        db,
+        client,
+        queue,
+        poll_seconds=settings.outbox_poll_seconds,
+        max_attempts=settings.outbox_max_attempts,
+    )
     deps = Deps(db=db, settings=settings, client=client, kick=dispatcher.kick)
     worker = Worker(
         client,

@@ -10,6 +10,8 @@ from fastapi.responses import JSONResponse
 
 from api.deps import ServicesDep
 from api.errors import Health
+from domain.outbox import dead_letter_count
+from store.db import Database
 
 router = APIRouter(tags=["health"])
 
@@ -30,5 +32,15 @@ async def healthz(services: ServicesDep) -> JSONResponse:
         "status": "ok" if database and temporal else "degraded",
         "database": database,
         "temporal": temporal,
+        "outbox_dead_letters": await _dead_letters(services.db) if database else None,
     }
     return JSONResponse(body, status_code=200 if database and temporal else 503)
+
+
+async def _dead_letters(db: Database) -> int | None:
+    """Dead letters are worth an operator's look, not a restart: reported, never a 503."""
+    try:
+        async with db.read() as session:
+            return await dead_letter_count(session)
+    except Exception:
+        return None

@@ -16,6 +16,7 @@ from fastapi import APIRouter, FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 
 from api.deps import UNAUTHORIZED, ServicesDep, token_matches
+from domain.outbox import dead_letter_count
 
 router = APIRouter(tags=["health"])
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -97,4 +98,16 @@ async def metrics(request: Request, services: ServicesDep) -> Response:
         if not token_matches(given, settings.api_token):
             # Route names and traffic are the API's map and activity: not for strangers.
             return JSONResponse({"detail": UNAUTHORIZED}, status_code=401)
-    return Response(request.app.state.request_metrics.exposition(), media_type=CONTENT_TYPE)
+    text = request.app.state.request_metrics.exposition()
+    try:
+        async with services.db.read() as session:
+            dead = await dead_letter_count(session)
+    except Exception:
+        dead = None  # the database does not answer: no sample rather than a wrong one
+    if dead is not None:
+        text += (
+            "# HELP cairn_outbox_dead_letters Outbox rows set aside after failing every "
+            "delivery.\n# TYPE cairn_outbox_dead_letters gauge\n"
+            f"cairn_outbox_dead_letters {dead}\n"
+        )
+    return Response(text, media_type=CONTENT_TYPE)

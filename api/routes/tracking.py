@@ -11,6 +11,7 @@ from __future__ import annotations
 import html as html_lib
 import json
 import time
+from datetime import timedelta
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Cookie, HTTPException, Request, Response
@@ -24,6 +25,7 @@ from api.routes.site import Url, record_visit
 from api.schemas.site import SiteMessagePublic
 from store import contacts as contact_store
 from store.contacts import InvalidChange
+from store.models import utcnow
 from workflows.tracking import Kind, Token, email_signature_holds, sign, verify
 
 router = APIRouter(tags=["tracking"])
@@ -41,6 +43,10 @@ PIXEL = (
 )
 
 
+# Opens and clicks of one message (and link) repeated within this window are recorded once.
+REPEAT_WINDOW = timedelta(hours=1)
+
+
 def _token(services: Services, text: str, kind: Kind) -> Token:
     token = verify(text, services.settings.verifying_keys("tracking"), kind=kind)
     if token is None:
@@ -49,16 +55,18 @@ def _token(services: Services, text: str, kind: Kind) -> Token:
 
 
 async def _record(services: Services, token: Token, event: str, data: dict[str, Any]) -> None:
-    """An email event for the token's contact (nothing when the contact was deleted since)."""
+    """An email event for the token's contact (nothing when the contact was deleted since),
+    once per REPEAT_WINDOW: a pixel loaded again (a mail client, a replay) or a link clicked
+    twice neither grows the events table nor fires the triggers again."""
+    data = {"automation": token.automation, "step": token.step, **data}
     async with services.db.write() as session:
         if await contact_store.get_contact(session, token.contact) is None:
             return
-        await contact_store.record_event(
-            session,
-            token.contact,
-            event,
-            {"automation": token.automation, "step": token.step, **data},
-        )
+        if await contact_store.recent_event(
+            session, token.contact, event, data, since=utcnow() - REPEAT_WINDOW
+        ):
+            return
+        await contact_store.record_event(session, token.contact, event, data)
     services.dispatcher.kick()
 
 

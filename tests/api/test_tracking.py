@@ -512,3 +512,19 @@ def test_published_or_short_secrets_are_refused_off_loopback(tmp_path: Path) -> 
     # On loopback with a localhost public URL (`make run`, the tests) the defaults are fine.
     for host in ("127.0.0.1", "localhost", "::1", "127.0.0.2"):
         assert settings(api_host=host).api_token == "dev-token"
+
+
+async def test_a_replayed_pixel_or_click_is_recorded_once_within_the_hour(stack: Stack) -> None:
+    """A pixel loaded again (a mail client, a replay) once wrote an event, and fired the
+    triggers, per request."""
+    html = '<p><a href="https://shop.test/a">A</a> <a href="https://shop.test/b">B</a></p>'
+    run, contact = await run_steps(stack, {"mail": {**MAIL, "html": html}})
+    found = tracking_links(parts(stack.mailbox.to(contact["email"])[0])["text/html"])
+    pixel = found["open"][0].removeprefix(PUBLIC)
+    first, second = (link.removeprefix(PUBLIC) for link in found["click"][:2])
+    for path in (pixel, pixel, pixel, first, first, second):
+        assert (await stack.http.get(path, headers=NO_TOKEN)).status_code in (200, 302)
+    message = {"automation": run["automation"], "step": "mail"}
+    assert await events_of(stack, contact["id"], "email_opened") == [message]
+    clicks = await events_of(stack, contact["id"], "email_clicked")
+    assert sorted(c["link"] for c in clicks) == ["https://shop.test/a", "https://shop.test/b"]

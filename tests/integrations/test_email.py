@@ -24,7 +24,7 @@ from activities.messaging import message_id
 from cli.mailbox import serve_mailbox
 from store.models import Contact, Event
 from tests.helpers.mail import header, parts, tracking_links
-from tests.helpers.providers import configured, outcomes, run_steps
+from tests.helpers.providers import configured, outcomes, run_steps, started_activities
 from tests.helpers.runs import finished
 from tests.helpers.stack import Stack, eventually, free_port
 from tests.helpers.tracking import events_of
@@ -549,7 +549,9 @@ class Relay:
         self.sessions: list[tuple[bool, Any, Any]] = []
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
-        self.sessions.append((session.ssl is not None, session.auth_data, envelope))
+        # session.ssl: after STARTTLS; the transport's context: TLS from the first byte.
+        encrypted = session.ssl is not None or server.transport.get_extra_info("sslcontext")
+        self.sessions.append((bool(encrypted), session.auth_data, envelope))
         return "250 OK"
 
 
@@ -606,5 +608,102 @@ async def test_starttls_and_auth_against_a_relay_with_its_own_certificate(
             await eventually(retrying, within=30)
             await handle.terminate("test over")
         assert len(relay.sessions) == 1
+    finally:
+        controller.stop()
+
+
+def relay_tls(directory: Path) -> tuple[ssl.SSLContext, Path]:
+    """A relay's server-side TLS context and the certificate to trust for it."""
+    cert, key = self_signed_certificate(directory)
+    tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    tls.load_cert_chain(cert, key)
+    return tls, cert
+
+
+SECURE_MAIL = {"mail": {"type": "send_email", "subject": "Secure", "html": "<p>tls</p>"}}
+
+
+async def test_a_relay_offering_starttls_gets_an_encrypted_session_by_default(
+    stack: Stack, tmp_path: Path
+) -> None:
+    """CAIRN_SMTP_STARTTLS unset (false) once meant no upgrade at all, even when offered."""
+    tls, cert = relay_tls(tmp_path)
+    relay, port = Relay(), free_port()
+    controller = Controller(relay, hostname="127.0.0.1", port=port, tls_context=tls)
+    controller.start()
+    try:
+        with configured(stack.settings, smtp_port=port, smtp_ca_file=str(cert)):
+            run, contact = await run_steps(stack, SECURE_MAIL)
+        assert outcomes(run) == {"mail": ("done", None)}
+        ((encrypted, _, envelope),) = relay.sessions
+        assert encrypted and envelope.rcpt_tos == [contact["email"]]
+    finally:
+        controller.stop()
+
+
+async def test_credentials_are_never_sent_to_a_relay_without_tls(stack: Stack) -> None:
+    """A relay that offers no TLS and would take AUTH in clear: the step fails at once with a
+    configuration error (no retries), and the relay sees neither a login nor a message."""
+    logins: list[Any] = []
+
+    def authenticate(server: Any, session: Any, envelope: Any, mechanism: str, auth: Any) -> Any:
+        logins.append(auth)
+        return AuthResult(success=True, auth_data=auth.login)
+
+    relay, port = Relay(), free_port()
+    controller = Controller(
+        relay,
+        hostname="127.0.0.1",
+        port=port,
+        auth_require_tls=False,
+        authenticator=authenticate,
+    )
+    controller.start()
+    try:
+        with configured(
+            stack.settings, smtp_port=port, smtp_username="cairn", smtp_password="s3cret"
+        ):
+            run, _ = await run_steps(stack, SECURE_MAIL)
+        ((outcome, reason),) = outcomes(run).values()
+        assert outcome == "failed" and reason and "in clear" in reason, run
+        assert logins == [] and relay.sessions == []
+        (attempt,) = await started_activities(stack, run["workflow_id"], "send_email")
+        assert attempt.attempt == 1  # no retry storm
+    finally:
+        controller.stop()
+
+
+async def test_implicit_tls_to_a_tls_wrapped_relay(stack: Stack, tmp_path: Path) -> None:
+    """SMTPS (TLS from the first byte, port 465 in production): CAIRN_SMTP_TLS=implicit."""
+    tls, cert = relay_tls(tmp_path)
+
+    def authenticate(server: Any, session: Any, envelope: Any, mechanism: str, auth: Any) -> Any:
+        return AuthResult(success=True, auth_data=auth.login)
+
+    relay, port = Relay(), free_port()
+    controller = Controller(
+        relay,
+        hostname="127.0.0.1",
+        port=port,
+        ssl_context=tls,
+        auth_required=True,
+        # aiosmtpd counts only STARTTLS as TLS; this session is encrypted from its first byte.
+        auth_require_tls=False,
+        authenticator=authenticate,
+    )
+    controller.start()
+    try:
+        with configured(
+            stack.settings,
+            smtp_port=port,
+            smtp_tls="implicit",
+            smtp_ca_file=str(cert),
+            smtp_username="cairn",
+            smtp_password="s3cret",
+        ):
+            run, contact = await run_steps(stack, SECURE_MAIL)
+        assert outcomes(run) == {"mail": ("done", None)}
+        ((encrypted, login, envelope),) = relay.sessions
+        assert encrypted and login == b"cairn" and envelope.rcpt_tos == [contact["email"]]
     finally:
         controller.stop()

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 from collections.abc import AsyncIterator
 from typing import Any
+from urllib.parse import parse_qs
 
 import pytest
 
@@ -317,6 +318,54 @@ async def test_an_expired_token_fails_for_good_with_a_clear_message(
     assert outcomes(run)["after"] == ("done", None)
     assert len(salesforce.received) == 1
     assert "salesforce_contact_id" not in (await stack.record(contact["id"]))["fields"]
+
+
+async def test_an_expired_token_is_refreshed_once_and_the_call_made_again(
+    stack: Stack, salesforce: FakeServer
+) -> None:
+    """With a connected app's refresh token, a 401 INVALID_SESSION_ID refreshes the access
+    token (OAuth refresh_token grant, form-encoded) and the create is sent again with it; the
+    new token is kept for the next call."""
+    salesforce.reply(
+        401, [{"message": "Session expired or invalid", "errorCode": "INVALID_SESSION_ID"}]
+    )
+    salesforce.reply(
+        200,
+        {
+            "access_token": "00Dxx!fresh",
+            "instance_url": salesforce.url,
+            "token_type": "Bearer",
+            "issued_at": "1700000000000",
+        },
+    )
+    salesforce.reply(201, created("003AAAAAAAAAAAAAAB"))
+    salesforce.reply(201, created("003AAAAAAAAAAAAAAC"))
+    oauth = {
+        "salesforce_client_id": "3MVG9-client",
+        "salesforce_client_secret": "c-secret",
+        "salesforce_refresh_token": "5Aep-refresh",
+        "salesforce_token_url": f"{salesforce.url}/services/oauth2/token",
+    }
+    steps = {"sf": {"type": "salesforce_create_contact"}}
+    with configured(stack.settings, **oauth):
+        run, _ = await run_steps(stack, steps)
+        again, _ = await run_steps(stack, steps)
+
+    assert outcomes(run)["sf"] == ("done", None)
+    assert outcomes(again)["sf"] == ("done", None)
+    expired, refresh, retried, later = salesforce.received
+    assert expired.header("Authorization") == f"Bearer {TOKEN}"
+    assert (refresh.method, refresh.path) == ("POST", "/services/oauth2/token")
+    assert refresh.header("Content-Type") == "application/x-www-form-urlencoded"
+    assert parse_qs(refresh.body.decode(), strict_parsing=True) == {
+        "grant_type": ["refresh_token"],
+        "client_id": ["3MVG9-client"],
+        "client_secret": ["c-secret"],
+        "refresh_token": ["5Aep-refresh"],
+    }
+    assert (retried.method, retried.path) == ("POST", CONTACTS)
+    assert retried.header("Authorization") == "Bearer 00Dxx!fresh"
+    assert later.header("Authorization") == "Bearer 00Dxx!fresh"  # cached, no second refresh
 
 
 async def test_limits_and_server_errors_are_retried(stack: Stack, salesforce: FakeServer) -> None:
