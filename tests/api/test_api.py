@@ -169,7 +169,7 @@ async def test_schema_and_health(any_stack: Stack) -> None:
     schema = (await any_stack.http.get("/api/v1/automations/schema")).json()
     assert "steps" in schema.get("properties", {}) or "$defs" in schema
     health = (await any_stack.http.get("/healthz")).json()
-    assert health == {"status": "ok", "database": True, "temporal": True}
+    assert health == {"status": "ok", "database": True, "temporal": True, "outbox_dead_letters": 0}
 
 
 async def test_events_are_recorded_and_fire_triggers(any_stack: Stack) -> None:
