@@ -120,9 +120,11 @@ def _errors(response: httpx.Response) -> list[dict[str, Any]]:
 class SalesforceActivities:
     def __init__(self, deps: Deps) -> None:
         self.deps = deps
-        # The access token from the last refresh, shared by every activity of this worker;
-        # the lock makes the activities that met the same 401 refresh it once.
-        self._refreshed: str | None = None
+        # The access token from the last refresh, shared by every activity of this worker,
+        # with the credentials it came from: new credentials (settings changed) never use a
+        # token refreshed from the old ones. The lock makes the activities that met the same
+        # 401 refresh it once.
+        self._refreshed: tuple[tuple[str, ...], str] | None = None
         self._refreshing = asyncio.Lock()
 
     @step_activity("salesforce_create_contact")
@@ -188,7 +190,7 @@ class SalesforceActivities:
         """One REST call with the bearer token; on a 401, with a refresh token configured, the
         token is refreshed and the call made once more."""
         settings = self.deps.settings
-        token = self._refreshed or settings.salesforce_access_token
+        token = self._refreshed_token() or settings.salesforce_access_token
         if not token:  # only a refresh token is configured: no access token yet
             token = await self._refresh(what, stale="")
         response = await self._call(what, method, url, token, **request)
@@ -215,13 +217,21 @@ class SalesforceActivities:
         except httpx.HTTPError as err:
             raise network_failure(err, what, kind="SalesforceNetwork") from None
 
+    def _refreshed_token(self) -> str | None:
+        """The last refreshed token, if it came from the credentials configured now."""
+        if self._refreshed is None:
+            return None
+        credentials, token = self._refreshed
+        return token if credentials == _credentials(self.deps.settings) else None
+
     async def _refresh(self, what: str, *, stale: str) -> str:
         """A new access token from the refresh token (OAuth 2.0 refresh_token grant), unless
         another activity already replaced `stale` meanwhile."""
         settings = self.deps.settings
         async with self._refreshing:
-            if self._refreshed and self._refreshed != stale:
-                return self._refreshed
+            current = self._refreshed_token()
+            if current and current != stale:
+                return current
             form = {
                 "grant_type": "refresh_token",
                 "client_id": settings.salesforce_client_id,
@@ -248,7 +258,7 @@ class SalesforceActivities:
                 answer = {}
             token = answer.get("access_token") if isinstance(answer, dict) else None
             if response.is_success and isinstance(token, str) and token:
-                self._refreshed = token
+                self._refreshed = (_credentials(settings), token)
                 return token
             if response.status_code >= 500:
                 raise retry_later(
@@ -340,6 +350,16 @@ def _failure(what: str, response: httpx.Response, errors: list[dict[str, Any]]) 
             kind="SalesforceRetry",
         )
     return give_up(f"{what}: {message} (HTTP {response.status_code})", kind="SalesforceRejected")
+
+
+def _credentials(settings: Any) -> tuple[str, ...]:
+    """What a refreshed access token is valid for: this instance, with these credentials."""
+    return (
+        settings.salesforce_instance_url,
+        settings.salesforce_access_token,
+        settings.salesforce_client_id,
+        settings.salesforce_refresh_token,
+    )
 
 
 def _can_refresh(settings: Any) -> bool:

@@ -367,6 +367,13 @@ async def test_an_expired_token_is_refreshed_once_and_the_call_made_again(
     assert retried.header("Authorization") == "Bearer 00Dxx!fresh"
     assert later.header("Authorization") == "Bearer 00Dxx!fresh"  # cached, no second refresh
 
+    # Other credentials (the settings changed) never use a token refreshed from the old ones.
+    salesforce.reply(201, created("003AAAAAAAAAAAAAAD"))
+    with configured(stack.settings, salesforce_access_token="00Dxx!replaced"):
+        replaced, _ = await run_steps(stack, steps)
+    assert outcomes(replaced)["sf"] == ("done", None)
+    assert salesforce.received[-1].header("Authorization") == "Bearer 00Dxx!replaced"
+
 
 async def test_limits_and_server_errors_are_retried(stack: Stack, salesforce: FakeServer) -> None:
     salesforce.reply(
