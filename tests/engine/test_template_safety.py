@@ -118,7 +118,10 @@ async def test_markup_in_contact_data_is_escaped_in_html_and_plain_in_text(
         " (&lt;b onmouseover=x()&gt;) []"
     )
     assert f"<p>{escaped}</p>" in got["html"]
-    assert f"<div>{escaped}</div>" == got["site"]
+    # A site message also passes the sanitizer (nh3), which writes a quote in text as is: the
+    # same text, and still no markup from the contact.
+    sanitized = escaped.replace("&quot;", '"')
+    assert f"<div>{sanitized}</div>" == got["site"]
     for html in (got["html"], got["site"]):
         assert "<script" not in html and "<img src=x" not in html and "<b " not in html
 
