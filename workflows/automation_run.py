@@ -179,6 +179,8 @@ class AutomationRun:
         self.pending_version: int | None = None
         self.loaded_version: int | None = None
         self.end_reason: str | None = None
+        # The step whose wait or goal was left for the main loop, to be re-entered.
+        self.reentering: str | None = None
         # Answers of this workflow task's reads, for its next local write to record
         # (StepContext.decisions): key → (history length when read, answer).
         self.decisions: dict[str, tuple[int, dict[str, Any]]] = {}
@@ -245,6 +247,7 @@ class AutomationRun:
                 if workflow.info().is_continue_as_new_suggested():
                     await workflow.wait_condition(workflow.all_handlers_finished)
                     state.unread_change = self.woken
+                    state.resuming = state.position if self.reentering == state.position else None
                     workflow.continue_as_new(
                         RunInput(
                             automation_id=input.automation_id,
@@ -375,6 +378,7 @@ class AutomationRun:
         if step_id not in graph.steps:
             raise _EndRun(f"unknown_step:{step_id}", status="failed")
         step = graph.steps[step_id]
+        resuming, state.resuming, self.reentering = state.resuming == step_id, None, None
         # Goals only need a look when something may have changed them: a signal woke the run
         # (checked here, at the boundary), or the run's own write (checked by that write's
         # activity in the same transaction). Steps that evaluate conditions anyway fold the
@@ -383,7 +387,8 @@ class AutomationRun:
             goal = await self._met_goal(step_id)
             if goal is not None:
                 return await self._achieve(goal)
-        state.visit += 1
+        if not resuming:
+            state.visit += 1
         workflow.set_current_details(f"At **{describe_step(step_id, step)}**{self._on_deal()}")
         handler = HANDLERS.get(step.type, AutomationRun._not_implemented)
         return await handler(self, step_id, step)
@@ -691,6 +696,7 @@ class AutomationRun:
             )
         result, goal = await self._park(step_id, step, why, deadline, conditions)
         if result == "interrupted":
+            self.reentering = step_id
             return step_id  # re-enter after the switch or end; wait_started_at is kept
         state.wait_started_at = None
         if result == "goal":
@@ -733,6 +739,7 @@ class AutomationRun:
             step_id, step, "until the goal is met", deadline, [step.condition]
         )
         if result == "interrupted":
+            self.reentering = step_id
             return step_id
         state.wait_started_at = None
         if result == "goal" and goal is not None:

@@ -102,6 +102,11 @@ class RunState(BaseModel):
     # How many conditions evaluations the run has made: with the workflow id, the key under
     # which one is recalled when a lost workflow task re-runs it (StepContext.decisions).
     evaluations: int = 0
+    # The wait or goal the run continued as new inside of: re-entering it is the same step
+    # visit, not a new one, so the visits after it (the keys of their writes and sends) are
+    # numbered as without the continue-as-new. A lost workflow task may already have made
+    # those writes under these numbers.
+    resuming: str | None = None
 
 
 class RunInput(BaseModel):

@@ -527,6 +527,52 @@ async def test_a_wait_woken_many_times_continues_as_new_and_keeps_waiting(stack:
     assert [s["step"] for s in run["steps"]] == ["pause", "bought"]
 
 
+async def test_steps_after_a_wait_keep_their_visit_numbers_across_continue_as_new(
+    stack: Stack,
+) -> None:
+    # A step's writes and sends are keyed by its visit number (the action log, Message-ID,
+    # Idempotency-Key). Re-entering a wait after continue-as-new is not a new visit: else a
+    # write made by a lost workflow task before the continue-as-new, under the old numbers,
+    # would be made again under the new ones (seen in CI: a tag added twice, a score would be).
+    automation_id = await stack.automation(
+        {
+            "start": "hold",
+            "steps": {
+                "hold": {
+                    "type": "wait",
+                    "condition": {"event": "go"},
+                    "timeout": {"days": 10},
+                    "next": "mail",
+                },
+                "mail": {"type": "send_email", "subject": "Went", "html": "<p>x</p>"},
+            },
+        }
+    )
+    contact = await stack.contact()
+    with stack.env.with_time_skipping_disabled():
+        handle = await stack.enroll(contact["id"], automation_id)
+        await eventually(lambda: _at(stack, handle.id, "hold"))
+        for n in range(12):  # each wake-up re-evaluates the wait: ~8 history events
+            await stack.http.post(
+                "/api/v1/events", json={"contact": contact["id"], "event": f"noise-{n}"}
+            )
+            await asyncio.sleep(0.05)
+
+        async def continued() -> None:
+            runs = [e async for e in stack.client.list_workflows(f"WorkflowId = '{handle.id}'")]
+            assert len(runs) > 1
+
+        await eventually(continued, within=30)
+        await stack.http.post("/api/v1/events", json={"contact": contact["id"], "event": "go"})
+        run = await finished(stack, handle.id)
+    assert [(s["step"], s["outcome"]) for s in run["steps"]] == [
+        ("hold", "done"),
+        ("mail", "done"),
+    ]
+    (message,) = stack.mailbox.to(contact["email"])
+    assert message["Message-ID"].endswith(".2@localhost>"), message["Message-ID"]
+
+
 async def test_a_change_arriving_as_the_run_continues_as_new_is_still_looked_at(
     stack: Stack,
 ) -> None:
