@@ -12,6 +12,7 @@ from temporalio.client import Client
 from api.access_log import filter_access_log
 from api.deps import API_PREFIX, Services, install_token_check, require_token
 from api.errors import answers, install_error_handlers
+from api.rate_limits import TrackingLimits
 from api.request_limits import install_limits
 from api.routes import (
     accounts,
@@ -66,7 +67,11 @@ def create_app(
             max_attempts=settings.outbox_max_attempts,
         )
         app.state.services = Services(
-            settings=settings, db=database, client=temporal, dispatcher=dispatcher
+            settings=settings,
+            db=database,
+            client=temporal,
+            dispatcher=dispatcher,
+            tracking_limits=TrackingLimits(settings),
         )
         dispatching = asyncio.create_task(dispatcher.run(), name="outbox-dispatcher")
         try:

@@ -16,6 +16,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from starlette.routing import compile_path
 from temporalio.client import Client
 
+from api.rate_limits import TrackingLimits
 from core.settings import Settings
 from domain.outbox import OutboxDispatcher
 from store import api_tokens
@@ -31,6 +32,7 @@ class Services:
     db: Database
     client: Client
     dispatcher: OutboxDispatcher
+    tracking_limits: TrackingLimits
 
 
 # Dependencies are `async def` though they do no I/O: FastAPI runs a plain `def` one in a

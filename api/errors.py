@@ -99,6 +99,7 @@ ERROR_ANSWERS: dict[int, dict[str, Any]] = {
     409: {"content": _json(Message), "description": "conflicts with what is stored"},
     413: {"content": _json(Message), "description": "request body too large"},
     422: {"content": _json(Invalid), "description": "invalid input"},
+    429: {"content": _json(Message), "description": "too many requests: try again in a minute"},
     503: {
         "content": _json(Message),
         "description": "the database or Temporal is unavailable; retry shortly",

@@ -102,6 +102,18 @@ class Settings(BaseSettings):
     # is true (the website sets it when the visitor opts in). Off: everyone but those who said
     # no (false). An explicit no is always honoured.
     site_require_consent: bool = False
+    # Public tracking routes (the open pixel, the click redirect, unsubscribe, /t/visit): at most
+    # this many requests a minute from one client address, and for one token (0: no limit).
+    # Over it the pixel still answers and the click still redirects but nothing is recorded;
+    # /t/visit and unsubscribe answer 429. Mail providers' image proxies fetch many readers'
+    # pixels from few addresses: raise the address limit if opens of large sends go missing.
+    tracking_rate_per_address: int = Field(default=300, ge=0)
+    tracking_rate_per_token: int = Field(default=30, ge=0)
+    # A click this many seconds or less after the email was sent, or this close to a click of
+    # another link of the same email, is recorded as a suspected bot (a mail gateway's link
+    # scanner) and not counted by the `clicked` condition or the email_clicked trigger.
+    tracking_bot_click_seconds: float = Field(default=10.0, ge=0)
+    tracking_bot_burst_seconds: float = Field(default=2.0, ge=0)
 
     facebook_graph_url: str = "https://graph.facebook.com/v21.0"
     facebook_access_token: str = ""

@@ -56,6 +56,10 @@ def trigger_matches(trigger: dict[str, Any], kind: str, data: dict[str, Any]) ->
     if ttype in ("email_opened", "email_clicked"):
         if data.get("event") != ttype:
             return False
+        event_data = data.get("data") or {}
+        # A click a link scanner likely made fires only triggers that ask for those.
+        if event_data.get("suspected_bot") and not trigger.get("include_bots"):
+            return False
         wanted = {
             k: trigger[k] for k in ("automation", "step", "link") if trigger.get(k) is not None
         }

@@ -220,7 +220,11 @@ class _Evaluator:
         kind = c["email"]
         name = _email_event(kind)
         wanted = {k: c[k] for k in ("step", "automation", "link") if c.get(k) is not None}
-        hit = any(is_subset(wanted, e.data) for e in await self._events(name, c.get("within")))
+        events = await self._events(name, c.get("within"))
+        # Clicks a link scanner likely made count only when the leaf says so.
+        if not c.get("include_bots"):
+            events = [e for e in events if not e.data.get("suspected_bot")]
+        hit = any(is_subset(wanted, e.data) for e in events)
         return not hit if kind.startswith("not_") else hit
 
     async def _page_visited(self, c: Condition) -> bool:

@@ -325,13 +325,28 @@ async def record_event(
 async def recent_event(
     session: AsyncSession, contact_id: int, name: str, data: dict[str, Any], *, since: datetime
 ) -> bool:
-    """Whether the contact has an event `name` with exactly `data` since `since` (a repeat)."""
+    """Whether the contact has an event `name` with exactly `data` since `since` (a repeat);
+    the `suspected_bot` mark a click may carry is no part of what is compared."""
     recent = await session.scalars(
         select(Event.data).where(
             Event.contact_id == contact_id, Event.name == name, Event.occurred_at >= since
         )
     )
-    return any(existing == data for existing in recent)
+    return any(
+        {k: v for k, v in existing.items() if k != "suspected_bot"} == data for existing in recent
+    )
+
+
+async def events_since(
+    session: AsyncSession, contact_id: int, name: str, *, since: datetime
+) -> list[Event]:
+    """The contact's events `name` since `since`, oldest first."""
+    found = await session.scalars(
+        select(Event)
+        .where(Event.contact_id == contact_id, Event.name == name, Event.occurred_at >= since)
+        .order_by(Event.id)
+    )
+    return list(found.all())
 
 
 @dataclass(frozen=True)

@@ -152,6 +152,8 @@ class EmailCondition(_ConditionModel):
     automation: NonEmptyStr | None = None
     link: NonEmptyStr | None = None
     within: Duration | None = None
+    # Count clicks recorded as a suspected bot's (a mail gateway's link scanner) too.
+    include_bots: bool | None = None
 
 
 class PageVisitedCondition(_ConditionModel):

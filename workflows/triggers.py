@@ -100,6 +100,8 @@ class _EmailTrigger(TriggerBase):
     automation: NonEmptyStr | None = None
     step: NonEmptyStr | None = None
     link: NonEmptyStr | None = None
+    # Fire on clicks recorded as a suspected bot's (a mail gateway's link scanner) too.
+    include_bots: bool | None = None
 
 
 class EmailOpenedTrigger(_EmailTrigger):

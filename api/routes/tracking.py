@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import html as html_lib
 import json
+import re
 import time
 from datetime import timedelta
 from typing import Annotated, Any
@@ -18,12 +19,15 @@ from fastapi import APIRouter, Cookie, HTTPException, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, RedirectResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.deps import Services, ServicesDep
 from api.errors import ERROR_ANSWERS, answers, invalid
 from api.routes.site import Url, record_visit
 from api.schemas.site import SiteMessagePublic
+from core.settings import Settings
 from store import contacts as contact_store
+from store.conditions import is_subset
 from store.contacts import InvalidChange
 from store.models import utcnow
 from workflows.tracking import Kind, Token, email_signature_holds, sign, verify
@@ -31,6 +35,7 @@ from workflows.tracking import Kind, Token, email_signature_holds, sign, verify
 router = APIRouter(tags=["tracking"])
 # Opened by anyone: an unknown or forged token is a 404; a database down, a 503.
 BY_TOKEN = answers(404, 503)
+BY_LIMITED_TOKEN = answers(404, 429, 503)
 
 VISITOR_COOKIE = "cairn_contact"
 VISITOR_COOKIE_SECONDS = 365 * 24 * 3600
@@ -47,6 +52,18 @@ PIXEL = (
 REPEAT_WINDOW = timedelta(hours=1)
 
 
+# User-Agents of link scanners (mail security gateways, previewers) and of scripts: a click
+# with one of them, or with none, is a suspected bot. Browsers name none of these words.
+SCANNER_AGENTS = re.compile(
+    r"barracuda|mimecast|proofpoint|urldefense|safelinks|forcepoint|messagelabs|symantec|"
+    r"ironport|trend ?micro|sophos|fireeye|trellix|zscaler|palo ?alto|checkpoint|fortinet|"
+    r"fortiguard|avanan|cloudmark|spamtitan|libraesva|hornetsecurity|bingpreview|"
+    r"headlesschrome|phantomjs|(?:bot|crawler|spider|scanner)\b|^curl/|^wget/|"
+    r"go-http-client|python-requests|^java/|^okhttp",
+    re.IGNORECASE,
+)
+
+
 def _token(services: Services, text: str, kind: Kind) -> Token:
     token = verify(text, services.settings.verifying_keys("tracking"), kind=kind)
     if token is None:
@@ -54,10 +71,64 @@ def _token(services: Services, text: str, kind: Kind) -> Token:
     return token
 
 
-async def _record(services: Services, token: Token, event: str, data: dict[str, Any]) -> None:
+def scanner_agent(user_agent: str | None) -> bool:
+    """Whether a User-Agent is a known link scanner's or a script's (or missing)."""
+    return not (user_agent or "").strip() or SCANNER_AGENTS.search(user_agent or "") is not None
+
+
+async def _suspected_bot_click(
+    session: AsyncSession,
+    settings: Settings,
+    token: Token,
+    data: dict[str, Any],
+    user_agent: str | None,
+) -> bool:
+    """A scanner's User-Agent; or the email sent (its email_sent event) no more than
+    CAIRN_TRACKING_BOT_CLICK_SECONDS ago; or another link of the same email clicked no more
+    than CAIRN_TRACKING_BOT_BURST_SECONDS ago (no person clicks two links of one email that
+    fast: a gateway fetching every link does). The earlier clicks of such a burst are marked
+    too, so the `clicked` condition skips them from now on."""
+    now = utcnow()
+    message = {"automation": token.automation, "step": token.step}
+    suspected = scanner_agent(user_agent)
+    if not suspected and settings.tracking_bot_click_seconds > 0:
+        sent = await contact_store.events_since(
+            session,
+            token.contact,
+            "email_sent",
+            since=now - timedelta(seconds=settings.tracking_bot_click_seconds),
+        )
+        suspected = any(is_subset(message, e.data) for e in sent)
+    if settings.tracking_bot_burst_seconds > 0:
+        others = [
+            e
+            for e in await contact_store.events_since(
+                session,
+                token.contact,
+                "email_clicked",
+                since=now - timedelta(seconds=settings.tracking_bot_burst_seconds),
+            )
+            if is_subset(message, e.data) and e.data.get("link") != data.get("link")
+        ]
+        for earlier in others:
+            if not earlier.data.get("suspected_bot"):
+                earlier.data = {**earlier.data, "suspected_bot": True}
+        suspected = suspected or bool(others)
+    return suspected
+
+
+async def _record(
+    services: Services,
+    token: Token,
+    event: str,
+    data: dict[str, Any],
+    *,
+    user_agent: str | None = None,
+) -> None:
     """An email event for the token's contact (nothing when the contact was deleted since),
     once per REPEAT_WINDOW: a pixel loaded again (a mail client, a replay) or a link clicked
-    twice neither grows the events table nor fires the triggers again."""
+    twice neither grows the events table nor fires the triggers again. A click suspected to
+    be a bot's is recorded with `"suspected_bot": true`."""
     data = {"automation": token.automation, "step": token.step, **data}
     async with services.db.write() as session:
         if await contact_store.get_contact(session, token.contact) is None:
@@ -66,6 +137,10 @@ async def _record(services: Services, token: Token, event: str, data: dict[str, 
             session, token.contact, event, data, since=utcnow() - REPEAT_WINDOW
         ):
             return
+        if event == "email_clicked" and await _suspected_bot_click(
+            session, services.settings, token, data, user_agent
+        ):
+            data = {**data, "suspected_bot": True}
         await contact_store.record_event(session, token.contact, event, data)
     services.dispatcher.kick()
 
@@ -75,10 +150,12 @@ async def _record(services: Services, token: Token, event: str, data: dict[str, 
     response_class=Response,
     responses={200: {"content": {"image/gif": {}}, "description": "a 1×1 GIF"}, **BY_TOKEN},
 )
-async def email_opened(token: str, services: ServicesDep) -> Response:
-    """The open pixel: records `email_opened`, answers a 1×1 transparent GIF."""
+async def email_opened(token: str, request: Request, services: ServicesDep) -> Response:
+    """The open pixel: records `email_opened`, answers a 1×1 transparent GIF (over the rate
+    limits too, then recording nothing)."""
     opened = _token(services, token, "open")
-    await _record(services, opened, "email_opened", {})
+    if services.tracking_limits.allow(request, token):
+        await _record(services, opened, "email_opened", {})
     return Response(PIXEL, media_type="image/gif", headers=NO_STORE)
 
 
@@ -88,14 +165,23 @@ async def email_opened(token: str, services: ServicesDep) -> Response:
     response_class=RedirectResponse,
     responses={302: {"description": "to the link the token signs"}, **BY_TOKEN},
 )
-async def email_clicked(token: str, services: ServicesDep) -> Response:
-    """The click redirect: records `email_clicked` with the link, then 302 to the signed target.
+async def email_clicked(token: str, request: Request, services: ServicesDep) -> Response:
+    """The click redirect: records `email_clicked` with the link, then 302 to the signed target
+    (over the rate limits too, then recording nothing). A click that looks like a link
+    scanner's is recorded with `"suspected_bot": true`, and redirected the same.
 
     Also sets the `cairn_contact` cookie, so the website's site.js knows who is visiting."""
     clicked = _token(services, token, "click")
     if not clicked.link:
         raise HTTPException(status_code=404, detail="unknown link")
-    await _record(services, clicked, "email_clicked", {"link": clicked.link})
+    if services.tracking_limits.allow(request, token):
+        await _record(
+            services,
+            clicked,
+            "email_clicked",
+            {"link": clicked.link},
+            user_agent=request.headers.get("user-agent"),
+        )
     response = RedirectResponse(clicked.link, status_code=302, headers=NO_STORE)
     response.set_cookie(
         VISITOR_COOKIE,
@@ -106,6 +192,13 @@ async def email_clicked(token: str, services: ServicesDep) -> Response:
         secure=services.settings.public_url.startswith("https://"),
     )
     return response
+
+
+def _within_token_limit(services: Services, token: str) -> None:
+    """Unsubscribing is limited per token only: mail providers send their users' one-click
+    unsubscribes from a few addresses, and none of them may be lost to an address limit."""
+    if not services.tracking_limits.by_token.allow(token):
+        raise HTTPException(status_code=429, detail="too many requests: try again in a minute")
 
 
 def _page(title: str, body: str) -> HTMLResponse:
@@ -119,11 +212,12 @@ def _page(title: str, body: str) -> HTMLResponse:
     )
 
 
-@router.get("/unsubscribe/{token}", response_class=HTMLResponse, responses=BY_TOKEN)
+@router.get("/unsubscribe/{token}", response_class=HTMLResponse, responses=BY_LIMITED_TOKEN)
 async def unsubscribe_page(token: str, services: ServicesDep) -> HTMLResponse:
     """A confirmation page. Unsubscribing itself is the POST: link scanners in mail systems
     fetch every GET link, and must not unsubscribe anyone by doing so (RFC 8058 §4)."""
     _token(services, token, "unsubscribe")
+    _within_token_limit(services, token)
     return _page(
         "Unsubscribe",
         "<p>Stop receiving these emails?</p>"
@@ -133,20 +227,31 @@ async def unsubscribe_page(token: str, services: ServicesDep) -> HTMLResponse:
     )
 
 
-@router.post("/unsubscribe/{token}", response_class=HTMLResponse, responses=BY_TOKEN)
+@router.post("/unsubscribe/{token}", response_class=HTMLResponse, responses=BY_LIMITED_TOKEN)
 async def unsubscribe(token: str, services: ServicesDep) -> HTMLResponse:
     """One-click (RFC 8058: the mail client POSTs `List-Unsubscribe=One-Click`) and the page's
     button: every active list of the contact becomes unsubscribed."""
     leaving = _token(services, token, "unsubscribe")
+    _within_token_limit(services, token)
+    message = {"automation": leaving.automation, "step": leaving.step}
     async with services.db.write() as session:
         if await contact_store.get_contact(session, leaving.contact) is not None:
             lists = await contact_store.unsubscribe_everywhere(session, leaving.contact)
-            await contact_store.record_event(
-                session,
-                leaving.contact,
-                "email_unsubscribed",
-                {"automation": leaving.automation, "step": leaving.step, "lists": lists},
+            # A replay (the page's button and the mail client's one-click, a retry) changes no
+            # list: it writes nothing when this email's unsubscribe is recorded already.
+            replayed = not lists and any(
+                is_subset(message, e.data)
+                for e in await contact_store.events_since(
+                    session,
+                    leaving.contact,
+                    "email_unsubscribed",
+                    since=utcnow() - REPEAT_WINDOW,
+                )
             )
+            if not replayed:
+                await contact_store.record_event(
+                    session, leaving.contact, "email_unsubscribed", {**message, "lists": lists}
+                )
     services.dispatcher.kick()
     return _page("Unsubscribed", "<p>You will not receive these emails any more.</p>")
 
@@ -206,7 +311,7 @@ async def visit_preflight(request: Request, services: ServicesDep) -> Response:
     "/t/visit",
     response_model=ShownMessages,
     responses={
-        **answers(413, 422, 503),
+        **answers(413, 422, 429, 503),
         403: {**ERROR_ANSWERS[404], "description": "an email without a valid email_signature"},
         200: {"description": "the site messages to show the visitor"},
     },
@@ -224,6 +329,8 @@ async def public_visit(
     unless CAIRN_SITE_REQUIRE_SIGNED_EMAIL is off (then anyone knowing an email can act as it).
     The cookie counts only from a configured origin (CAIRN_SITE_ORIGINS) or without an Origin:
     any other website could otherwise act as the visitor whose browser sends it."""
+    if not services.tracking_limits.allow(request, cairn_contact):
+        raise HTTPException(status_code=429, detail="too many requests: try again in a minute")
     raw = await request.body()
     if len(raw) > MAX_VISIT_BODY:
         raise HTTPException(status_code=413, detail="visit body too large")

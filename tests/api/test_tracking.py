@@ -7,9 +7,12 @@ import hashlib
 import hmac
 import subprocess
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from core.codec import ui_codec_key
@@ -17,7 +20,7 @@ from core.settings import Settings
 from tests.helpers.mail import parts, tracking_links
 from tests.helpers.providers import configured, fake_server, outcomes, run_steps
 from tests.helpers.runs import finished
-from tests.helpers.stack import Stack, eventually
+from tests.helpers.stack import Stack, api_client, eventually
 from tests.helpers.tracking import MAIL, NO_TOKEN, PUBLIC, events_of, links_for
 from workflows.tracking import Token, sign
 
@@ -528,3 +531,81 @@ async def test_a_replayed_pixel_or_click_is_recorded_once_within_the_hour(stack:
     assert await events_of(stack, contact["id"], "email_opened") == [message]
     clicks = await events_of(stack, contact["id"], "email_clicked")
     assert sorted(c["link"] for c in clicks) == ["https://shop.test/a", "https://shop.test/b"]
+
+
+CHROME = {
+    **NO_TOKEN,
+    "User-Agent": "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 "
+    "(KHTML, like Gecko) Chrome/124.0 Safari/537.36",
+}
+TWO_LINKS = '<p><a href="https://shop.test/a">A</a> <a href="https://shop.test/b">B</a></p>'
+
+
+@asynccontextmanager
+async def tracking_app(stack: Stack, **settings: Any) -> AsyncIterator[httpx.AsyncClient]:
+    """The API on the stack's database with its own tracking settings (the stack's turn the
+    bot heuristics and the rate limits off)."""
+    changed = stack.settings.model_copy(update=settings)
+    async with api_client(changed, stack.client, stack.db) as http:
+        yield http
+
+
+async def _mailed(stack: Stack, html: str = TWO_LINKS) -> tuple[dict[str, Any], list[str]]:
+    _, contact = await run_steps(stack, {"mail": {**MAIL, "html": html}})
+    found = tracking_links(parts(stack.mailbox.to(contact["email"])[0])["text/html"])
+    return contact, [link.removeprefix(PUBLIC) for link in found["click"]]
+
+
+async def test_link_scanner_clicks_are_marked_suspected_bot_and_redirected_alike(
+    stack: Stack,
+) -> None:
+    """A mail gateway fetching every link seconds after delivery once counted as a click."""
+    # Seconds after the send: a scanner, whatever its User-Agent says.
+    contact, (first, _) = await _mailed(stack)
+    async with tracking_app(stack, tracking_bot_click_seconds=10) as http:
+        answer = await http.get(first, headers=CHROME)
+    assert (answer.status_code, answer.headers["location"]) == (302, "https://shop.test/a")
+    assert answer.headers["set-cookie"].startswith("cairn_contact=")
+    [click] = await events_of(stack, contact["id"], "email_clicked")
+    assert click["suspected_bot"] is True
+    # A scanner's User-Agent; a browser's later click of another link is a person's.
+    contact, (first, second) = await _mailed(stack)
+    async with tracking_app(stack) as http:
+        scanner = {**NO_TOKEN, "User-Agent": "Mozilla/5.0 (compatible; Barracuda Sentinel)"}
+        answer = await http.get(first, headers=scanner)
+        assert (answer.status_code, answer.headers["location"]) == (302, "https://shop.test/a")
+        assert (await http.get(second, headers=CHROME)).status_code == 302
+    clicks = {c["link"]: c for c in await events_of(stack, contact["id"], "email_clicked")}
+    assert clicks["https://shop.test/a"]["suspected_bot"] is True
+    assert "suspected_bot" not in clicks["https://shop.test/b"]
+    # Every link within a couple of seconds: both clicks, the first one marked afterwards.
+    contact, (first, second) = await _mailed(stack)
+    async with tracking_app(stack, tracking_bot_burst_seconds=2) as http:
+        for path in (first, second):
+            assert (await http.get(path, headers=CHROME)).status_code == 302
+    clicks_of_burst = await events_of(stack, contact["id"], "email_clicked")
+    assert [c.get("suspected_bot") for c in clicks_of_burst] == [True, True]
+
+
+async def test_a_burst_from_one_address_records_at_most_the_limit(stack: Stack) -> None:
+    """The public tracking routes once recorded every request of a flood."""
+    html = "".join(f'<a href="https://shop.test/{i}">{i}</a> ' for i in range(6))
+    contact, clicks = await _mailed(stack, html)
+    assert len(clicks) == 6
+    async with tracking_app(stack, tracking_rate_per_address=3) as http:
+        for i, path in enumerate(clicks):
+            answer = await http.get(path, headers=CHROME)  # a person's click always redirects
+            assert (answer.status_code, answer.headers["location"]) == (
+                302,
+                f"https://shop.test/{i}",
+            )
+        visit = await http.post("/t/visit", content=b'{"url": "https://shop.test/"}')
+        assert visit.status_code == 429
+    assert len(await events_of(stack, contact["id"], "email_clicked")) == 3
+    # Per token: a replayed unsubscribe link is refused past the limit, and writes once.
+    unsubscribe = links_for(stack, contact["email"])["unsubscribe"]
+    async with tracking_app(stack, tracking_rate_per_token=2) as http:
+        assert (await http.post(unsubscribe, headers=NO_TOKEN)).status_code == 200
+        assert (await http.post(unsubscribe, headers=NO_TOKEN)).status_code == 200
+        assert (await http.post(unsubscribe, headers=NO_TOKEN)).status_code == 429
+    assert len(await events_of(stack, contact["id"], "email_unsubscribed")) == 1

@@ -84,6 +84,15 @@ async def _ada(any_stack: Stack) -> tuple[int, datetime]:
             "data": {"automation": "a", "step": "welcome", "link": "https://x"},
         },
     )
+    # A mail gateway's link scanner (docs/integrations.md#abuse-of-the-public-routes).
+    await http.post(
+        "/api/v1/events",
+        json={
+            "contact": cid,
+            "event": "email_clicked",
+            "data": {"automation": "a", "step": "scan", "link": "https://x", "suspected_bot": True},
+        },
+    )
 
     return cid, now
 
@@ -108,6 +117,9 @@ CASES: list[tuple[dict[str, Any], bool]] = [
     ({"page_visited": "https://shop.example/checkout*"}, False),
     ({"email": "clicked", "step": "welcome"}, True),
     ({"email": "not_opened"}, True),
+    ({"email": "clicked", "step": "scan"}, False),
+    ({"email": "not_clicked", "step": "scan"}, True),
+    ({"email": "clicked", "step": "scan", "include_bots": True}, True),
     ({"email": "opened"}, False),
     ({"conversion": "signup"}, False),
     ({"in_automation": "nope"}, False),

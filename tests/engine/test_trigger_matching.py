@@ -131,6 +131,19 @@ from tests.helpers.stack import Stack, eventually
             {"event": "email_clicked", "data": {"link": "https://b.test"}},
             False,
         ),
+        # A click a link scanner likely made fires only a trigger that includes bots.
+        (
+            {"type": "email_clicked", "step": "mail"},
+            "event",
+            {"event": "email_clicked", "data": {"step": "mail", "suspected_bot": True}},
+            False,
+        ),
+        (
+            {"type": "email_clicked", "step": "mail", "include_bots": True},
+            "event",
+            {"event": "email_clicked", "data": {"step": "mail", "suspected_bot": True}},
+            True,
+        ),
         # score_changed fires on crossing the threshold, not on every change past it.
         (
             {"type": "score_changed", "score": "lead", "op": "gte", "value": 50},

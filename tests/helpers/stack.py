@@ -195,7 +195,15 @@ async def stack_settings(
         smtp_port=mailbox.port,
         outbox_poll_seconds=0.5,
         _env_file=None,  # type: ignore[call-arg]
-        **overrides,
+        # The tests click as soon as an email arrives, and one process calls the tracking
+        # routes of every test: the bot heuristics and rate limits are tested on their own.
+        **{
+            "tracking_bot_click_seconds": 0,
+            "tracking_bot_burst_seconds": 0,
+            "tracking_rate_per_address": 0,
+            "tracking_rate_per_token": 0,
+            **overrides,
+        },
     )
 
 
