@@ -503,23 +503,27 @@ TEN_DAYS_UNLESS_BOUGHT = {
 }
 
 
+async def _woken_until_continued_as_new(stack: Stack, workflow_id: str, contact_id: int) -> None:
+    """Wake a waiting run with changes it ignores until its history asks it to continue as
+    new (the dev server suggests it at 50 events; each wake-up adds ~8)."""
+    for n in range(12):
+        await stack.http.post("/api/v1/events", json={"contact": contact_id, "event": f"noise-{n}"})
+        await asyncio.sleep(0.05)
+
+    async def continued() -> None:
+        runs = [e async for e in stack.client.list_workflows(f"WorkflowId = '{workflow_id}'")]
+        assert len(runs) > 1
+
+    await eventually(continued, within=30)
+
+
 async def test_a_wait_woken_many_times_continues_as_new_and_keeps_waiting(stack: Stack) -> None:
     automation_id = await stack.automation(TEN_DAYS_UNLESS_BOUGHT)
     contact = await stack.contact()
     with stack.env.with_time_skipping_disabled():
         handle = await stack.enroll(contact["id"], automation_id)
     await eventually(lambda: _at(stack, handle.id, "pause"))
-    for n in range(12):  # each wake-up re-evaluates the goal: ~8 history events
-        await stack.http.post(
-            "/api/v1/events", json={"contact": contact["id"], "event": f"noise-{n}"}
-        )
-        await asyncio.sleep(0.05)
-
-    async def continued() -> None:
-        runs = [e async for e in stack.client.list_workflows(f"WorkflowId = '{handle.id}'")]
-        assert len(runs) > 1
-
-    await eventually(continued, within=30)
+    await _woken_until_continued_as_new(stack, handle.id, contact["id"])
     assert (await stack.run(handle.id))["status"] == "running"
     await stack.http.post("/api/v1/events", json={"contact": contact["id"], "event": "purchase"})
     run = await finished(stack, handle.id)
@@ -552,17 +556,7 @@ async def test_steps_after_a_wait_keep_their_visit_numbers_across_continue_as_ne
     with stack.env.with_time_skipping_disabled():
         handle = await stack.enroll(contact["id"], automation_id)
         await eventually(lambda: _at(stack, handle.id, "hold"))
-        for n in range(12):  # each wake-up re-evaluates the wait: ~8 history events
-            await stack.http.post(
-                "/api/v1/events", json={"contact": contact["id"], "event": f"noise-{n}"}
-            )
-            await asyncio.sleep(0.05)
-
-        async def continued() -> None:
-            runs = [e async for e in stack.client.list_workflows(f"WorkflowId = '{handle.id}'")]
-            assert len(runs) > 1
-
-        await eventually(continued, within=30)
+        await _woken_until_continued_as_new(stack, handle.id, contact["id"])
         await stack.http.post("/api/v1/events", json={"contact": contact["id"], "event": "go"})
         run = await finished(stack, handle.id)
     assert [(s["step"], s["outcome"]) for s in run["steps"]] == [
