@@ -1,0 +1,3 @@
+export function AutomationPage() {
+  return <section><h1>AutomationPage</h1></section>;
+}

@@ -1,0 +1,3 @@
+export function ContactPage() {
+  return <section><h1>ContactPage</h1></section>;
+}

@@ -1,0 +1,3 @@
+export function ContactsPage() {
+  return <section><h1>ContactsPage</h1></section>;
+}
