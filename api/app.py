@@ -36,6 +36,7 @@ from api.routes import (
 from api.routes import reports as report_routes
 from api.routes.codec import codec_app
 from api.routes.metrics import install_metrics
+from api.studio import install_studio
 from core.settings import Settings, get_settings
 from core.temporal import connect
 from domain.outbox import OutboxDispatcher
@@ -119,4 +120,5 @@ def create_app(
     app.include_router(tracking.router)
     # Temporal's codec-server protocol for the UI and CLI; its own CORS and auth (see module).
     app.mount("/codec", codec_app(settings))
+    install_studio(app, settings.ui_dir)  # last: its fallback answers any other GET
     return app

@@ -49,6 +49,9 @@ class Settings(BaseSettings):
     task_queue: str = "cairn"
     temporal_ui_url: str = "http://localhost:8233"
 
+    # The Studio's built bundle (`make ui` writes ui/dist), served by the API at `/`.
+    ui_dir: Path = Path(__file__).resolve().parents[1] / "ui" / "dist"
+
     api_host: str = "127.0.0.1"
     api_port: int = 8000
     api_token: str = "dev-token"
