@@ -206,7 +206,7 @@ function Builder({ id, schema, initial }: { id: string | null; schema: DocumentS
           onChange={(e) => setDraft({ ...draft, name: e.target.value })}
         />
         {id && <span className="b-id">id {id}</span>}
-        <span className={`b-status ${errors ? "b-status-bad" : ""}`} role="status" aria-live="polite" data-testid="validation-status">
+        <span className={`b-status ${errors ? "b-status-bad" : validation.unavailable || validation.checking ? "b-status-unknown" : ""}`} role="status" aria-live="polite" data-testid="validation-status">
           {status}
         </span>
         <div className="b-tabs" role="group" aria-label="View">

@@ -152,6 +152,11 @@ describe("settings and the rest", () => {
     expect(draft.steps.welcome).toEqual({ type: "send_email", subject: "New", html: "<p>y</p>", next: "pause" });
   });
 
+  it("drops what a form leaves empty", () => {
+    const draft = updateSettings(tour(), "pause", { condition: { event: "buy", within: {}, count: { op: undefined } }, timeout: {} });
+    expect(draft.steps.pause).toEqual({ type: "wait", condition: { event: "buy" }, next: "check" });
+  });
+
   it("keeps split paths' targets and drops those of removed paths", () => {
     const draft = tour();
     draft.steps.s = { type: "split", mode: "even", paths: [{ next: "hot" }, { next: "pause" }, { next: "welcome" }] };

@@ -274,20 +274,30 @@ export function goals(draft: Draft): string[] {
     .map(([id]) => id);
 }
 
-/** Drop undefined, null and "" values (recursively in objects), keep arrays' length. */
+/**
+ * Drop what a form leaves behind for fields the author did not fill: undefined, null, "" and
+ * objects left empty by that (an optional duration or count a form opened). Arrays keep their
+ * length (a split's paths are counted by position).
+ */
 export function compact(value: Record<string, unknown>): Record<string, unknown> {
   const out: Record<string, unknown> = {};
   for (const [key, item] of Object.entries(value)) {
     const clean = compactValue(item);
-    if (clean !== undefined) out[key] = clean;
+    if (clean === undefined) continue;
+    if (isPlainObject(clean) && Object.keys(clean).length === 0) continue;
+    out[key] = clean;
   }
   return out;
+}
+
+function isPlainObject(value: unknown): value is Record<string, unknown> {
+  return value !== null && typeof value === "object" && !Array.isArray(value);
 }
 
 function compactValue(value: unknown): unknown {
   if (value === undefined || value === null || value === "") return undefined;
   if (Array.isArray(value)) return value.map((item) => compactValue(item) ?? null);
-  if (typeof value === "object") return compact(value as Record<string, unknown>);
+  if (isPlainObject(value)) return compact(value);
   return value;
 }
 

@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import documentSchema from "../api/document.schema.json";
-import { defaultStep, defaultTrigger, formSchema, stepDefinitions, triggerDefinitions, type DocumentSchema } from "./schema";
+import { humanTitle, defaultStep, defaultTrigger, formSchema, stepDefinitions, triggerDefinitions, type DocumentSchema } from "./schema";
 
 const schema = documentSchema as unknown as DocumentSchema;
 
@@ -20,11 +20,19 @@ describe("schema", () => {
     expect(defaultTrigger(schema, "tag_added")).toEqual({ type: "tag_added", tag: "" });
     for (const type of Object.keys(stepDefinitions(schema))) defaultStep(schema, type);
   });
+  it("labels definitions for people", () => {
+    expect(humanTitle("GoalAchievedCondition")).toBe("Goal achieved");
+    expect(humanTitle("AllOf")).toBe("All of");
+    expect(humanTitle("TagAddedTrigger")).toBe("Tag added");
+  });
   it("makes form schemas without references", () => {
     const form = formSchema(schema, "IfElseStep");
     expect(Object.keys(form.properties ?? {}).sort()).toEqual(["condition", "name", "on_error"]);
     const goto = formSchema(schema, "GotoStep", ["a", "b"]);
     expect(goto.properties?.target.enum).toEqual(["a", "b"]);
     expect(JSON.stringify(form.properties)).not.toContain('"null"');
+    const wait = formSchema(schema, "WaitStep");
+    expect(wait.properties?.condition.oneOf?.[0]).toEqual({ type: "null", title: "None" });
+    expect(Object.keys(wait.properties ?? {})).not.toContain("next");
   });
 });

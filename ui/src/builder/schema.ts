@@ -188,6 +188,13 @@ export function withoutNull(node: JsonSchema): JsonSchema {
   return out;
 }
 
+/** "GoalAchievedCondition" → "Goal achieved", "AllOf" → "All of", "TagAddedTrigger" → "Tag added". */
+export function humanTitle(name: string): string {
+  const bare = name.replace(/(Condition|Trigger|Step)$/, "") || name;
+  const words = bare.replace(/([a-z0-9])([A-Z])/g, "$1 $2").toLowerCase();
+  return words.charAt(0).toUpperCase() + words.slice(1);
+}
+
 /**
  * The schema a form edits for the definition `name`: its fields without `type` and the
  * reference fields (the canvas draws those), with every definition it may refer to.
@@ -204,12 +211,22 @@ export function formSchema(schema: DocumentSchema, name: string, stepIds: string
     properties[key] = prop;
   }
   const required = (def.required ?? []).filter((key) => key in properties);
+  for (const [key, prop] of Object.entries(properties)) {
+    // An optional choice (a wait's condition, a trigger's filter) can be left out: "None" first.
+    if (!required.includes(key) && prop.oneOf) {
+      properties[key] = { ...prop, oneOf: [{ type: "null", title: "None" }, ...prop.oneOf] };
+    }
+  }
   const defs: Record<string, JsonSchema> = {};
-  for (const [key, value] of Object.entries(schema.$defs)) defs[key] = withoutNull(value);
+  for (const [key, value] of Object.entries(schema.$defs)) {
+    const plain = withoutNull(value);
+    // A choice between definitions (a condition's kind) is labelled by their titles.
+    defs[key] = plain.title === key ? { ...plain, title: humanTitle(key) } : plain;
+  }
   // A split path's `next` is an edge of the canvas too.
   if (defs.SplitPath?.properties) {
     const { next: _next, ...rest } = defs.SplitPath.properties;
     defs.SplitPath = { ...defs.SplitPath, properties: rest };
   }
-  return { ...def, properties, required, $defs: defs, title: undefined };
+  return { ...def, properties, required, $defs: defs, title: undefined, description: undefined };
 }
