@@ -1,4 +1,14 @@
 # One image for every Cairn process; docker-compose.yml picks the command (`cairn worker`, ...).
+
+# Cairn Studio's bundle (docs/studio.md), built with Node 20 and copied into the image below.
+FROM node:20-slim AS studio
+WORKDIR /ui
+COPY ui/package.json ui/package-lock.json ./
+RUN npm ci --no-audit --no-fund
+COPY ui/index.html ui/vite.config.ts ui/tsconfig.json ./
+COPY ui/src ./src
+RUN npx tsc -p tsconfig.json && npx vite build
+
 FROM python:3.11-slim
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
@@ -21,6 +31,9 @@ RUN pip install . \
     && useradd --create-home --uid 10001 cairn \
     && mkdir /data && chown cairn /data
 
+COPY --from=studio /ui/dist /app/ui/dist
+
 USER cairn
-ENV CAIRN_DATA_DIR=/data
+ENV CAIRN_DATA_DIR=/data \
+    CAIRN_UI_DIR=/app/ui/dist
 CMD ["cairn", "--help"]

@@ -453,7 +453,13 @@ class EmbeddedStack:
         s = self.settings
         api_url = f"http://{_display_host(s.api_host)}:{s.api_port}"
         smtp = f"{s.smtp_relay_host}:{s.smtp_port}"
+        studio = (
+            f"{api_url}/"
+            if (Path(s.ui_dir) / "index.html").is_file()
+            else f"{api_url}/ (not built: Node.js >= 20, then make ui)"
+        )
         rows = [
+            ("Studio", studio),
             ("Temporal UI", s.temporal_ui_url),
             ("Temporal gRPC", s.temporal_address),
             ("API", api_url),

@@ -4,13 +4,15 @@ keep answering as before."""
 
 from __future__ import annotations
 
+import io
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.helpers.stack import Stack, api_client
+from cli.launcher import EmbeddedStack
+from tests.helpers.stack import Stack, api_client, local_settings
 
 INDEX = '<!doctype html><html><body><div id="root"></div><script src="/assets/app-1.js"></script>'
 
@@ -92,3 +94,14 @@ async def test_without_a_bundle_the_root_explains_how_to_build_it(
         assert "make ui" in answer.text and "Node.js" in answer.text and "20" in answer.text
     assert (await unbuilt.get("/assets/app-1.js")).status_code == 404
     assert (await unbuilt.get("/api/v1/automations")).status_code == 200
+
+
+def test_the_launchers_box_shows_the_studio_first(tmp_path: Path, bundle: Path) -> None:
+    for ui_dir, expected in ((bundle, "/"), (tmp_path / "none", "/ (not built: Node.js >= 20")):
+        out = io.StringIO()
+        settings = local_settings(tmp_path, ui_dir=ui_dir)
+        EmbeddedStack(settings, out=out)._print_box()
+        rows = [line.strip("│ ") for line in out.getvalue().splitlines() if "http" in line]
+        first = rows[0]
+        assert first.startswith("Studio"), out.getvalue()
+        assert f"http://127.0.0.1:{settings.api_port}{expected}" in first, first

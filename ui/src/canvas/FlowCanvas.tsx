@@ -68,15 +68,32 @@ type RoutedEdgeData = {
   fromLabel: string;
 };
 
+export function FamilyIcon({ type, size = 24 }: { type: string; size?: number }) {
+  const family = familyOf(type);
+  return (
+    <span className="fc-icon" style={{ background: family.color, width: size, height: size }} aria-hidden="true">
+      <svg viewBox="0 0 24 24" width={size - 8} height={size - 8} fill="none" stroke="#fff" strokeWidth="2.2" strokeLinecap="round" strokeLinejoin="round">
+        <path d={family.path} />
+      </svg>
+    </span>
+  );
+}
+
 function CountsLine({ counts }: { counts?: StepCounts }) {
   if (!counts) return null;
   return (
-    <div className="fc-counts" aria-label="counts">
-      <span title="entered">▸ {counts.entered}</span>
-      <span title="waiting now">⏸ {counts.waiting}</span>
-      <span title="completed">✓ {counts.completed}</span>
-      {counts.skipped > 0 && <span title="skipped">↷ {counts.skipped}</span>}
-      {counts.failed > 0 && <span title="failed" className="fc-failed">✕ {counts.failed}</span>}
+    <div className="fc-counts">
+      <span title="entered">in {counts.entered}</span>
+      <span title="waiting now" className={counts.waiting ? "fc-waiting" : undefined}>
+        waiting {counts.waiting}
+      </span>
+      <span title="completed">done {counts.completed}</span>
+      {counts.skipped > 0 && <span title="skipped">skipped {counts.skipped}</span>}
+      {counts.failed > 0 && (
+        <span title="failed" className="fc-failed">
+          failed {counts.failed}
+        </span>
+      )}
     </div>
   );
 }
@@ -118,13 +135,11 @@ const StepNode = memo(function StepNode({ data }: NodeProps<Node<StepNodeData>>)
       <Handle type="target" position={Position.Top} isConnectable={false} />
       <button
         className="fc-node-button"
-        aria-label={`Step ${node.stepId}: ${node.label}`}
         aria-pressed={selected}
         onClick={() => onSelect?.(node.stepId!)}
       >
-        <span className="fc-icon" style={{ background: family.color }} aria-hidden="true">
-          {family.icon}
-        </span>
+        <span className="fc-sr">Step {node.stepId}: </span>
+        <FamilyIcon type={node.type ?? ""} />
         <span className="fc-text">
           <span className="fc-label">{node.label}</span>
           <span className="fc-detail">

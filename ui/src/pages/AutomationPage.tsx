@@ -4,15 +4,19 @@
 import { useCallback, useMemo, useState } from "react";
 import { Link, useParams } from "react-router-dom";
 import { type Report, useAutomation, useReport, useWaitingContacts } from "../api/queries";
-import { FlowCanvas, type StepCounts } from "../canvas/FlowCanvas";
+import { FamilyIcon, FlowCanvas, type StepCounts } from "../canvas/FlowCanvas";
 import { START, type AutomationDocument } from "../canvas/graph";
 import { familyOf, STEP_KIND } from "../steps/catalog";
 import { errorText, formatDate, percent } from "./format";
 
 const PAGE = 20;
 
-function countsOf(report: Report | undefined): Record<string, StepCounts> {
+function countsOf(report: Report | undefined, document: AutomationDocument | null): Record<string, StepCounts> {
   const counts: Record<string, StepCounts> = {};
+  if (!report) return counts;
+  for (const stepId of Object.keys(document?.steps ?? {})) {
+    counts[stepId] = { entered: 0, waiting: 0, completed: 0, skipped: 0, failed: 0 };
+  }
   for (const step of report?.steps ?? []) {
     counts[step.step] = {
       entered: step.entered,
@@ -107,9 +111,7 @@ function SidePanel({
     <aside className="side-panel card" aria-label={`Step ${stepId}`}>
       <div className="panel-head">
         <h2>
-          <span className="fc-icon" style={{ background: family.color }} aria-hidden="true">
-            {family.icon}
-          </span>{" "}
+          <FamilyIcon type={type} />
           {String(step.name ?? STEP_KIND[type]?.label ?? type)}
         </h2>
         <button onClick={onClose} aria-label="Close the step panel">
@@ -140,10 +142,10 @@ export function AutomationPage() {
   const automation = useAutomation(id);
   const report = useReport(id);
   const [selected, setSelected] = useState<string | null>(null);
-  const counts = useMemo(() => countsOf(report.data), [report.data]);
+  const document = (automation.data?.document ?? null) as AutomationDocument | null;
+  const counts = useMemo(() => countsOf(report.data, document), [report.data, document]);
   const edgeLabels = useMemo(() => edgeLabelsOf(report.data), [report.data]);
   const onSelect = useCallback((stepId: string) => setSelected(stepId), []);
-  const document = (automation.data?.document ?? null) as AutomationDocument | null;
   const step = selected && document?.steps ? document.steps[selected] : undefined;
   const runs = report.data?.runs ?? {};
 

@@ -1,6 +1,6 @@
 import { type FormEvent, useState } from "react";
 import { useLocation, useNavigate } from "react-router-dom";
-import { clearToken, getJson, setToken } from "../api/client";
+import { clearToken, setToken } from "../api/client";
 
 export function SignInPage() {
   const navigate = useNavigate();
@@ -14,10 +14,11 @@ export function SignInPage() {
     event.preventDefault();
     setBusy(true);
     setError(null);
-    setToken(token.trim());
     try {
       // Any protected read proves the token; the list is what the next page shows anyway.
-      await getJson("/api/v1/automations");
+      const answer = await fetch("/api/v1/automations", { headers: { "Api-Token": token.trim() } });
+      if (!answer.ok) throw new Error(String(answer.status));
+      setToken(token.trim());
       navigate(state.from && state.from !== "/signin" ? state.from : "/automations", { replace: true });
     } catch {
       clearToken();

@@ -7,7 +7,8 @@ export type FamilyId = "sending" | "workflow" | "contacts" | "crm" | "integratio
 export interface Family {
   id: FamilyId;
   label: string;
-  icon: string; // one character drawn on the node
+  icon: string; // one character, for text (menus)
+  path: string; // an SVG path in a 24×24 box, drawn white on the family's color (canvas)
   color: string; // the node's accent
 }
 
@@ -19,11 +20,16 @@ export interface StepKind {
 }
 
 export const FAMILIES: Family[] = [
-  { id: "sending", label: "Sending", icon: "✉", color: "#2563eb" },
-  { id: "workflow", label: "Conditions & workflow", icon: "⑂", color: "#b45309" },
-  { id: "contacts", label: "Contacts", icon: "☺", color: "#15803d" },
-  { id: "crm", label: "CRM", icon: "$", color: "#7c3aed" },
-  { id: "integrations", label: "Integrations", icon: "⇄", color: "#0f766e" },
+  // An envelope.
+  { id: "sending", label: "Sending", icon: "✉", path: "M3 6h18v12H3z M3 6l9 7 9-7", color: "#1d4ed8" },
+  // A fork: one path in, two out.
+  { id: "workflow", label: "Conditions & workflow", icon: "◇", path: "M12 3v7 M12 10l-6 6v5 M12 10l6 6v5", color: "#b45309" },
+  // A person.
+  { id: "contacts", label: "Contacts", icon: "☺", path: "M12 4a4 4 0 1 1 0 8a4 4 0 1 1 0-8z M4 21c0-4 4-6 8-6s8 2 8 6", color: "#15803d" },
+  // A briefcase.
+  { id: "crm", label: "CRM", icon: "$", path: "M3 8h18v12H3z M9 8V5h6v3 M3 13h18", color: "#7c3aed" },
+  // Two arrows: out to another system and back.
+  { id: "integrations", label: "Integrations", icon: "⇄", path: "M4 8h14 M14 4l4 4-4 4 M20 16H6 M10 12l-4 4 4 4", color: "#0f766e" },
 ];
 
 const k = (type: string, family: FamilyId, label: string, description: string): StepKind => ({
