@@ -26,6 +26,7 @@ from api.routes import (
     outbox,
     pipelines,
     runs,
+    simulations,
     site,
     splits,
     tasks,
@@ -104,6 +105,7 @@ def create_app(
         site,
         report_routes,
         splits,
+        simulations,
         tokens,
         outbox,
     )
