@@ -33,6 +33,7 @@ from sqlalchemy import insert, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from temporalio import activity
 from temporalio.client import Client
+from temporalio.exceptions import ApplicationError
 from temporalio.worker import (
     ActivityInboundInterceptor,
     ExecuteActivityInput,
@@ -83,6 +84,7 @@ EVENTS_COPIED = 10_000
 # Query parameters, form fields and JSON keys whose values never leave the sandbox.
 _SECRET = re.compile(r"(?i)token|secret|password|passwd|key|signature|sig$|auth|credential")
 MASK = "***"
+_NOT_SETTINGS = {"type", "next", "name", "on_error"}
 # What a provider answers in a simulation: one body every provider's client reads as success
 # (a webhook's 2xx, Twilio's message, Facebook's upload, Salesforce's token and record).
 _PROVIDER_ANSWER = {
@@ -119,7 +121,8 @@ _MOMENT: ContextVar[Moment | None] = ContextVar("cairn_sim_moment", default=None
 @dataclass
 class Recording:
     messages: list[SimulatedMessage] = field(default_factory=list)
-    writes: list[SimulatedWrite] = field(default_factory=list)
+    writes: dict[str, SimulatedWrite] = field(default_factory=dict)  # by step visit
+    sent: set[str] = field(default_factory=set)  # Message-IDs
     requests: list[SimulatedRequest] = field(default_factory=list)
 
 
@@ -265,7 +268,20 @@ class _SandboxActivity(ActivityInboundInterceptor):
             else info.current_attempt_scheduled_time,
         )
         with virtual_time(moment):
-            result = await self.next.execute_activity(input)
+            try:
+                result = await self.next.execute_activity(input)
+            except ApplicationError as err:
+                if err.non_retryable:
+                    raise
+                # Retries wait in real time, which a simulation does not have: the failure
+                # is the answer (the step's `on_error` decides, as after the last retry).
+                raise ApplicationError(
+                    f"would be retried: {err.message}", type=err.type, non_retryable=True
+                ) from err
+            except Exception as err:
+                raise ApplicationError(
+                    f"{type(err).__name__}: {err}", type=type(err).__name__, non_retryable=True
+                ) from err
         if context is not None and isinstance(result, StepOutcome):
             await self._record(info.activity_type, context, moment, result)
         return result
@@ -274,19 +290,25 @@ class _SandboxActivity(ActivityInboundInterceptor):
         self, activity_type: str, context: StepContext, moment: Moment, outcome: StepOutcome
     ) -> None:
         sandbox = self.sandboxes.current()
-        if activity_type in ("apply_contact_step", "apply_crm_step"):
+        if activity_type in (
+            "apply_contact_step",
+            "apply_crm_step",
+            "start_automation",
+            "end_automation",
+        ):
             step = await sandbox.deps.step(context)
-            sandbox.recording.writes.append(
-                SimulatedWrite(
-                    at=moment.scheduled,
-                    step=context.step_id,
-                    kind=step.type,
-                    outcome=outcome.outcome,
-                    detail={
-                        **outcome.detail,
-                        **({"reason": outcome.reason} if outcome.reason else {}),
-                    },
-                )
+            # What the step asks for (its settings), then what it did (its outcome's detail).
+            settings = step.model_dump(
+                mode="json", by_alias=True, exclude_none=True, exclude=_NOT_SETTINGS
+            )
+            reason = {"reason": outcome.reason} if outcome.reason else {}
+            # Once per step visit, as the write itself: a re-run visit answers as recorded.
+            sandbox.recording.writes[context.visit_key] = SimulatedWrite(
+                at=moment.scheduled,
+                step=context.step_id,
+                kind=step.type,
+                outcome=outcome.outcome,
+                detail={**settings, **outcome.detail, **reason},
             )
         elif activity_type == "send_site_message" and outcome.outcome == "done":
             async with sandbox.db.read() as session:
@@ -308,17 +330,6 @@ class _SandboxActivity(ActivityInboundInterceptor):
                         html=shown.html,
                     )
                 )
-        elif activity_type in ("start_automation", "end_automation"):
-            step = await sandbox.deps.step(context)
-            sandbox.recording.writes.append(
-                SimulatedWrite(
-                    at=moment.scheduled,
-                    step=context.step_id,
-                    kind=step.type,
-                    outcome=outcome.outcome,
-                    detail=outcome.detail,
-                )
-            )
 
 
 @contextlib.contextmanager
@@ -342,6 +353,9 @@ def _here() -> Moment:
 def _mailer(recording: Recording) -> Callable[[EmailMessage], Any]:
     async def keep(message: EmailMessage) -> dict[str, str]:
         moment = _here()
+        if message["Message-ID"] in recording.sent:  # one per step visit, as for real
+            return {}
+        recording.sent.add(str(message["Message-ID"]))
         html = message.get_body(("html",))
         text = message.get_body(("plain",))
         recording.messages.append(
@@ -376,12 +390,15 @@ def _provider(recording: Recording) -> Callable[[httpx.Request], httpx.Response]
                 )
             )
         else:
+            # A webhook connects to the address it checked, naming the host in `Host`.
+            host = request.headers.get("host")
+            url = request.url.copy_with(netloc=host.encode()) if host else request.url
             recording.requests.append(
                 SimulatedRequest(
                     at=moment.scheduled,
                     step=moment.step,
                     method=request.method,
-                    url=masked_url(str(request.url)),
+                    url=masked_url(str(url)),
                     body=masked_body(body, request.headers.get("content-type", "")),
                 )
             )

@@ -272,7 +272,7 @@ class _Simulation:
             simulated=max(end - start, timedelta(0)),
             path=path,
             messages=sandbox.messages,
-            writes=sandbox.writes,
+            writes=list(sandbox.writes.values()),
             requests=sandbox.requests,
             script=self.script,
             goals=list(state.goals) if state else [],
