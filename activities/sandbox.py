@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import json
 import re
+import secrets
 import shutil
 import tempfile
 import time
@@ -172,7 +173,11 @@ class Sandboxes:
         recording = Recording()
         deps = Deps(
             db=db,
-            settings=self.settings,
+            # A key of its own: the links in simulated emails (open, click, unsubscribe) name
+            # sandbox contacts, and must not verify on the real tracking routes.
+            settings=self.settings.model_copy(
+                update={"secret_key": secrets.token_urlsafe(32), "secret_key_old": ""}
+            ),
             client=self.client,
             mailer=_mailer(recording),
             http_transport=httpx.MockTransport(_provider(recording)),

@@ -264,6 +264,8 @@ class _Simulation:
                 status, reason = "ended", _failure(err)
         path = await self._path(state, running=description.close_time is None)
         sandbox = self.sandbox.recording
+        for item in (*sandbox.messages, *sandbox.writes.values(), *sandbox.requests):
+            item.at = _step_time(path, item.step, item.at)
         return SimulationResult(
             status=status,  # type: ignore[arg-type]
             reason=reason,
@@ -327,6 +329,12 @@ class _Simulation:
         if step is None:
             return None
         return step.name or step.detail() or None
+
+
+def _step_time(path: list[PathEntry], step: str, at: datetime) -> datetime:
+    """When the step visit that sent or wrote at `at` is recorded in the path (it is recorded
+    as it ends, a moment later): the timeline then shows them together."""
+    return next((p.at for p in path if p.step == step and p.at >= at), at)
 
 
 def _describe(event: ScriptedEvent) -> str:

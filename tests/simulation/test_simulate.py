@@ -87,7 +87,12 @@ async def test_a_conditional_wait_is_released_by_a_scripted_change(stack: Stack)
         stack, automation, events=[{"at": {"days": 1, "hours": 6}, "tag_added": "vip"}]
     )
     [(wait, outcome, waited), (tag, _, tagged)] = offsets(released)
-    assert (wait, outcome, tag, released["status"]) == ("until_vip", "done", "welcome_vip", "completed")
+    assert (wait, outcome, tag, released["status"]) == (
+        "until_vip",
+        "done",
+        "welcome_vip",
+        "completed",
+    )
     assert timedelta(days=1, hours=6) <= waited < timedelta(days=1, hours=6, minutes=1)
     assert tagged - waited < timedelta(minutes=1)
     assert released["script"][0]["applied"] is True
@@ -161,7 +166,9 @@ async def test_a_draft_with_a_problem_is_refused_and_nothing_runs(stack: Stack) 
             "document": {
                 "name": "Broken",
                 "start": "hello",
-                "steps": {"hello": {"type": "send_email", "html": "<p>no subject</p>", "next": "nowhere"}},
+                "steps": {
+                    "hello": {"type": "send_email", "html": "<p>no subject</p>", "next": "nowhere"}
+                },
             }
         },
     )
