@@ -45,6 +45,9 @@ from workflows.simulation import (
     PathEntry,
     ScriptedEvent,
     ScriptEntry,
+    SimulatedMessage,
+    SimulatedRequest,
+    SimulatedWrite,
     SimulationInput,
     SimulationResult,
 )
@@ -264,7 +267,12 @@ class _Simulation:
                 status, reason = "ended", _failure(err)
         path = await self._path(state, running=description.close_time is None)
         sandbox = self.sandbox.recording
-        for item in (*sandbox.messages, *sandbox.writes.values(), *sandbox.requests):
+        kept: list[SimulatedMessage | SimulatedWrite | SimulatedRequest] = [
+            *sandbox.messages,
+            *sandbox.writes.values(),
+            *sandbox.requests,
+        ]
+        for item in kept:
             item.at = _step_time(path, item.step, item.at)
         return SimulationResult(
             status=status,  # type: ignore[arg-type]

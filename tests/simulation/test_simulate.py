@@ -40,7 +40,6 @@ async def test_a_goal_reached_in_a_multi_day_wait_jumps_at_the_scripted_time(sta
     )
     assert answer.status_code == 200, answer.text
     result = answer.json()
-    print(result)
     assert result["status"] == "completed"
     assert result["goals"] == ["bought"]
     steps = [(p["step"], p["outcome"]) for p in result["path"]]

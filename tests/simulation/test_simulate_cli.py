@@ -82,14 +82,15 @@ async def test_simulate_prints_a_timeline_with_the_messages(
     out = capsys.readouterr().out
     assert code == 0, out
     lines = out.splitlines()
-    print(out)
     assert lines[0].split() == ["+0s", "welcome", "send_email", "done", '"Welcome,', '%FIRSTNAME%"']
     assert "reminder" not in out and "Last chance" not in out
-    assert any(l.split()[:4] == ["+0s", "✉", "email", "to"] and "Welcome, Ada" in l for l in lines)
-    assert any(l.split()[:5] == ["+2h", "»", "script", "email", "of"] for l in lines)
-    assert any(l.split()[:4] == ["+2d", "offer", "send_email", "done"] for l in lines)
-    assert any(l.split()[:5] == ["+3d", "»", "script", "event", "purchase"] for l in lines)
-    assert any(l.split()[:4] == ["+3d", "thanks", "add_tag", "done"] for l in lines)
+    assert any(
+        line.split()[:4] == ["+0s", "✉", "email", "to"] and "Welcome, Ada" in line for line in lines
+    )
+    assert any(line.split()[:5] == ["+2h", "»", "script", "email", "of"] for line in lines)
+    assert any(line.split()[:4] == ["+2d", "offer", "send_email", "done"] for line in lines)
+    assert any(line.split()[:5] == ["+3d", "»", "script", "event", "purchase"] for line in lines)
+    assert any(line.split()[:4] == ["+3d", "thanks", "add_tag", "done"] for line in lines)
     assert "completed after +3d of virtual time" in out
     assert "goals: bought" in out
     assert "Glad you're here, Ada." in out and "Your code: WELCOME20" in out
