@@ -116,7 +116,9 @@ async def test_validate_takes_any_json(stack: Stack) -> None:
     looping["steps"]["again"]["automation"] = f"other-{unique}"
     assert (await _check(stack, looping))["valid"] is False
     null = await stack.http.post(
-        "/api/v1/automations/validate", content=b"null", headers={"Content-Type": "application/json"}
+        "/api/v1/automations/validate",
+        content=b"null",
+        headers={"Content-Type": "application/json"},
     )
     assert null.json()["problems"][0]["message"].endswith("not null")
     # Not JSON, no body, a key twice, too deep: refused whole, with a message.
