@@ -214,6 +214,7 @@ class SplitPathReport(BaseModel):
     label: str  # "path 0".. for an even split, "before"/"after" for a split until
     next: str | None
     contacts: int = 0
+    share: float | None = None  # of the split's contacts, those on this path; null before any
 
 
 class SplitReport(BaseModel):
@@ -384,16 +385,18 @@ async def _splits(
         if step["type"] != "split":
             continue
         state = decided.get(step_id)
+        paths = [
+            SplitPathReport(path=i, label=label, next=target, contacts=counts.get((step_id, i), 0))
+            for i, (label, target) in enumerate(_split_paths(step))
+        ]
+        assigned = sum(p.contacts for p in paths)
+        for p in paths:
+            p.share = p.contacts / assigned if assigned else None
         reports.append(
             SplitReport(
                 step=step_id,
                 mode=step.get("mode", "even"),
-                paths=[
-                    SplitPathReport(
-                        path=i, label=label, next=target, contacts=counts.get((step_id, i), 0)
-                    )
-                    for i, (label, target) in enumerate(_split_paths(step))
-                ],
+                paths=paths,
                 winner=state.winner if state else None,
                 winner_by=state.winner_by if state else None,  # type: ignore[arg-type]
                 decided_at=state.decided_at if state else None,
