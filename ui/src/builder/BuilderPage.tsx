@@ -253,7 +253,7 @@ function Builder({ id, schema, initial }: { id: string | null; schema: DocumentS
         </div>
       )}
       <div className="b-body">
-        <div className="b-main">
+        <div className={`b-main${overlay ? " b-simulated" : ""}`}>
           {view === "text" ? (
             <TextView draft={draft} onDraft={(next) => setDraft(next)} />
           ) : empty ? (

@@ -1,7 +1,7 @@
 // Test: simulate the draft for a made-up or a real contact with a script of events
 // (POST /api/v1/simulate). The real interpreter runs on Temporal with time skipping; nothing
 // is sent and no contact changes. The answer's path is drawn on the canvas by the page.
-import { useState } from "react";
+import { useEffect, useRef, useState } from "react";
 import { messageOf, simulate } from "./api";
 import type { Draft } from "./draft";
 import {
@@ -95,6 +95,10 @@ export function TestPanel({ draft, onResult, onClose }: TestPanelProps) {
   };
 
   const first = result ? simulationStart(result) : undefined;
+  const resultHeading = useRef<HTMLHeadingElement>(null);
+  useEffect(() => {
+    if (result) resultHeading.current?.scrollIntoView?.({ block: "start", behavior: "smooth" });
+  }, [result]);
   return (
     <section className="b-panel" aria-labelledby="test-panel-title">
       <div className="b-panel-head">
@@ -201,7 +205,7 @@ export function TestPanel({ draft, onResult, onClose }: TestPanelProps) {
       )}
       {result && (
         <div className="b-result" aria-live="polite">
-          <h3>Result</h3>
+          <h3 ref={resultHeading}>Result</h3>
           <p data-testid="simulation-status">
             <strong>{statusLine(result)}</strong>
           </p>

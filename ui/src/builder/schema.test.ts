@@ -34,5 +34,7 @@ describe("schema", () => {
     const wait = formSchema(schema, "WaitStep");
     expect(wait.properties?.condition.oneOf?.[0]).toEqual({ type: "null", title: "None" });
     expect(Object.keys(wait.properties ?? {})).not.toContain("next");
+    expect(wait.properties?.for.title).toBe("For");
+    expect(wait.$defs?.EventCondition.properties?.within.title).toBe("Within");
   });
 });

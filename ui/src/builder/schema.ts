@@ -188,6 +188,20 @@ export function withoutNull(node: JsonSchema): JsonSchema {
   return out;
 }
 
+/**
+ * A field without a title of its own (a duration, a count: pydantic titles the definition, not
+ * the field) is labelled by its name, "within" → "Within", not by its definition's "Duration".
+ */
+function titleFields(properties: Record<string, JsonSchema>): Record<string, JsonSchema> {
+  for (const [key, prop] of Object.entries(properties)) {
+    if (!prop.title) {
+      const words = key.replace(/_/g, " ");
+      properties[key] = { ...prop, title: words.charAt(0).toUpperCase() + words.slice(1) };
+    }
+  }
+  return properties;
+}
+
 /** "GoalAchievedCondition" → "Goal achieved", "AllOf" → "All of", "TagAddedTrigger" → "Tag added". */
 export function humanTitle(name: string): string {
   const bare = name.replace(/(Condition|Trigger|Step)$/, "") || name;
@@ -211,6 +225,7 @@ export function formSchema(schema: DocumentSchema, name: string, stepIds: string
     properties[key] = prop;
   }
   const required = (def.required ?? []).filter((key) => key in properties);
+  titleFields(properties);
   for (const [key, prop] of Object.entries(properties)) {
     // An optional choice (a wait's condition, a trigger's filter) can be left out: "None" first.
     if (!required.includes(key) && prop.oneOf) {
@@ -222,6 +237,7 @@ export function formSchema(schema: DocumentSchema, name: string, stepIds: string
     const plain = withoutNull(value);
     // A choice between definitions (a condition's kind) is labelled by their titles.
     defs[key] = plain.title === key ? { ...plain, title: humanTitle(key) } : plain;
+    if (defs[key].properties) defs[key] = { ...defs[key], properties: titleFields({ ...defs[key].properties }) };
   }
   // A split path's `next` is an edge of the canvas too.
   if (defs.SplitPath?.properties) {

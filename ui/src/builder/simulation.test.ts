@@ -62,6 +62,8 @@ describe("the answer", () => {
 
   it("says how it ended", () => {
     expect(humanIso("P4DT1H")).toBe("4d 1h");
+    expect(humanIso("P2DT1.133041S")).toBe("2d");
+    expect(humanIso("PT3.6S")).toBe("4s");
     expect(statusLine(result)).toBe("completed after 4d 1h of virtual time; goals reached: bought");
     expect(statusLine({ ...result, status: "running", simulated: null, goals: [], waiting_at: "pause" })).toBe("running (waiting at pause)");
   });

@@ -169,6 +169,9 @@ export function humanIso(duration: string): string {
   const match = /^P(?:(\d+)W)?(?:(\d+)D)?(?:T(?:(\d+)H)?(?:(\d+)M)?(?:([\d.]+)S)?)?$/.exec(duration);
   if (!match) return duration;
   const [, w, d, h, m, s] = match;
-  const parts = [w && `${w}w`, d && `${d}d`, h && `${h}h`, m && `${m}m`, s && `${s}s`].filter(Boolean);
+  // Seconds are rounded, and left out beside larger units (the steps themselves take a moment).
+  const seconds = s ? Math.round(Number(s)) : 0;
+  const larger = Boolean(w || d || h || m);
+  const parts = [w && `${w}w`, d && `${d}d`, h && `${h}h`, m && `${m}m`, seconds && !larger && `${seconds}s`].filter(Boolean);
   return parts.length ? parts.join(" ") : "0s";
 }
