@@ -3,6 +3,7 @@
 // the "+" that opened it).
 import { useEffect, useMemo, useRef, useState, type KeyboardEvent } from "react";
 import { FAMILIES, STEP_KINDS, type StepKind } from "../steps/catalog";
+import { trapTab } from "./focus";
 
 export interface InsertMenuProps {
   title: string; // "Add a step after Welcome email"
@@ -15,6 +16,7 @@ export function InsertMenu({ title, onPick, onClose, known }: InsertMenuProps) {
   const [filter, setFilter] = useState("");
   const list = useRef<HTMLDivElement>(null);
   const search = useRef<HTMLInputElement>(null);
+  const dialog = useRef<HTMLDivElement>(null);
   const opener = useRef<Element | null>(document.activeElement);
 
   useEffect(() => {
@@ -44,6 +46,7 @@ export function InsertMenu({ title, onPick, onClose, known }: InsertMenuProps) {
       onClose();
       return;
     }
+    trapTab(event, dialog.current);
     const buttons = items();
     if (!buttons.length) return;
     const index = buttons.indexOf(document.activeElement as HTMLButtonElement);
@@ -63,7 +66,7 @@ export function InsertMenu({ title, onPick, onClose, known }: InsertMenuProps) {
 
   return (
     <div className="b-overlay" onMouseDown={(e) => e.target === e.currentTarget && onClose()}>
-      <div className="b-menu" role="dialog" aria-modal="true" aria-label={title} onKeyDown={onKeyDown}>
+      <div ref={dialog} className="b-menu" role="dialog" aria-modal="true" aria-label={title} onKeyDown={onKeyDown}>
         <div className="b-menu-head">
           <h2>{title}</h2>
           <button type="button" className="b-close" aria-label="Close" onClick={onClose}>

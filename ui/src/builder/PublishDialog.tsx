@@ -1,6 +1,7 @@
 // Before a new version of a live automation is saved: what it would do to the contacts in it
 // now (POST /api/v1/automations/{id}/impact), then Publish or Cancel.
 import { useEffect, useRef } from "react";
+import { trapTab } from "./focus";
 import { impactLines, type Impact } from "./impact";
 
 export interface PublishDialogProps {
@@ -13,16 +14,18 @@ export interface PublishDialogProps {
 
 export function PublishDialog({ impact, unavailable, busy, onConfirm, onCancel }: PublishDialogProps) {
   const confirm = useRef<HTMLButtonElement>(null);
+  const dialog = useRef<HTMLDivElement>(null);
   useEffect(() => confirm.current?.focus(), []);
   const errors = (impact?.problems ?? []).filter((p) => p.severity === "error");
   return (
     <div className="b-overlay">
       <div
+        ref={dialog}
         className="b-dialog"
         role="dialog"
         aria-modal="true"
         aria-labelledby="publish-title"
-        onKeyDown={(e) => e.key === "Escape" && onCancel()}
+        onKeyDown={(e) => (e.key === "Escape" ? onCancel() : trapTab(e, dialog.current))}
       >
         <h2 id="publish-title">Publish a new version{impact?.version_from ? ` (after version ${impact.version_from})` : ""}</h2>
         {impact ? (
