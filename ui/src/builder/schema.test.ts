@@ -12,12 +12,14 @@ describe("schema", () => {
     expect(Object.keys(triggerDefinitions(schema))).toContain("tag_added");
   });
   it("makes defaults", () => {
-    expect(defaultStep(schema, "send_email")).toEqual({ type: "send_email", subject: "", html: "" });
+    expect(defaultStep(schema, "send_email")).toEqual({ type: "send_email" });
     expect(defaultStep(schema, "wait")).toEqual({ type: "wait", for: { days: 1 } });
     expect(defaultStep(schema, "if_else")).toEqual({ type: "if_else", condition: { tag: "" } });
+    expect(defaultStep(schema, "send_notification_email")).toEqual({ type: "send_notification_email", to: [""] });
+    expect(defaultStep(schema, "add_deal")).toMatchObject({ value: 0 });
     expect(defaultStep(schema, "split")).toEqual({ type: "split", mode: "even", paths: [{}, {}] });
     expect(defaultStep(schema, "split:until")).toMatchObject({ type: "split", mode: "until" });
-    expect(defaultTrigger(schema, "tag_added")).toEqual({ type: "tag_added", tag: "" });
+    expect(defaultTrigger(schema, "tag_added")).toEqual({ type: "tag_added" });
     for (const type of Object.keys(stepDefinitions(schema))) defaultStep(schema, type);
   });
   it("labels definitions for people", () => {

@@ -145,20 +145,29 @@ const FRIENDLIER: Record<string, Record<string, unknown>> = {
   wait: { for: { days: 1 } },
 };
 
+/**
+ * Required texts are left out rather than empty, so the API names them ("subject" is
+ * required); a nested choice keeps its shape (a condition stays `{"tag": ""}`, so its form
+ * shows the tag condition to fill in rather than the first kind in the list).
+ */
+function withoutEmptyTexts(value: Record<string, unknown>): Record<string, unknown> {
+  return Object.fromEntries(Object.entries(value).filter(([, item]) => item !== ""));
+}
+
 /** A new step of `type` ("split:until" for a split by mode) with the settings the schema requires. */
 export function defaultStep(schema: DocumentSchema, type: string): { type: string; [field: string]: unknown } {
   const defs = stepDefinitions(schema);
   const name = defs[type] ?? defs[`${type}:even`];
   const base = name ? (defaultValue(schema, { $ref: `#/$defs/${name}` }) as Record<string, unknown>) : {};
   const [plainType] = type.split(":");
-  return { ...base, ...(FRIENDLIER[plainType] ?? {}), type: plainType };
+  return { ...withoutEmptyTexts(base), ...(FRIENDLIER[plainType] ?? {}), type: plainType };
 }
 
 /** A new trigger of `type` with the settings the schema requires. */
 export function defaultTrigger(schema: DocumentSchema, type: string): Record<string, unknown> {
   const name = triggerDefinitions(schema)[type];
   const base = name ? (defaultValue(schema, { $ref: `#/$defs/${name}` }) as Record<string, unknown>) : {};
-  return { ...base, type };
+  return { ...withoutEmptyTexts(base), type };
 }
 
 /**

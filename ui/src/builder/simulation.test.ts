@@ -106,3 +106,14 @@ describe("text view", () => {
     expect(readDraft("a: 1\na: 2\nsteps: {}", "yaml")).toHaveProperty("error");
   });
 });
+
+describe("problems", () => {
+  it("name the field a message does not", async () => {
+    const { withField } = await import("./useValidation");
+    expect(withField({ step: "s", path: "steps.s.until.date", message: "Input should be a valid datetime", severity: "error" })).toBe(
+      "until.date: Input should be a valid datetime",
+    );
+    expect(withField({ step: "s", path: "steps.s.subject", message: '"subject" is required', severity: "error" })).toBe('"subject" is required');
+    expect(withField({ step: "s", path: "steps.s", message: "unreachable", severity: "warning" })).toBe("unreachable");
+  });
+});

@@ -42,9 +42,17 @@ export function splitProblems(problems: Problem[], steps: Record<string, unknown
   const byStep: Record<string, string[]> = {};
   const general: Problem[] = [];
   for (const problem of problems) {
-    const text = problem.severity === "warning" ? `warning: ${problem.message}` : problem.message;
+    const text = (problem.severity === "warning" ? "warning: " : "") + withField(problem);
     if (problem.step && problem.step in steps) (byStep[problem.step] ??= []).push(text);
     else general.push(problem);
   }
   return { byStep, general };
+}
+
+/** The message, after the field it is about when it does not name it ("subject: String should…"). */
+export function withField(problem: Problem): string {
+  const field = problem.step ? problem.path.replace(`steps.${problem.step}`, "").replace(/^\./, "") : problem.path;
+  const leaf = field.split(".").filter((part) => !/^\d+$/.test(part)).pop();
+  if (!field || !leaf || problem.message.includes(`"${leaf}"`)) return problem.message;
+  return `${field}: ${problem.message}`;
 }
