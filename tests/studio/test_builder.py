@@ -53,13 +53,16 @@ async def test_build_an_automation_from_blank_by_clicking(signed_in: Studio, sta
     step = page.locator('[data-step="send_email"]')
     await step.wait_for()
 
-    # An email without a subject: the API's problem shows on its node (validation as the draft
-    # changes, or the 422 of a save).
+    # An email without a subject: the API's validation of the draft shows it on its node, and
+    # saving is refused with the same problem.
     await page.get_by_label("Html").fill("<p>Welcome, %FIRSTNAME%</p>")
-    await page.get_by_role("button", name="Save").click()
-    problem = step.locator(".fc-problem").filter(has_text="subject")
+    problem = step.locator(".fc-problem").filter(has_text='"subject" is required')
     await problem.wait_for()
+    await page.get_by_test_id("validation-status").filter(has_text="1 problem").wait_for()
     await signed_in.check("builder-problem")
+    await page.get_by_role("button", name="Save").click()
+    await page.get_by_role("alert").filter(has_text="The API refused this version").wait_for()
+    assert page.url.endswith("/automations/new")
     await page.get_by_label("Subject").fill("Hi %FIRSTNAME%")
     await problem.wait_for(state="detached")
 
