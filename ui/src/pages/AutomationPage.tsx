@@ -68,15 +68,15 @@ function WaitingList({ automationId, stepId }: { automationId: string; stepId: s
         {rows.map((row) => (
           <li key={row.workflow_id}>
             <Link to={`/contacts/${row.contact_id}`}>{row.email ?? `contact ${row.contact_id}`}</Link>
-            <span className="muted"> since {formatDate(row.waiting_since ?? row.last_activity_at)}</span>
             {row.temporal_ui_url && (
               <>
-                {" · "}
+                {" "}
                 <a href={row.temporal_ui_url} target="_blank" rel="noreferrer" aria-label={`Run of ${row.email ?? row.contact_id} in the Temporal UI`}>
                   run ↗
                 </a>
               </>
             )}
+            <div className="muted small">since {formatDate(row.waiting_since ?? row.last_activity_at)}</div>
           </li>
         ))}
       </ul>
