@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from email.message import EmailMessage
 from typing import Any
 
+import httpx
 from temporalio.client import Client
 
+from activities.http import TIMEOUT
+from activities.smtp import send_smtp
 from core.settings import Settings
 from store import automations as automation_store
 from store.db import Database
@@ -24,9 +28,23 @@ class Deps:
     client: Client
     # Wakes this process's outbox dispatcher after a commit, so changes are delivered at once.
     kick: Callable[[], None] = lambda: None
+    # How emails leave and how providers are called: SMTP and the network, except in a
+    # simulation's sandbox, where both are recorded instead (activities/sandbox.py).
+    mailer: Callable[[EmailMessage], Awaitable[dict[str, str]]] | None = None
+    http_transport: httpx.AsyncBaseTransport | None = None
     _versions: dict[tuple[str, int], tuple[dict[str, Any], Automation]] = field(
         default_factory=dict
     )
+
+    async def send_mail(self, message: EmailMessage) -> dict[str, str]:
+        """Send through the SMTP relay; the recipients it refused, by address."""
+        if self.mailer is not None:
+            return await self.mailer(message)
+        return await send_smtp(self.settings, message)
+
+    def http_client(self) -> httpx.AsyncClient:
+        """A client for one provider call (the caller closes it)."""
+        return httpx.AsyncClient(timeout=TIMEOUT, transport=self.http_transport)
 
     async def version(self, automation_id: str, version: int) -> tuple[dict[str, Any], Automation]:
         """A version's stored document and its model. Versions are immutable, so each is read

@@ -21,7 +21,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import httpx
@@ -30,7 +30,6 @@ from temporalio.exceptions import ApplicationError
 
 from activities.deps import Deps
 from activities.http import (
-    TIMEOUT,
     deadline,
     excerpt,
     give_up,
@@ -41,6 +40,7 @@ from activities.http import (
 )
 from activities.step_activity import step_activity, step_contact
 from store import step_states
+from store.models import utcnow
 from workflows.contracts import StepContext, StepOutcome
 
 # Graph error codes worth retrying: unknown/service errors, app, user and ad-account rate limits,
@@ -218,7 +218,7 @@ class FacebookActivities:
             return StepOutcome(outcome="skipped", reason="no_email_or_phone")
         params = {"payload": json.dumps(payload, separators=(",", ":"))}
         adding = method == "POST"
-        async with httpx.AsyncClient(timeout=TIMEOUT) as client:
+        async with self.deps.http_client() as client:
             graph = Graph(client, settings.facebook_graph_url, settings.facebook_access_token)
             created = False
             try:
@@ -260,7 +260,7 @@ class FacebookActivities:
         account = settings.facebook_ad_account.removeprefix("act_")
         if not account:
             raise NotConfigured("CAIRN_FACEBOOK_AD_ACCOUNT")
-        now = datetime.now(UTC)
+        now = utcnow()
         async with self.deps.db.write() as session:
             row = await step_states.lock_state(session, context.automation_id, context.step_id)
             existing = _remembered({context.step_id: row.data}, step)
@@ -312,7 +312,7 @@ class FacebookActivities:
             "id": str(answer["id"]),
             "name": step.audience_name,
             "replaces": step.audience,
-            "created_at": datetime.now(UTC).isoformat(),
+            "created_at": utcnow().isoformat(),
         }
         await self._remember(context, {AUDIENCE_KEY: record, CLAIM_KEY: None})
         return record["id"]

@@ -23,7 +23,6 @@ from temporalio.exceptions import ApplicationError
 
 from activities.deps import Deps
 from activities.http import (
-    TIMEOUT,
     deadline,
     excerpt,
     give_up,
@@ -210,7 +209,7 @@ class SalesforceActivities:
         }
         rest = {k: v for k, v in request.items() if k != "headers"}
         try:
-            async with deadline(), httpx.AsyncClient(timeout=TIMEOUT) as client:
+            async with deadline(), self.deps.http_client() as client:
                 return await client.request(method, url, headers=headers, **rest)
         except TimeoutError:
             raise timed_out(what, kind="SalesforceTimeout") from None
@@ -240,7 +239,7 @@ class SalesforceActivities:
             if settings.salesforce_client_secret:
                 form["client_secret"] = settings.salesforce_client_secret
             try:
-                async with deadline(), httpx.AsyncClient(timeout=TIMEOUT) as client:
+                async with deadline(), self.deps.http_client() as client:
                     response = await client.post(
                         settings.salesforce_token_url,
                         data=form,

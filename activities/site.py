@@ -6,7 +6,6 @@ attempt finds the action-log row and queues nothing twice.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -15,7 +14,7 @@ from activities.deps import Deps
 from activities.messaging import tag_values
 from activities.step_activity import step_activity
 from activities.writes import write_once
-from store.models import Contact, SiteMessage
+from store.models import Contact, SiteMessage, utcnow
 from store.site import tracking_allowed
 from workflows.contracts import StepContext, StepOutcome
 from workflows.personalization import render
@@ -33,7 +32,7 @@ class SiteActivities:
         async def write(session: AsyncSession, contact: Contact) -> dict[str, Any]:
             if not tracking_allowed(contact.fields, self.deps.settings.site_require_consent):
                 return {"outcome": "skipped", "reason": "no_site_consent"}
-            now = datetime.now(UTC)
+            now = utcnow()
             message = SiteMessage(
                 contact_id=contact.id,
                 automation_id=context.automation_id,

@@ -17,7 +17,6 @@ import httpx
 
 from activities.deps import Deps
 from activities.http import (
-    TIMEOUT,
     TOTAL_SECONDS,
     excerpt,
     give_up,
@@ -93,7 +92,7 @@ class SmsActivities:
         )
         form = {"To": to, "From": settings.sms_from, "Body": render(step.body, values, html=False)}
         try:
-            async with asyncio.timeout(TOTAL_SECONDS), httpx.AsyncClient(timeout=TIMEOUT) as client:
+            async with asyncio.timeout(TOTAL_SECONDS), self.deps.http_client() as client:
                 response = await client.post(
                     url,
                     data=form,

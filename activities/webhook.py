@@ -29,7 +29,6 @@ from temporalio import activity
 
 from activities.deps import Deps
 from activities.http import (
-    TIMEOUT,
     deadline,
     excerpt,
     give_up,
@@ -350,7 +349,7 @@ class WebhookActivities:
         # query, which may hold a token or (a GET's) contact fields.
         shown = f"webhook to {url_origin(step.url)}"
         try:
-            async with deadline(), httpx.AsyncClient(timeout=TIMEOUT) as client:
+            async with deadline(), self.deps.http_client() as client:
                 response = await deliver(
                     client,
                     delivery,

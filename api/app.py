@@ -26,6 +26,7 @@ from api.routes import (
     outbox,
     pipelines,
     runs,
+    simulations,
     site,
     splits,
     tasks,
@@ -105,6 +106,7 @@ def create_app(
         site,
         report_routes,
         splits,
+        simulations,
         tokens,
         outbox,
     )

@@ -134,6 +134,27 @@ def _operator_commands(commands: Any) -> None:
     report.add_argument("automation", metavar="ID")
     report.set_defaults(command=_remote(_report))
 
+    simulate = commands.add_parser(
+        "simulate",
+        parents=[remote],
+        help="what an automation would do to a contact: a timeline on virtual time",
+    )
+    simulate.add_argument("target", metavar="FILE_OR_ID", help="a draft file or a saved automation")
+    who = simulate.add_mutually_exclusive_group()
+    who.add_argument("--contact", type=Path, metavar="FILE.json", help="a made-up contact")
+    who.add_argument("--contact-id", type=int, metavar="ID", help="a copy of a real contact")
+    simulate.add_argument(
+        "--event",
+        action="append",
+        default=[],
+        metavar="'OFFSET WHAT'",
+        help="e.g. '3d purchase', '2h click welcome', '1d tag vip' (see docs/simulation.md)",
+    )
+    simulate.add_argument("--start-at", metavar="ISO", help="virtual start (default: now)")
+    simulate.add_argument("--horizon", metavar="OFFSET", help="how far to look (default 90d)")
+    simulate.add_argument("--json", action="store_true", help="print the API's answer")
+    simulate.set_defaults(command=_remote(_simulate))
+
     outbox = commands.add_parser("outbox", help="the outbox's dead letters")
     verbs = outbox.add_subparsers(title="commands", required=True, metavar="COMMAND")
     dead = verbs.add_parser(
@@ -235,6 +256,14 @@ async def _apply(client: httpx.AsyncClient, args: argparse.Namespace, settings: 
     from cli.operate import apply_automation
 
     return await apply_automation(client, args.file)
+
+
+async def _simulate(client: httpx.AsyncClient, args: argparse.Namespace, settings: Settings) -> int:
+    from cli.simulate import request_body, simulate, target_request
+
+    body = request_body(args.contact, args.contact_id, args.event, args.start_at, args.horizon)
+    url, body = target_request(args.target, body)
+    return await simulate(client, url, body, sys.stdout, as_json=args.json)
 
 
 async def _report(client: httpx.AsyncClient, args: argparse.Namespace, settings: Settings) -> int:

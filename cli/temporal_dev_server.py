@@ -91,6 +91,8 @@ def dev_server_args(settings: Settings, *, sqlite_pragmas: bool = True) -> list[
             "--search-attribute",
             f"{key.name}={_DEV_SERVER_TYPE_NAMES[key.indexed_value_type]}",
         ]
+    # Simulations run the real engine on virtual time (docs/simulation.md).
+    args += ["--dynamic-config-value", "frontend.WorkflowTimeSkippingEnabled=true"]
     if settings.encryption_key:
         # Payloads are encrypted: the UI decodes them through the API's codec endpoint.
         args += ["--ui-codec-endpoint", ui_codec_endpoint(settings)]

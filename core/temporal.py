@@ -23,12 +23,14 @@ from temporalio.service import RPCError, RPCStatusCode
 from core.codec import data_converter
 from core.settings import Settings
 from workflows.contracts import AUTOMATION_KEY, CONTACT_KEY, STEP_KEY, VERSION_KEY
+from workflows.simulation import SIMULATION_KEY
 
 SEARCH_ATTRIBUTES: list[SearchAttributeKey[Any]] = [
     AUTOMATION_KEY,
     CONTACT_KEY,
     STEP_KEY,
     VERSION_KEY,
+    SIMULATION_KEY,
 ]
 
 

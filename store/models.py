@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from contextvars import ContextVar
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -23,9 +25,15 @@ from sqlalchemy import (
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
 
+# The clock of every timestamp Cairn stores. A simulation sets it, within its own activities
+# only, to the run's virtual time: the sandbox's events, tags and sends are then dated as the
+# real ones would be, and conditions with time windows read them alike (docs/simulation.md).
+CLOCK: ContextVar[Callable[[], datetime] | None] = ContextVar("cairn_clock", default=None)
+
 
 def utcnow() -> datetime:
-    return datetime.now(UTC)
+    clock = CLOCK.get()
+    return clock() if clock is not None else datetime.now(UTC)
 
 
 class UTCDateTime(TypeDecorator[datetime]):

@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import uuid
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
+from typing import cast
 
+from temporalio.activity import _Definition
 from temporalio.client import Client
 from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
@@ -20,6 +23,8 @@ from activities.facebook import FacebookActivities
 from activities.messaging import MessagingActivities
 from activities.runs import RunActivities
 from activities.salesforce import SalesforceActivities
+from activities.sandbox import SandboxDeps, Sandboxes, SandboxInterceptor, SandboxRunActivities
+from activities.simulation import SimulationActivities
 from activities.site import SiteActivities
 from activities.sms import SmsActivities
 from activities.webhook import WebhookActivities
@@ -31,6 +36,7 @@ from store.db import Database, open_database
 from worker.observability import StepLoggingInterceptor, metrics_runtime
 from workflows.automation_run import AutomationRun
 from workflows.date_enrollment import DateFieldEnrollment
+from workflows.simulation import Simulate
 from workflows.split_winner import SplitWinnerDeadline
 
 log = logging.getLogger("cairn.worker")
@@ -77,6 +83,26 @@ def activities_for(deps: Deps) -> list[object]:
     ]
 
 
+# In a simulation's sandbox: every step's activity as it is, but for those acting on other runs
+# (recorded instead) and the date triggers' enrollment (no trigger fires in a sandbox).
+SANDBOX_REPLACED = {"start_automation", "end_automation", "enroll_date_matches"}
+
+
+def sandbox_activities(sandboxes: Sandboxes) -> list[object]:
+    routed = cast(Deps, SandboxDeps(sandboxes))
+    runs = SandboxRunActivities(sandboxes)
+    return [
+        *(a for a in activities_for(routed) if activity_name(a) not in SANDBOX_REPLACED),
+        runs.start_automation,
+        runs.end_automation,
+    ]
+
+
+def activity_name(fn: object) -> str:
+    defn = _Definition.from_callable(fn)  # type: ignore[arg-type]
+    return defn.name if defn is not None and defn.name else ""
+
+
 def integration_activities(deps: Deps) -> list[object]:
     """Steps that call another system: webhooks, Facebook audiences, Salesforce."""
     webhook, facebook, salesforce = (
@@ -118,16 +144,35 @@ async def running_worker(
         max_attempts=settings.outbox_max_attempts,
     )
     deps = Deps(db=db, settings=settings, client=client, kick=dispatcher.kick)
+    # Simulations run on a task queue of this process's own: their sandboxes live here.
+    sandboxes = Sandboxes(settings, client, f"{queue}-simulations-{uuid.uuid4().hex[:12]}")
     worker = Worker(
         client,
         task_queue=queue,
-        workflows=[AutomationRun, DateFieldEnrollment, SplitWinnerDeadline, *extra_workflows],
-        activities=activities_for(deps),  # type: ignore[arg-type]
+        workflows=[
+            AutomationRun,
+            DateFieldEnrollment,
+            SplitWinnerDeadline,
+            Simulate,
+            *extra_workflows,
+        ],
+        activities=[
+            *activities_for(deps),  # type: ignore[list-item]
+            SimulationActivities(deps, sandboxes).simulate,
+        ],
         max_cached_workflows=MAX_CACHED_WORKFLOWS,
         workflow_runner=workflow_runner(*extra_passthrough),
         interceptors=[StepLoggingInterceptor()],
     )
-    async with worker:
+    simulator = Worker(
+        client,
+        task_queue=sandboxes.task_queue,
+        workflows=[AutomationRun],
+        activities=sandbox_activities(sandboxes),  # type: ignore[arg-type]
+        workflow_runner=workflow_runner(),
+        interceptors=[SandboxInterceptor(sandboxes)],
+    )
+    async with worker, simulator:
         background = [
             asyncio.create_task(dispatcher.run(), name="outbox-dispatcher"),
             asyncio.create_task(
@@ -140,6 +185,7 @@ async def running_worker(
             for task in background:
                 task.cancel()
             await asyncio.gather(*background, return_exceptions=True)
+            await sandboxes.shutdown()
 
 
 async def run_worker(settings: Settings) -> None:

@@ -15,6 +15,8 @@ REQUIRED = [
     "enroll_ratio",
     "worker_rss_mb_parked",
     "wal_gain",
+    "simulation_p50_ms",
+    "simulation_p99_ms",
 ]
 
 
@@ -23,6 +25,7 @@ async def test_bench_smoke_run_writes_every_result(tmp_path: Path) -> None:
     process = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "bench",
         "--contacts", "3", "--goal-contacts", "3", "--goal-rate", "50", "--parked", "6",
+        "--simulations", "2",
         "--output", str(output),
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
     )  # fmt: skip
@@ -42,3 +45,4 @@ async def test_bench_smoke_run_writes_every_result(tmp_path: Path) -> None:
     assert set(cpu) == {"worker", "api", "temporal"} and cpu["worker"] > 0, cpu
     table = printed.decode()
     assert "throughput ratio" in table and "goal latency p99" in table
+    assert "simulation p99 (90-day flow)" in table and "2 simulations at once" in table

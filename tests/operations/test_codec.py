@@ -302,6 +302,7 @@ async def test_encrypted_history_holds_no_contact_data_and_the_ui_codec_reads_it
         "CairnContact": lambda v: v == str(contact["id"]),
         "CairnStep": lambda v: v in steps,
         "CairnVersion": lambda v: isinstance(v, int),
+        "CairnSimulation": lambda v: v is True,
     }
     assert {key.name for key in SEARCH_ATTRIBUTES} == set(allowed)
     indexed = [(k, v) for h in found for k, v in search_attributes_in(json.loads(h.to_json()))]

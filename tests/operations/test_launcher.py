@@ -66,6 +66,10 @@ def test_dev_server_args_follow_the_settings(tmp_path: Path) -> None:
         "CairnContact=Keyword",
         "CairnStep=Keyword",
         "CairnVersion=Int",
+        "CairnSimulation=Bool",
+    ]
+    assert option_values(args, "--dynamic-config-value") == [
+        "frontend.WorkflowTimeSkippingEnabled=true"
     ]
     assert option_values(args, "--log-level") == ["error"]
 
@@ -312,7 +316,13 @@ async def test_register_search_attributes_is_idempotent(tmp_path: Path) -> None:
             )
         )
         added = await register_search_attributes(client, "fresh")
-        assert added == ["CairnAutomation", "CairnContact", "CairnStep", "CairnVersion"]
+        assert added == [
+            "CairnAutomation",
+            "CairnContact",
+            "CairnSimulation",
+            "CairnStep",
+            "CairnVersion",
+        ]
         assert await register_search_attributes(client, "fresh") == []
         listed = await client.operator_service.list_search_attributes(
             ListSearchAttributesRequest(namespace="fresh")
