@@ -226,6 +226,27 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/automations/{automation_id}/simulate": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Simulate Automation
+         * @description Simulate a saved version (`version`, default the current one) for a made-up `contact`
+         *     or a copy of the real contact `contact_id`, with a script of `events`.
+         */
+        post: operations["simulate_automation_api_v1_automations__automation_id__simulate_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/automations/{automation_id}/splits/{step_id}/winner": {
         parameters: {
             query?: never;
@@ -640,6 +661,27 @@ export interface paths {
         get: operations["read_run_api_v1_runs__workflow_id__get"];
         put?: never;
         post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/simulate": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Simulate Draft
+         * @description Simulate an unsaved `document` (validated as a save would: 422 with its problems, and
+         *     nothing run), with the same options as a saved automation's simulation.
+         */
+        post: operations["simulate_draft_api_v1_simulate_post"];
         delete?: never;
         options?: never;
         head?: never;
@@ -1733,6 +1775,24 @@ export interface components {
             /** Total */
             total: number;
         };
+        /** PathEntry */
+        PathEntry: {
+            /**
+             * At
+             * Format: date-time
+             */
+            at: string;
+            /** Detail */
+            detail?: string | null;
+            /** Outcome */
+            outcome: string;
+            /** Reason */
+            reason?: string | null;
+            /** Step */
+            step: string;
+            /** Type */
+            type: string;
+        };
         /** PipelineIn */
         PipelineIn: {
             /** Name */
@@ -1859,6 +1919,23 @@ export interface components {
             /** Ended */
             ended: string[];
         };
+        /**
+         * ScriptEntry
+         * @description A scripted event as played: whether it changed anything, and if not, why.
+         */
+        ScriptEntry: {
+            /** Applied */
+            applied: boolean;
+            /**
+             * At
+             * Format: date-time
+             */
+            at: string;
+            /** Note */
+            note?: string | null;
+            /** What */
+            what: string;
+        };
         /** ShownMessage */
         ShownMessage: {
             /** Html */
@@ -1870,6 +1947,119 @@ export interface components {
         ShownMessages: {
             /** Messages */
             messages: components["schemas"]["ShownMessage"][];
+        };
+        /** SimulatedMessage */
+        SimulatedMessage: {
+            /**
+             * At
+             * Format: date-time
+             */
+            at: string;
+            /**
+             * Channel
+             * @enum {string}
+             */
+            channel: "email" | "notification" | "sms" | "site";
+            /** Html */
+            html?: string | null;
+            /** Step */
+            step: string;
+            /** Subject */
+            subject?: string | null;
+            /** Text */
+            text?: string | null;
+            /** To */
+            to: string;
+        };
+        /**
+         * SimulatedRequest
+         * @description A provider call a step would make (webhook, Facebook, Salesforce): secrets masked.
+         */
+        SimulatedRequest: {
+            /**
+             * At
+             * Format: date-time
+             */
+            at: string;
+            /** Body */
+            body?: string | null;
+            /** Method */
+            method: string;
+            /** Step */
+            step: string;
+            /** Url */
+            url: string;
+        };
+        /** SimulatedWrite */
+        SimulatedWrite: {
+            /**
+             * At
+             * Format: date-time
+             */
+            at: string;
+            /** Detail */
+            detail?: {
+                [key: string]: unknown;
+            };
+            /** Kind */
+            kind: string;
+            /**
+             * Outcome
+             * @default done
+             */
+            outcome: string;
+            /** Step */
+            step: string;
+        };
+        /** SimulationResult */
+        SimulationResult: {
+            /**
+             * Elapsed Seconds
+             * @default 0
+             */
+            elapsed_seconds: number;
+            /** Goals */
+            goals: string[];
+            /** Messages */
+            messages: components["schemas"]["SimulatedMessage"][];
+            /** Path */
+            path: components["schemas"]["PathEntry"][];
+            /** Reason */
+            reason?: string | null;
+            /** Requests */
+            requests: components["schemas"]["SimulatedRequest"][];
+            /** Script */
+            script?: components["schemas"]["ScriptEntry"][];
+            /**
+             * Simulated
+             * Format: duration
+             */
+            simulated: string;
+            /** Split Paths */
+            split_paths?: {
+                [key: string]: number;
+            };
+            /**
+             * Started At
+             * Format: date-time
+             */
+            started_at: string;
+            /**
+             * Status
+             * @enum {string}
+             */
+            status: "completed" | "ended" | "failed" | "running";
+            /**
+             * Temporal Ui Url
+             * @default
+             */
+            temporal_ui_url: string;
+            /** Waiting At */
+            waiting_at?: string | null;
+            /** Workflow Id */
+            workflow_id: string;
+            /** Writes */
+            writes: components["schemas"]["SimulatedWrite"][];
         };
         /** SiteMessagePublic */
         SiteMessagePublic: {
@@ -3518,6 +3708,104 @@ export interface operations {
                 content: {
                     "application/json": components["schemas"]["Invalid"];
                 };
+            };
+            /** @description the database or Temporal is unavailable; retry shortly */
+            503: {
+                headers: {
+                    /** @description seconds to wait before retrying */
+                    "Retry-After": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Message"];
+                };
+            };
+        };
+    };
+    simulate_automation_api_v1_automations__automation_id__simulate_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                automation_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": unknown;
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SimulationResult"];
+                };
+            };
+            /** @description the body could not be read */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Message"];
+                };
+            };
+            /** @description missing or wrong Api-Token header */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Message"];
+                };
+            };
+            /** @description the token lacks the scope this needs */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Message"];
+                };
+            };
+            /** @description no such record */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Message"];
+                };
+            };
+            /** @description request body too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Message"];
+                };
+            };
+            /** @description invalid document */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["DocumentRejected"];
+                };
+            };
+            /** @description the Temporal server does not skip time */
+            501: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
             };
             /** @description the database or Temporal is unavailable; retry shortly */
             503: {
@@ -5818,6 +6106,102 @@ export interface operations {
                 content: {
                     "application/json": components["schemas"]["Invalid"];
                 };
+            };
+            /** @description the database or Temporal is unavailable; retry shortly */
+            503: {
+                headers: {
+                    /** @description seconds to wait before retrying */
+                    "Retry-After": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Message"];
+                };
+            };
+        };
+    };
+    simulate_draft_api_v1_simulate_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": unknown;
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SimulationResult"];
+                };
+            };
+            /** @description the body could not be read */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Message"];
+                };
+            };
+            /** @description missing or wrong Api-Token header */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Message"];
+                };
+            };
+            /** @description the token lacks the scope this needs */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Message"];
+                };
+            };
+            /** @description no such record */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Message"];
+                };
+            };
+            /** @description request body too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Message"];
+                };
+            };
+            /** @description invalid document */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["DocumentRejected"];
+                };
+            };
+            /** @description the Temporal server does not skip time */
+            501: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
             };
             /** @description the database or Temporal is unavailable; retry shortly */
             503: {
