@@ -37,7 +37,7 @@ function EmailItem({ item }: { item: TimelineItem }) {
           {clicks.map((click, i) => (
             <li key={i}>
               clicked {text(click.url)} · {formatDate(click.at)}
-              {click.suspected_scanner || click.scanner ? " (suspected link scanner)" : ""}
+              {click.suspected_bot ? " (suspected link scanner)" : ""}
             </li>
           ))}
         </ul>
@@ -71,7 +71,8 @@ function RunItem({ item }: { item: TimelineItem }) {
         <ol className="trail" aria-label="Step trail">
           {trail.map((step, i) => (
             <li key={i}>
-              <code>{step.step}</code> {step.type ? <span className="muted">{step.type}</span> : null} {step.outcome ? `· ${step.outcome}` : ""}{" "}
+              <code>{step.step}</code> {step.type ? <span className="muted">{step.type}</span> : null} {step.outcome ? `· ${step.outcome}` : ""}
+              {step.reason ? ` (${String(step.reason)})` : ""}{" "}
               <span className="muted">{step.at ? formatDate(step.at) : ""}</span>
             </li>
           ))}
