@@ -58,14 +58,17 @@ WELCOME = {
 async def test_take_the_readme_screenshots(signed_in: Studio, stack: Stack) -> None:
     page = signed_in.page
     automation = await stack.automation(WELCOME)
-    await stack.automation(
-        {
-            "name": "Re-engagement",
-            "triggers": [{"type": "tag_added", "tag": "dormant"}],
-            "start": "nudge",
-            "steps": {"nudge": {"type": "add_tag", "tag": "nudged"}},
-        }
-    )
+    for name, tag in (("Re-engagement", "dormant"), ("Trial follow-up", "trial")):
+        other = await stack.automation(
+            {
+                "name": name,
+                "triggers": [{"type": "tag_added", "tag": tag}],
+                "start": "nudge",
+                "steps": {"nudge": {"type": "add_tag", "tag": "nudged"}},
+            }
+        )
+        for _ in range(3):
+            await stack.enroll((await stack.contact())["id"], other)
     for i in range(6):  # through the whole flow (time skipping: the two days pass at once)
         contact = await stack.contact(first_name=f"Done{i}")
         await stack.enroll(contact["id"], automation)

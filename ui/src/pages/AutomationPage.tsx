@@ -71,8 +71,8 @@ function WaitingList({ automationId, stepId }: { automationId: string; stepId: s
             {row.temporal_ui_url && (
               <>
                 {" "}
-                <a href={row.temporal_ui_url} target="_blank" rel="noreferrer" aria-label={`Run of ${row.email ?? row.contact_id} in the Temporal UI`}>
-                  run ↗
+                <a href={row.temporal_ui_url} target="_blank" rel="noreferrer" className="small">
+                  <span className="sr-only">Run of {row.email ?? `contact ${row.contact_id}`} </span>in Temporal UI ↗
                 </a>
               </>
             )}
