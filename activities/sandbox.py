@@ -74,6 +74,7 @@ from store.models import (
 )
 from workflows.contracts import StepContext, StepOutcome
 from workflows.simulation import (
+    SimulatedContact,
     SimulatedMessage,
     SimulatedRequest,
     SimulatedWrite,
@@ -479,7 +480,7 @@ async def _seed_contact(session: AsyncSession, input: SimulationInput, real: Dat
         if options.contact_id is not None:
             await _copy_contact(source, session, options.contact_id, input.automation_id)
             return options.contact_id
-    made_up = options.contact or _default_contact()
+    made_up = options.contact or SimulatedContact(first_name="Ada")
     contact, _ = await contact_store.upsert_contact(
         session,
         email=made_up.email,
@@ -501,12 +502,6 @@ async def _seed_contact(session: AsyncSession, input: SimulationInput, real: Dat
     for name, value in made_up.scores.items():
         session.add(Score(contact_id=contact.id, name=name, value=value))
     return contact.id
-
-
-def _default_contact() -> Any:
-    from workflows.simulation import SimulatedContact
-
-    return SimulatedContact(first_name="Ada")
 
 
 async def _copy_contact(

@@ -54,6 +54,7 @@ from workflows.simulation import (
 
 TIME_SKIPPING_OFF = "TimeSkippingUnavailable"
 STEP_LIMIT_CHECK_SECONDS = 0.5
+ORPHAN_GRACE = timedelta(days=1)
 
 
 class SimulationActivities:
@@ -119,6 +120,9 @@ class _Simulation:
                 id=self.input.run_id,
                 task_queue=self.sandboxes.task_queue,
                 start_delay=delay if delay > timedelta(0) else None,
+                # Virtual time: a run orphaned by a worker that died mid-simulation (its queue
+                # is that process's own) ends by itself after the horizon.
+                execution_timeout=delay + self.input.options.horizon.to_timedelta() + ORPHAN_GRACE,
                 search_attributes=TypedSearchAttributes(
                     [
                         SearchAttributePair(SIMULATION_KEY, True),

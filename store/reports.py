@@ -20,10 +20,11 @@ from datetime import datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field
-from sqlalchemy import and_, case, func, select
+from sqlalchemy import and_, case, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from store.models import (
+    Automation,
     AutomationVersion,
     Contact,
     GoalAchievement,
@@ -76,22 +77,103 @@ async def automation_contacts(
     limit: int,
     offset: int,
     status: RunStatus | None = None,
-) -> tuple[int, list[tuple[Run, str | None]]]:
-    """(total, one page of runs, newest first) with each contact's email."""
+    step: str | None = None,
+) -> tuple[int, list[tuple[Run, Contact]]]:
+    """(total, one page of runs, newest first) with each one's contact; `step`: only the runs
+    whose current step (where they wait, are held, or ended) is that one."""
     where = [Run.automation_id == automation_id]
     if status is not None:
         where.append(Run.status == status)
+    if step is not None:
+        where.append(Run.current_step == step)
     total = await session.scalar(select(func.count()).select_from(Run).where(*where))
     # The page's ids first, from the index alone: an offset then skips index entries, not
     # joined rows (a page near the end of 100,000 runs: 89 ms → 10 ms in SQLite).
     page_ids = select(Run.id).where(*where).order_by(Run.id.desc()).limit(limit).offset(offset)
     rows = await session.execute(
-        select(Run, Contact.email)
+        select(Run, Contact)
         .join(Contact, Contact.id == Run.contact_id)
         .where(Run.id.in_(page_ids.scalar_subquery()))
         .order_by(Run.id.desc())
     )
-    return total or 0, [(run, email) for run, email in rows.all()]
+    return total or 0, [(run, contact) for run, contact in rows.all()]
+
+
+# --- every automation at a glance ------------------------------------------------------------
+
+
+class Overview(BaseModel):
+    """What the automations list shows of one automation: its current triggers and its runs."""
+
+    triggers: list[str] = Field(default_factory=list)  # types, in the document's order
+    running: int = 0
+    completed: int = 0
+    waiting: int = 0  # running, parked at a step and not held there
+    runs: int = 0  # in all, whatever their status
+    reached_goal: int = 0  # runs that achieved at least one goal
+
+
+async def overviews(session: AsyncSession) -> dict[str, Overview]:
+    """Every automation's overview in three queries, however many automations there are."""
+    found: dict[str, Overview] = {}
+    documents = await session.execute(
+        select(AutomationVersion.automation_id, AutomationVersion.document).join(
+            Automation,
+            (Automation.id == AutomationVersion.automation_id)
+            & (Automation.version == AutomationVersion.version),
+        )
+    )
+    for automation_id, document in documents.all():
+        triggers = document.get("triggers") if isinstance(document, dict) else None
+        found[automation_id] = Overview(
+            triggers=[
+                t["type"]
+                for t in triggers or []
+                if isinstance(t, dict) and isinstance(t.get("type"), str)
+            ]
+        )
+    parked = and_(
+        Run.status == RUNNING,
+        Run.current_step.is_not(None),
+        or_(Run.reason.is_(None), Run.reason != HELD),
+    )
+    counts = await session.execute(
+        select(Run.automation_id, Run.status, func.count(), func.count().filter(parked)).group_by(
+            Run.automation_id, Run.status
+        )
+    )
+    for automation_id, status, count, waiting in counts.all():
+        overview = found.setdefault(automation_id, Overview())
+        overview.runs += count
+        overview.waiting += waiting
+        if status == RUNNING:
+            overview.running += count
+        elif status == "completed":
+            overview.completed += count
+    goals = await session.execute(
+        select(Run.automation_id, func.count(GoalAchievement.workflow_id.distinct()))
+        .join(Run, Run.workflow_id == GoalAchievement.workflow_id)
+        .group_by(Run.automation_id)
+    )
+    for automation_id, reached in goals.all():
+        found.setdefault(automation_id, Overview()).reached_goal = reached
+    return found
+
+
+async def running_by_step(session: AsyncSession, automation_id: str) -> tuple[int, dict[str, int]]:
+    """How many of the automation's runs are running, and how many of those sit at each step
+    (waiting or held there), in one query; a run not parked yet is at no step."""
+    rows = await session.execute(
+        select(Run.current_step, func.count())
+        .where(Run.automation_id == automation_id, Run.status == RUNNING)
+        .group_by(Run.current_step)
+    )
+    total, at_steps = 0, {}
+    for step, count in rows.all():
+        total += count
+        if step is not None:
+            at_steps[step] = count
+    return total, at_steps
 
 
 # --- the report ----------------------------------------------------------------------------
@@ -132,6 +214,7 @@ class SplitPathReport(BaseModel):
     label: str  # "path 0".. for an even split, "before"/"after" for a split until
     next: str | None
     contacts: int = 0
+    share: float | None = None  # of the split's contacts, those on this path; null before any
 
 
 class SplitReport(BaseModel):
@@ -302,16 +385,18 @@ async def _splits(
         if step["type"] != "split":
             continue
         state = decided.get(step_id)
+        paths = [
+            SplitPathReport(path=i, label=label, next=target, contacts=counts.get((step_id, i), 0))
+            for i, (label, target) in enumerate(_split_paths(step))
+        ]
+        assigned = sum(p.contacts for p in paths)
+        for p in paths:
+            p.share = p.contacts / assigned if assigned else None
         reports.append(
             SplitReport(
                 step=step_id,
                 mode=step.get("mode", "even"),
-                paths=[
-                    SplitPathReport(
-                        path=i, label=label, next=target, contacts=counts.get((step_id, i), 0)
-                    )
-                    for i, (label, target) in enumerate(_split_paths(step))
-                ],
+                paths=paths,
                 winner=state.winner if state else None,
                 winner_by=state.winner_by if state else None,  # type: ignore[arg-type]
                 decided_at=state.decided_at if state else None,

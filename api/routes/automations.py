@@ -1,4 +1,5 @@
-"""Automations: create, list, read, new version, deactivate, and the document's JSON Schema.
+"""Automations: create, list, read, new version, deactivate, and the document's JSON Schema; a
+draft's problems and what it would do to running contacts, before it is saved.
 
 A new version (a PUT, or a DELETE: the current document with status inactive) is committed with
 an `automation_changed` outbox row, which the dispatcher delivers to the running runs
@@ -10,31 +11,41 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from dataclasses import asdict
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, HTTPException
 from fastapi.encoders import jsonable_encoder
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, model_validator
+from sqlalchemy.ext.asyncio import AsyncSession
 from temporalio.service import RPCError
 
 from api.deps import ServicesDep
 from api.errors import FieldError, answers
+from api.impact import step_impacts
 from api.schemas.automations import (
     AutomationPublic,
+    AutomationRecord,
     AutomationSaved,
     AutomationSummary,
     BulkEnrollment,
     DocumentProblem,
+    DraftChecked,
+    RunCounts,
+    StepImpact,
+    VersionImpact,
 )
 from domain.date_schedules import pause_schedule, sync_schedule
 from domain.enrollment import enroll_many
 from domain.outbox import automation_changed
 from store import automations as automation_store
 from store import crm as crm_store
+from store import reports as report_store
 from store.conditions import matching_contacts
 from store.custom_fields import tag_warnings
 from store.models import Automation as AutomationRow
 from store.models import utcnow
+from store.reports import Overview
 from workflows.conditions import BoundedCondition
 from workflows.document import automation_json_schema, validate_automation
 
@@ -54,14 +65,30 @@ DOCUMENT_REJECTED: dict[int | str, dict[str, Any]] = {
 }
 
 
-def _validated(document: Any, known: set[str]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """The document as stored (by alias, no nulls) and its warnings; 422 listing every error."""
+async def _checked(
+    session: AsyncSession, document: Any, known: set[str]
+) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
+    """The document as it would be stored (by alias, no nulls; None when it has an error) and
+    every problem a save reports: its own, then the pipelines, stages, users and `%TAG%`s it
+    names that do not exist (warnings, read only when it has no error)."""
     automation, problems = validate_automation(document, known_automations=known)
     listed = [p.model_dump() for p in problems]
     if automation is None:
-        raise HTTPException(status_code=422, detail=listed)
+        return None, listed
     stored = automation.model_dump(by_alias=True, exclude_none=True, mode="json")
-    return stored, [p for p in listed if p["severity"] == "warning"]
+    listed += await crm_store.reference_warnings(session, stored)
+    listed += await tag_warnings(session, stored)
+    return stored, listed
+
+
+async def _validated(
+    session: AsyncSession, document: Any, known: set[str]
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """The document as stored and its warnings; 422 listing every problem if it has an error."""
+    stored, problems = await _checked(session, document, known)
+    if stored is None:
+        raise HTTPException(status_code=422, detail=problems)
+    return stored, problems
 
 
 @router.get("/schema")
@@ -86,24 +113,51 @@ async def create_automation(services: ServicesDep, document: Any = Body(...)) ->
         automation_id = wanted or await automation_store.free_id(session, slug)
         if isinstance(document, dict) and "id" not in document:
             document = {**document, "id": automation_id}  # stored with it (email leaves)
-        stored, warnings = _validated(document, known | {automation_id})
-        warnings += await crm_store.reference_warnings(session, stored)
-        warnings += await tag_warnings(session, stored)
+        stored, warnings = await _validated(session, document, known | {automation_id})
         row = await automation_store.create_automation(session, automation_id, stored)
     warnings += await _sync_schedule(services, row.id, stored, row.status)
     return _saved(row, warnings)
 
 
+@router.post("/validate", responses=answers(422))
+async def validate_draft(services: ServicesDep, document: Any = Body(...)) -> DraftChecked:
+    """The problems a POST (or a PUT) of this document would answer, without saving it
+    (docs/api.md#checking-a-draft)."""
+    async with services.db.read() as session:
+        known = await automation_store.automation_ids(session)
+        if isinstance(document, dict) and not isinstance(document.get("id"), str):
+            # Named as a POST would name it, so a step may start the automation itself.
+            document = {**document, "id": automation_store.slugify(str(document.get("name", "")))}
+        own = {document["id"]} if isinstance(document, dict) else set()
+        stored, problems = await _checked(session, document, known | own)
+    return DraftChecked(
+        valid=stored is not None, problems=[DocumentProblem.model_validate(p) for p in problems]
+    )
+
+
 @router.get("")
 async def list_automations(services: ServicesDep) -> list[AutomationSummary]:
+    """Every automation, oldest first, with its current triggers, run counts and goal rate."""
     async with services.db.read() as session:
         rows = await automation_store.list_automations(session)
-        return [AutomationSummary.of(row) for row in rows]
+        overviews = await report_store.overviews(session)
+    return [_summary(row, overviews.get(row.id, Overview())) for row in rows]
+
+
+def _summary(row: AutomationRow, overview: Overview) -> AutomationSummary:
+    return AutomationSummary(
+        **AutomationRecord.of(row).model_dump(),
+        triggers=overview.triggers,
+        counts=RunCounts(
+            running=overview.running, completed=overview.completed, waiting=overview.waiting
+        ),
+        goal_rate=overview.reached_goal / overview.runs if overview.runs else None,
+    )
 
 
 def _saved(row: AutomationRow, warnings: list[dict[str, Any]]) -> AutomationSaved:
     return AutomationSaved(
-        **AutomationSummary.of(row).model_dump(),
+        **AutomationRecord.of(row).model_dump(),
         warnings=[DocumentProblem.model_validate(w) for w in warnings],
     )
 
@@ -120,7 +174,7 @@ async def read_automation(automation_id: str, services: ServicesDep) -> Automati
     async with services.db.read() as session:
         row = await _row(session, automation_id)
         document = await automation_store.get_document(session, automation_id)
-        return AutomationPublic(**AutomationSummary.of(row).model_dump(), document=document)
+        return AutomationPublic(**AutomationRecord.of(row).model_dump(), document=document)
 
 
 @router.put("/{automation_id}", responses={**answers(404), **DOCUMENT_REJECTED})
@@ -133,9 +187,7 @@ async def new_version(
         known = await automation_store.automation_ids(session)
         if isinstance(document, dict):
             document = {**document, "id": automation_id}
-        stored, warnings = _validated(document, known)
-        warnings += await crm_store.reference_warnings(session, stored)
-        warnings += await tag_warnings(session, stored)
+        stored, warnings = await _validated(session, document, known)
         version = await automation_store.add_version(session, row, stored)
         session.add(automation_changed(automation_id, version))
     services.dispatcher.kick()
@@ -161,6 +213,32 @@ async def _sync_schedule(
         )
         return [{"step": None, "path": "triggers", "message": message, "severity": "warning"}]
     return []
+
+
+@router.post("/{automation_id}/impact", responses=answers(404, 422))
+async def version_impact(
+    automation_id: str, services: ServicesDep, document: Any = Body(...)
+) -> VersionImpact:
+    """What saving this draft as the next version would do to the contacts running now, by
+    the live-edit rules (docs/api.md#the-impact-of-a-new-version). Saves nothing."""
+    async with services.db.read() as session:
+        row = await _row(session, automation_id)
+        current = await automation_store.get_document(session, automation_id, row.version)
+        known = await automation_store.automation_ids(session)
+        if isinstance(document, dict):
+            document = {**document, "id": automation_id}
+        stored, problems = await _checked(session, document, known)
+        running, at_steps = await report_store.running_by_step(session, automation_id)
+    impacts = step_impacts(current, stored if stored is not None else document, at_steps)
+    return VersionImpact(
+        version_from=row.version,
+        valid=stored is not None,
+        running=running,
+        steps=[StepImpact(**asdict(impact)) for impact in impacts],
+        affected=sum(i.waiting for i in impacts if i.change != "unchanged"),
+        ending=sum(i.waiting for i in impacts if i.ends),
+        problems=[DocumentProblem.model_validate(p) for p in problems],
+    )
 
 
 class BulkEnrollIn(BaseModel):
@@ -214,7 +292,7 @@ def _condition(raw: dict[str, Any]) -> dict[str, Any]:
 
 
 @router.delete("/{automation_id}", responses=answers(404))
-async def deactivate(automation_id: str, services: ServicesDep) -> AutomationSummary:
+async def deactivate(automation_id: str, services: ServicesDep) -> AutomationRecord:
     """Admits no one from now on; the automation, its versions and its runs are kept.
 
     Deactivating is a new version: the current document with `"status": "inactive"`, so what
@@ -229,7 +307,7 @@ async def deactivate(automation_id: str, services: ServicesDep) -> AutomationSum
             inactive = {**document, "status": "inactive"}
             version = await automation_store.add_version(session, row, inactive)
             session.add(automation_changed(automation_id, version))
-        summary = AutomationSummary.of(row)
+        summary = AutomationRecord.of(row)
     services.dispatcher.kick()
     # Paused, not deleted: reactivating (a PUT with status active) resumes it. If Temporal
     # does not answer, the worker's schedule repair pauses it later.

@@ -1,28 +1,46 @@
-"""Contacts: upsert, read, change, delete; tags, lists, enrollment and ending a run."""
+"""Contacts: search, upsert, read, change, delete; tags, lists, enrollment and ending a run; the
+timeline of everything that happened to one."""
 
 from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, HTTPException, Path, Response
+from fastapi import APIRouter, HTTPException, Path, Query, Response
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 from sqlalchemy.ext.asyncio import AsyncSession
 from temporalio.service import RPCError, RPCStatusCode
 
+from api.cursors import CursorParam, cursor_time, decode_cursor, encode_cursor
 from api.deps import ServicesDep
 from api.errors import answers, invalid
 from api.schemas.contacts import (
     ContactPublic,
+    ContactSummary,
     Enrolled,
     ListChanged,
     RunsEnded,
     TagAdded,
     TagRemoved,
 )
+from api.schemas.page import CursorPage
+from api.schemas.runs import RunStep
+from api.schemas.timeline import (
+    EmailClick,
+    EmailOpen,
+    Timeline,
+    TimelineEmail,
+    TimelineEvent,
+    TimelineItem,
+    TimelineRun,
+)
+from api.temporal_ui import workflow_url
+from core.settings import Settings
 from domain.enrollment import enroll
+from store import contact_search
 from store import contacts as contact_store
 from store import crm as crm_store
 from store import runs as run_store
+from store import timeline as timeline_store
 from store.contacts import EmailTaken, InvalidChange
 from store.models import Contact
 from store.runs import EntryRefused
@@ -76,6 +94,7 @@ class EnrollIn(BaseModel):
 
 
 ContactId = Annotated[int, Path(ge=1, le=2**62)]
+PageLimit = Annotated[int, Query(ge=1, le=200)]
 
 
 def _invalid(err: InvalidChange) -> HTTPException:
@@ -96,6 +115,33 @@ async def _contact(session: AsyncSession, contact_id: int) -> Contact:
     if contact is None:
         raise HTTPException(status_code=404, detail=f"contact {contact_id} not found")
     return contact
+
+
+@router.get("")
+async def search_contacts(
+    services: ServicesDep,
+    q: Annotated[
+        str | None,
+        Query(max_length=200, description="a piece of the email, first or last name, any case"),
+    ] = None,
+    tag: Annotated[str | None, Query(max_length=200, description="a tag, any case")] = None,
+    cursor: CursorParam = None,
+    limit: PageLimit = 50,
+) -> CursorPage[ContactSummary]:
+    """Contacts matching `q` and `tag` (both optional), newest first, a page at a time
+    (docs/api.md#searching-contacts)."""
+    below = decode_cursor(cursor, int)[0] if cursor is not None else None
+    async with services.db.read() as session:
+        found = await contact_search.search_contacts(
+            session, text=q, tag=tag, below=below, limit=limit
+        )
+        page = found[:limit]
+        tags = await contact_search.tags_of(session, [c.id for c in page])
+    return CursorPage(
+        items=[ContactSummary.of(contact, tags[contact.id]) for contact in page],
+        limit=limit,
+        next=encode_cursor(page[-1].id) if len(found) > limit else None,
+    )
 
 
 @router.post(
@@ -125,6 +171,71 @@ async def upsert_contact(
 async def read_contact(contact_id: ContactId, services: ServicesDep) -> ContactPublic:
     async with services.db.read() as session:
         return await _record(session, await _contact(session, contact_id))
+
+
+@router.get("/{contact_id}/timeline", responses=answers(404))
+async def contact_timeline(
+    contact_id: ContactId, services: ServicesDep, cursor: CursorParam = None, limit: PageLimit = 50
+) -> Timeline:
+    """Events, emails (with opens and clicks) and runs (with their step trails), newest first
+    (docs/api.md#a-contacts-timeline)."""
+    position = None
+    if cursor is not None:
+        at, kind, row_id = decode_cursor(cursor, str, int, int)
+        position = timeline_store.Position(cursor_time(at), kind, row_id)
+    async with services.db.read() as session:
+        await _contact(session, contact_id)
+        entries, more = await timeline_store.timeline(
+            session, contact_id, cursor=position, limit=limit
+        )
+    last = entries[-1].position if entries and more else None
+    return Timeline(
+        items=[_timeline_item(entry, services.settings) for entry in entries],
+        limit=limit,
+        next=encode_cursor(last.at.isoformat(), last.kind, last.id) if last else None,
+    )
+
+
+def _timeline_item(entry: timeline_store.Entry, settings: Settings) -> TimelineItem:
+    item = entry.item
+    if isinstance(item, timeline_store.EmailEntry):
+        data = item.event.data if isinstance(item.event.data, dict) else {}
+        message_id = data.get("message_id")
+        return TimelineEmail(
+            at=item.event.occurred_at,
+            id=item.event.id,
+            automation=item.automation,
+            step=item.step,
+            subject=item.subject,
+            message_id=message_id if isinstance(message_id, str) else None,
+            opens=[EmailOpen(at=o.at) for o in item.opens],
+            clicks=[
+                EmailClick(at=c.at, url=c.link, suspected_bot=c.suspected_bot) for c in item.clicks
+            ],
+        )
+    if isinstance(item, timeline_store.RunEntry):
+        run = item.run
+        return TimelineRun(
+            at=run.started_at,
+            id=run.id,
+            automation=run.automation_id,
+            version=run.version,
+            workflow_id=run.workflow_id,
+            status=run.status,  # type: ignore[arg-type]  # a RunStatus, stored as text
+            reason=run.reason,
+            started_at=run.started_at,
+            ended_at=run.ended_at,
+            current_step=run.current_step,
+            steps=[RunStep.model_validate(record.model_dump()) for record in item.steps],
+            goals=item.goals,
+            temporal_ui_url=workflow_url(settings, run.workflow_id),
+        )
+    return TimelineEvent(
+        at=item.occurred_at,
+        id=item.id,
+        name=item.name,
+        data=item.data if isinstance(item.data, dict) else {},
+    )
 
 
 @router.patch("/{contact_id}", responses=answers(404, 409, 422))

@@ -17,6 +17,7 @@ from api.schemas.reports import (
     VersionPublic,
     VersionSummary,
 )
+from api.temporal_ui import workflow_url
 from store import automations as automation_store
 from store import reports as report_store
 from store.models import Automation as AutomationRow
@@ -65,14 +66,26 @@ async def automation_contacts(
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 100,
     offset: Annotated[int, Query(ge=0, le=2**62)] = 0,
     status: RunStatus | None = None,
+    step: Annotated[
+        str | None,
+        Query(
+            max_length=64,
+            description="only the runs at this step: with status=running, the contacts "
+            "waiting (or held) there now",
+        ),
+    ] = None,
 ) -> AutomationContacts:
-    """The automation's runs, newest first: contact, status, current step, entered, last activity."""
+    """The automation's runs, newest first: contact, status, current step, entered, last
+    activity, and the run in the Temporal UI."""
     async with services.db.read() as session:
         await _automation(session, automation_id)
         total, page = await report_store.automation_contacts(
-            session, automation_id, limit=limit, offset=offset, status=status
+            session, automation_id, limit=limit, offset=offset, status=status, step=step
         )
-    contacts = [AutomationContact.of(run, email) for run, email in page]
+    contacts = [
+        AutomationContact.of(run, contact, workflow_url(services.settings, run.workflow_id))
+        for run, contact in page
+    ]
     return AutomationContacts(total=total, limit=limit, offset=offset, contacts=contacts)
 
 

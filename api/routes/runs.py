@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from datetime import timedelta
-from urllib.parse import quote
 
 from fastapi import APIRouter, HTTPException
 from temporalio.client import WorkflowQueryFailedError
@@ -12,6 +11,7 @@ from temporalio.service import RPCError
 from api.deps import ServicesDep
 from api.errors import answers
 from api.schemas.runs import RunPublic, RunStep
+from api.temporal_ui import workflow_url
 from store import runs as run_store
 from workflows.contracts import QUERY_STATE, RunState
 
@@ -38,7 +38,6 @@ async def read_run(workflow_id: str, services: ServicesDep) -> RunPublic:
     else:
         records, goals, split_paths = state.steps, state.goals, state.split_paths
     steps = [RunStep.model_validate(record.model_dump()) for record in records]
-    settings = services.settings
     return RunPublic(
         workflow_id=workflow_id,
         automation=run.automation_id,
@@ -52,6 +51,5 @@ async def read_run(workflow_id: str, services: ServicesDep) -> RunPublic:
         steps=steps,
         goals=goals,
         split_paths=split_paths,
-        temporal_ui_url=f"{settings.temporal_ui_url}/namespaces/{settings.temporal_namespace}"
-        f"/workflows/{quote(workflow_id, safe='')}",
+        temporal_ui_url=workflow_url(services.settings, workflow_id),
     )

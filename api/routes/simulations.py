@@ -97,10 +97,12 @@ async def simulate_draft(services: ServicesDep, body: Any = Body(...)) -> Simula
     document = body.get("document")
     if not isinstance(document, dict):
         raise HTTPException(status_code=422, detail="document: the automation to simulate")
+    automation_id = str(document.get("id") or "draft")
     async with services.db.read() as session:
         known = await automation_store.automation_ids(session)
-    automation_id = str(document.get("id") or "draft")
-    stored, _ = _validated({**document, "id": automation_id}, known | {automation_id})
+        stored, _ = await _validated(
+            session, {**document, "id": automation_id}, known | {automation_id}
+        )
     return await _simulate(services, automation_id, 1, stored, options)
 
 

@@ -12,6 +12,7 @@ from api.schemas.deals import DealPublic
 from api.schemas.tasks import TaskPublic
 from store.contacts import ContactDetails
 from store.crm import ContactCrm
+from store.models import Contact
 
 
 class ListMembership(BaseModel):
@@ -99,6 +100,32 @@ class ContactPublic(BaseModel):
             ],
             created_at=contact.created_at,
             updated_at=contact.updated_at,
+        )
+
+
+class ContactSummary(BaseModel):
+    """A contact as a search lists it: who it is and its tags."""
+
+    id: int
+    email: str | None
+    first_name: str | None
+    last_name: str | None
+    phone: str | None
+    bounced: bool
+    tags: list[str]
+    created_at: datetime
+
+    @classmethod
+    def of(cls, contact: Contact, tags: list[str]) -> ContactSummary:
+        return cls(
+            id=contact.id,
+            email=contact.email,
+            first_name=contact.first_name,
+            last_name=contact.last_name,
+            phone=contact.phone,
+            bounced=contact.bounced,
+            tags=tags,
+            created_at=contact.created_at,
         )
 
 

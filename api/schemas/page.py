@@ -17,3 +17,13 @@ class Page(BaseModel, Generic[Item]):
     total: int
     limit: int
     offset: int
+
+
+class CursorPage(BaseModel, Generic[Item]):
+    """`?cursor=&limit=` lists answer this: `items`, and `next`, the cursor of the following
+    page (null on the last one). Read by key, not by offset: a deep page costs what the first
+    does, and rows added meanwhile never shift a row into a second page or out of both."""
+
+    items: list[Item]
+    limit: int
+    next: str | None

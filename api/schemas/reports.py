@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from store import models
 from store.runs import HELD, RUNNING
@@ -25,10 +25,12 @@ class VersionPublic(VersionSummary):
 
 
 class AutomationContact(BaseModel):
-    """One run of the automation, with its contact's email."""
+    """One run of the automation, with its contact's email and name."""
 
     contact_id: int
     email: str | None
+    first_name: str | None
+    last_name: str | None
     status: str
     reason: str | None
     held: bool  # running, but held at its step by an inactive automation
@@ -36,15 +38,21 @@ class AutomationContact(BaseModel):
     version: int
     entry: int  # the contact's n-th entry into the automation
     entered_at: datetime
-    last_activity_at: datetime
+    last_activity_at: datetime = Field(
+        description="when the runs index last recorded the run: for a contact waiting or held "
+        "at a step, when it got there (a conditional wait's wake-ups move it too)"
+    )
     ended_at: datetime | None
     workflow_id: str
+    temporal_ui_url: str
 
     @classmethod
-    def of(cls, run: models.Run, email: str | None) -> AutomationContact:
+    def of(cls, run: models.Run, contact: models.Contact, run_url: str) -> AutomationContact:
         return cls(
             contact_id=run.contact_id,
-            email=email,
+            email=contact.email,
+            first_name=contact.first_name,
+            last_name=contact.last_name,
             status=run.status,
             reason=run.reason,
             held=run.status == RUNNING and run.reason == HELD,
@@ -55,6 +63,7 @@ class AutomationContact(BaseModel):
             last_activity_at=run.updated_at,
             ended_at=run.ended_at,
             workflow_id=run.workflow_id,
+            temporal_ui_url=run_url,
         )
 
 

@@ -159,9 +159,9 @@ async def test_report_counts_real_runs(any_stack: Stack) -> None:
         }
     ]
     (split,) = report["splits"]
-    assert [(p["label"], p["next"], p["contacts"]) for p in split["paths"]] == [
-        ("path 0", "a", 1),
-        ("path 1", "b", 1),
+    assert [(p["label"], p["next"], p["contacts"], p["share"]) for p in split["paths"]] == [
+        ("path 0", "a", 1, 0.5),
+        ("path 1", "b", 1, 0.5),
     ]
     assert split["winner"] is None
 
@@ -407,6 +407,11 @@ async def test_report_of_100k_runs(lone_api: tuple[httpx.AsyncClient, Any]) -> N
     }
     (split,) = report["splits"]
     assert [p["contacts"] for p in split["paths"]] == [expected["paths"][0], expected["paths"][1]]
+    assigned = expected["paths"][0] + expected["paths"][1]
+    assert [p["share"] for p in split["paths"]] == [
+        pytest.approx(expected["paths"][0] / assigned),
+        pytest.approx(expected["paths"][1] / assigned),
+    ]
     assert (split["winner"], split["decided_at"]) == (1, "2026-11-01T00:00:00Z")
 
     page = (await http.get("/api/v1/automations/synthetic/contacts?status=running&limit=7")).json()
