@@ -93,7 +93,9 @@ export function InsertMenu({ title, onPick, onClose, known }: InsertMenuProps) {
                   <li key={kind.type}>
                     <button type="button" data-type={kind.type} title={kind.description} onClick={() => onPick(kind.type)}>
                       <span className="b-kind-label">{kind.label}</span>
-                      <span className="b-kind-type">{kind.type}</span>
+                      <span className="b-kind-type" aria-hidden="true">
+                        {kind.type}
+                      </span>
                     </button>
                   </li>
                 ))}

@@ -9,6 +9,7 @@ import {
   overlayOf,
   parseOffset,
   scriptEvent,
+  simulationStart,
   sinceStart,
   statusLine,
   type MadeUpContact,
@@ -84,14 +85,16 @@ export function TestPanel({ draft, onResult, onClose }: TestPanelProps) {
       setError(
         status === 404 || status === 405
           ? "This server has no simulation route (POST /api/v1/simulate) yet."
-          : messageOf(failure),
+          : status === 422
+            ? `The draft cannot run: ${messageOf(failure)}`
+            : messageOf(failure),
       );
     } finally {
       setRunning(false);
     }
   };
 
-  const first = result?.path[0]?.at;
+  const first = result ? simulationStart(result) : undefined;
   return (
     <section className="b-panel" aria-labelledby="test-panel-title">
       <div className="b-panel-head">
@@ -213,7 +216,8 @@ export function TestPanel({ draft, onResult, onClose }: TestPanelProps) {
             {result.path.map((entry, index) => (
               <li key={index}>
                 <span className="b-when">{first ? sinceStart(first, entry.at) : entry.at}</span> <code>{entry.step}</code>{" "}
-                {entry.outcome} {entry.detail && <span className="hint">{entry.detail}</span>}
+                {entry.outcome}
+                {entry.reason && ` (${entry.reason})`} {entry.detail && <span className="hint">{entry.detail}</span>}
               </li>
             ))}
           </ol>
@@ -232,7 +236,7 @@ export function TestPanel({ draft, onResult, onClose }: TestPanelProps) {
               {message.html ? (
                 <iframe title={`Message ${index + 1} from step ${message.step}`} sandbox="" srcDoc={message.html} className="b-message-frame" />
               ) : (
-                <pre className="b-message-body">{message.body ?? ""}</pre>
+                <pre className="b-message-body">{message.text ?? ""}</pre>
               )}
             </article>
           ))}

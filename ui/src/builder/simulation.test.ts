@@ -21,7 +21,7 @@ describe("the test script", () => {
     });
     expect(scriptEvent({ offset: "1d", kind: "tag_added", name: "vip", value: "" })).toEqual({ event: { at: { days: 1 }, tag_added: "vip" } });
     expect(scriptEvent({ offset: "1d", kind: "field", name: "plan", value: "pro" })).toEqual({
-      event: { at: { days: 1 }, field: "plan", value: "pro" },
+      event: { at: { days: 1 }, fields: { plan: "pro" } },
     });
     expect(scriptEvent({ offset: "soon", kind: "event", name: "x", value: "" })).toHaveProperty("error");
     expect(scriptEvent({ offset: "1d", kind: "event", name: " ", value: "" })).toHaveProperty("error");
@@ -44,8 +44,8 @@ describe("the answer", () => {
     simulated: "P4DT1H",
     path: [
       { at: "2026-12-01T08:00:00Z", step: "welcome", type: "send_email", outcome: "done" },
-      { at: "2026-12-01T08:00:01Z", step: "pause", type: "wait", outcome: "held", detail: "until 2026-12-03 08:00 UTC (2 days)" },
-      { at: "2026-12-04T09:00:00Z", step: "bought", type: "goal", outcome: "done" },
+      { at: "2026-12-01T08:00:01Z", step: "pause", type: "wait", outcome: "done", detail: "2 days" },
+      { at: "2026-12-04T09:00:00Z", step: "check", type: "if_else", outcome: "done", reason: "yes" },
     ],
     messages: [],
     goals: ["bought"],
@@ -54,8 +54,8 @@ describe("the answer", () => {
   it("draws each step's virtual time and outcome", () => {
     expect(overlayOf(result)).toEqual({
       welcome: ["+0 · done"],
-      pause: ["+1s · held · until 2026-12-03 08:00 UTC (2 days)"],
-      bought: ["+3d 1h · done"],
+      pause: ["+1s · done"],
+      check: ["+3d 1h · done · yes"],
     });
     expect(sinceStart("2026-12-01T08:00:00Z", "2026-12-01T08:30:00Z")).toBe("+30m");
   });
@@ -63,6 +63,7 @@ describe("the answer", () => {
   it("says how it ended", () => {
     expect(humanIso("P4DT1H")).toBe("4d 1h");
     expect(statusLine(result)).toBe("completed after 4d 1h of virtual time; goals reached: bought");
+    expect(statusLine({ ...result, status: "running", simulated: null, goals: [], waiting_at: "pause" })).toBe("running (waiting at pause)");
   });
 });
 

@@ -27,6 +27,7 @@ export interface SimulationStep {
   step: string;
   type?: string;
   outcome?: string;
+  reason?: string | null;
   detail?: string | null;
 }
 
@@ -37,12 +38,14 @@ export interface SimulationMessage {
   to?: string | null;
   subject?: string | null;
   html?: string | null;
-  body?: string | null;
+  text?: string | null;
 }
 
 export interface SimulationResult {
   status: string;
   reason?: string | null;
+  waiting_at?: string | null;
+  started_at?: string | null;
   simulated?: string | null;
   path: SimulationStep[];
   messages: SimulationMessage[];
@@ -99,7 +102,7 @@ export function scriptEvent(row: ScriptRow): { event: Record<string, unknown> } 
     case "tag_removed":
       return { event: { at, tag_removed: name } };
     case "field":
-      return { event: { at, field: name, value: row.value } };
+      return { event: { at, fields: { [name]: row.value } } };
   }
 }
 
@@ -140,18 +143,23 @@ export function sinceStart(start: string, at: string): string {
 /** Each step on the simulated path → the lines its node shows: "+2d · held · until …". */
 export function overlayOf(result: SimulationResult): Record<string, string[]> {
   const overlay: Record<string, string[]> = {};
-  const start = result.path[0]?.at;
+  const start = simulationStart(result);
   for (const entry of result.path) {
-    const line = [start ? sinceStart(start, entry.at) : entry.at, entry.outcome, entry.detail].filter(Boolean).join(" · ");
+    const line = [start ? sinceStart(start, entry.at) : entry.at, entry.outcome, entry.reason].filter(Boolean).join(" · ");
     (overlay[entry.step] ??= []).push(line);
   }
   return overlay;
 }
 
+/** The virtual moment the run started. */
+export function simulationStart(result: SimulationResult): string | undefined {
+  return result.started_at ?? result.path[0]?.at;
+}
+
 /** One sentence for the answer's status: "completed after P4DT1H", "still running at …". */
 export function statusLine(result: SimulationResult): string {
   const after = result.simulated ? ` after ${humanIso(result.simulated)} of virtual time` : "";
-  const why = result.reason ? ` (${result.reason})` : "";
+  const why = result.reason ? ` (${result.reason})` : result.waiting_at ? ` (waiting at ${result.waiting_at})` : "";
   const goals = result.goals?.length ? `; goals reached: ${result.goals.join(", ")}` : "";
   return `${result.status}${why}${after}${goals}`;
 }
