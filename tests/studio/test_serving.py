@@ -34,7 +34,7 @@ async def _http(stack: Stack, ui_dir: Path) -> AsyncIterator[httpx.AsyncClient]:
 
 
 @pytest.fixture
-async def studio(stack: Stack, bundle: Path) -> AsyncIterator[httpx.AsyncClient]:
+async def site(stack: Stack, bundle: Path) -> AsyncIterator[httpx.AsyncClient]:
     async for http in _http(stack, bundle):
         yield http
 
@@ -45,43 +45,43 @@ async def unbuilt(stack: Stack, tmp_path: Path) -> AsyncIterator[httpx.AsyncClie
         yield http
 
 
-async def test_the_app_pages_answer_index_html(studio: httpx.AsyncClient) -> None:
+async def test_the_app_pages_answer_index_html(site: httpx.AsyncClient) -> None:
     for path in ("/", "/automations", "/automations/welcome/edit", "/contacts/42", "/signin"):
-        answer = await studio.get(path, headers={"Api-Token": ""})
+        answer = await site.get(path, headers={"Api-Token": ""})
         assert answer.status_code == 200, path
         assert answer.text == INDEX, path
         assert answer.headers["content-type"].startswith("text/html")
         assert answer.headers["cache-control"] == "no-cache"
 
 
-async def test_assets_are_served_with_a_long_cache(studio: httpx.AsyncClient) -> None:
-    answer = await studio.get("/assets/app-1.js")
+async def test_assets_are_served_with_a_long_cache(site: httpx.AsyncClient) -> None:
+    answer = await site.get("/assets/app-1.js")
     assert answer.status_code == 200
     assert answer.text == "console.log('studio')"
     assert "javascript" in answer.headers["content-type"]
     assert "immutable" in answer.headers["cache-control"]
     for missing in ("/assets/app-2.js", "/assets/%2e%2e/secret.txt", "/assets/..%2fsecret.txt"):
-        refused = await studio.get(missing)
+        refused = await site.get(missing)
         assert refused.status_code == 404, missing
         assert "not for the web" not in refused.text
     # A client that resolves the dots asks for /secret.txt: an app page, not the file.
-    assert (await studio.get("/assets/../secret.txt")).text == INDEX
+    assert (await site.get("/assets/../secret.txt")).text == INDEX
 
 
-async def test_the_api_paths_are_never_the_app(studio: httpx.AsyncClient) -> None:
-    unknown = await studio.get("/api/v1/nothing-here")
+async def test_the_api_paths_are_never_the_app(site: httpx.AsyncClient) -> None:
+    unknown = await site.get("/api/v1/nothing-here")
     assert unknown.status_code == 404 and unknown.json() == {"detail": "Not Found"}
-    assert (await studio.get("/api/v1/automations")).status_code == 200
-    assert (await studio.get("/openapi.json")).json()["info"]["title"] == "Cairn"
-    assert (await studio.get("/t/o/forged")).json() == {"detail": "unknown link"}
+    assert (await site.get("/api/v1/automations")).status_code == 200
+    assert (await site.get("/openapi.json")).json()["info"]["title"] == "Cairn"
+    assert (await site.get("/t/o/forged")).json() == {"detail": "unknown link"}
     for path in ("/api", "/api/v2/x", "/t/x", "/unsubscribe/x", "/healthz/x", "/metrics/x"):
-        answer = await studio.get(path)
+        answer = await site.get(path)
         assert answer.status_code == 404, path
         assert INDEX not in answer.text, path
     # Writes to an app page are not app pages.
-    assert (await studio.post("/automations", json={})).status_code == 405
+    assert (await site.post("/automations", json={})).status_code == 405
     # The app's routes are not in the API's reference.
-    paths = (await studio.get("/openapi.json")).json()["paths"]
+    paths = (await site.get("/openapi.json")).json()["paths"]
     assert not any(p.startswith("/assets") or p == "/{path}" for p in paths)
 
 

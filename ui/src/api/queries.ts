@@ -1,8 +1,7 @@
-// The reads and writes the pages share, as TanStack Query hooks. Routes in the typed client go
-// through it; the few the Studio's API work adds are read with `getJson` and typed here until
-// `make ui-client` picks them up.
+// The reads and writes the pages share, as TanStack Query hooks, through the typed client
+// (`schema.d.ts`, regenerated from the API by `make ui-client`).
 import { keepPreviousData, useMutation, useQuery, useQueryClient } from "@tanstack/react-query";
-import { api, getJson, type Schemas, unwrap } from "./client";
+import { api, type Schemas, unwrap } from "./client";
 
 export const LIVE_MS = 3000;
 
@@ -11,71 +10,14 @@ export type ContactPublic = Schemas["ContactPublic"];
 export type Report = Schemas["Report"];
 export type StepReport = Schemas["StepReport"];
 
-export interface RunCounts {
-  running: number;
-  completed: number;
-  waiting: number;
-}
-
-/** An item of GET /automations: the summary, with its triggers, counts and goal rate. */
-export type AutomationListItem = Schemas["AutomationSummary"] & {
-  triggers?: string[];
-  counts?: RunCounts;
-  goal_rate?: number | null;
-};
-
-export interface WaitingContact {
-  contact_id: number;
-  email: string | null;
-  status: string;
-  current_step: string | null;
-  workflow_id: string;
-  entered_at: string;
-  last_activity_at: string;
-  waiting_since?: string | null;
-  temporal_ui_url?: string | null;
-  [key: string]: unknown;
-}
-
-export interface WaitingPage {
-  total?: number;
-  limit?: number;
-  offset?: number;
-  contacts?: WaitingContact[];
-  items?: WaitingContact[];
-  next?: string | null;
-}
-
-export interface ContactSummary {
-  id: number;
-  email: string | null;
-  first_name?: string | null;
-  last_name?: string | null;
-  tags?: string[];
-  created_at?: string;
-  [key: string]: unknown;
-}
-
-export interface CursorPage<T> {
-  items: T[];
-  next?: string | null;
-  total?: number | null;
-  limit?: number;
-}
-
-export interface TrailStep {
-  step: string;
-  type?: string;
-  outcome?: string;
-  at?: string;
-  [key: string]: unknown;
-}
-
-export interface TimelineItem {
-  at: string;
-  kind: "event" | "email" | "run" | string;
-  [key: string]: unknown;
-}
+export type AutomationListItem = Schemas["AutomationSummary"];
+export type WaitingContact = Schemas["AutomationContact"];
+export type ContactSummary = Schemas["ContactSummary"];
+export type TimelineItem = Schemas["Timeline"]["items"][number];
+export type TimelineEvent = Extract<TimelineItem, { kind: "event" }>;
+export type TimelineEmail = Extract<TimelineItem, { kind: "email" }>;
+export type TimelineRun = Extract<TimelineItem, { kind: "run" }>;
+export type TrailStep = Schemas["RunStep"];
 
 export function useAutomations() {
   return useQuery({
@@ -108,11 +50,12 @@ export function useWaitingContacts(id: string, step: string | null, offset: numb
     enabled: step !== null,
     placeholderData: keepPreviousData,
     refetchInterval: LIVE_MS,
-    queryFn: () => {
-      const query = new URLSearchParams({ status: "running", limit: String(limit), offset: String(offset) });
-      if (step) query.set("step", step);
-      return getJson<WaitingPage>(`/api/v1/automations/${encodeURIComponent(id)}/contacts?${query}`);
-    },
+    queryFn: async () =>
+      unwrap(
+        await api.GET("/api/v1/automations/{automation_id}/contacts", {
+          params: { path: { automation_id: id }, query: { status: "running", step: step ?? undefined, limit, offset } },
+        }),
+      ),
   });
 }
 
@@ -129,13 +72,12 @@ export function useContactSearch(q: string, tag: string, cursor: string | null, 
   return useQuery({
     queryKey: ["contacts", q, tag, cursor, limit],
     placeholderData: keepPreviousData,
-    queryFn: () => {
-      const query = new URLSearchParams({ limit: String(limit) });
-      if (q) query.set("q", q);
-      if (tag) query.set("tag", tag);
-      if (cursor) query.set("cursor", cursor);
-      return getJson<CursorPage<ContactSummary>>(`/api/v1/contacts?${query}`);
-    },
+    queryFn: async () =>
+      unwrap(
+        await api.GET("/api/v1/contacts", {
+          params: { query: { q: q || undefined, tag: tag || undefined, cursor: cursor ?? undefined, limit } },
+        }),
+      ),
   });
 }
 
@@ -144,11 +86,12 @@ export function useTimeline(id: string, cursor: string | null, limit = 50) {
     queryKey: ["timeline", id, cursor, limit],
     placeholderData: keepPreviousData,
     refetchInterval: LIVE_MS,
-    queryFn: () => {
-      const query = new URLSearchParams({ limit: String(limit) });
-      if (cursor) query.set("cursor", cursor);
-      return getJson<CursorPage<TimelineItem>>(`/api/v1/contacts/${encodeURIComponent(id)}/timeline?${query}`);
-    },
+    queryFn: async () =>
+      unwrap(
+        await api.GET("/api/v1/contacts/{contact_id}/timeline", {
+          params: { path: { contact_id: Number(id) }, query: { cursor: cursor ?? undefined, limit } },
+        }),
+      ),
   });
 }
 
@@ -164,7 +107,9 @@ export function useSetStatus() {
         await api.GET("/api/v1/automations/{automation_id}", { params: { path: { automation_id: id } } }),
       );
       const document = { ...(current.document ?? {}), status: "active" };
-      return getJson(`/api/v1/automations/${encodeURIComponent(id)}`, { method: "PUT", body: JSON.stringify(document) });
+      return unwrap(
+        await api.PUT("/api/v1/automations/{automation_id}", { params: { path: { automation_id: id } }, body: document }),
+      );
     },
     onSettled: (_data, _error, { id }) => {
       client.invalidateQueries({ queryKey: ["automations"] });
@@ -183,7 +128,7 @@ export function useDuplicate() {
       );
       const document: Record<string, unknown> = { ...(current.document ?? {}), name, status: "inactive" };
       delete document.id;
-      return getJson<{ id: string }>("/api/v1/automations", { method: "POST", body: JSON.stringify(document) });
+      return unwrap(await api.POST("/api/v1/automations", { body: document }));
     },
     onSettled: () => client.invalidateQueries({ queryKey: ["automations"] }),
   });

@@ -85,7 +85,10 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** List Automations */
+        /**
+         * List Automations
+         * @description Every automation, oldest first, with its current triggers, run counts and goal rate.
+         */
         get: operations["list_automations_api_v1_automations_get"];
         put?: never;
         /** Create Automation */
@@ -110,6 +113,27 @@ export interface paths {
         get: operations["document_schema_api_v1_automations_schema_get"];
         put?: never;
         post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/automations/validate": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Validate Draft
+         * @description The problems a POST (or a PUT) of this document would answer, without saving it
+         *     (docs/api.md#checking-a-draft).
+         */
+        post: operations["validate_draft_api_v1_automations_validate_post"];
         delete?: never;
         options?: never;
         head?: never;
@@ -155,7 +179,8 @@ export interface paths {
         };
         /**
          * Automation Contacts
-         * @description The automation's runs, newest first: contact, status, current step, entered, last activity.
+         * @description The automation's runs, newest first: contact, status, current step, entered, last
+         *     activity, and the run in the Temporal UI.
          */
         get: operations["automation_contacts_api_v1_automations__automation_id__contacts_get"];
         put?: never;
@@ -206,6 +231,27 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/automations/{automation_id}/impact": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Version Impact
+         * @description What saving this draft as the next version would do to the contacts running now, by
+         *     the live-edit rules (docs/api.md#the-impact-of-a-new-version). Saves nothing.
+         */
+        post: operations["version_impact_api_v1_automations__automation_id__impact_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/automations/{automation_id}/report": {
         parameters: {
             query?: never;
@@ -220,6 +266,27 @@ export interface paths {
         get: operations["automation_report_api_v1_automations__automation_id__report_get"];
         put?: never;
         post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/automations/{automation_id}/simulate": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Simulate Automation
+         * @description Simulate a saved version (`version`, default the current one) for a made-up `contact`
+         *     or a copy of the real contact `contact_id`, with a script of `events`.
+         */
+        post: operations["simulate_automation_api_v1_automations__automation_id__simulate_post"];
         delete?: never;
         options?: never;
         head?: never;
@@ -294,7 +361,12 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        get?: never;
+        /**
+         * Search Contacts
+         * @description Contacts matching `q` and `tag` (both optional), newest first, a page at a time
+         *     (docs/api.md#searching-contacts).
+         */
+        get: operations["search_contacts_api_v1_contacts_get"];
         put?: never;
         /**
          * Upsert Contact
@@ -412,6 +484,27 @@ export interface paths {
         post?: never;
         /** Remove Tag */
         delete: operations["remove_tag_api_v1_contacts__contact_id__tags__tag__delete"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/contacts/{contact_id}/timeline": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Contact Timeline
+         * @description Events, emails (with opens and clicks) and runs (with their step trails), newest first
+         *     (docs/api.md#a-contacts-timeline).
+         */
+        get: operations["contact_timeline_api_v1_contacts__contact_id__timeline_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
         options?: never;
         head?: never;
         patch?: never;
@@ -640,6 +733,27 @@ export interface paths {
         get: operations["read_run_api_v1_runs__workflow_id__get"];
         put?: never;
         post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/simulate": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Simulate Draft
+         * @description Simulate an unsaved `document` (validated as a save would: 422 with its problems, and
+         *     nothing run), with the same options as a saved automation's simulation.
+         */
+        post: operations["simulate_draft_api_v1_simulate_post"];
         delete?: never;
         options?: never;
         head?: never;
@@ -993,7 +1107,7 @@ export interface components {
         };
         /**
          * AutomationContact
-         * @description One run of the automation, with its contact's email.
+         * @description One run of the automation, with its contact's email and name.
          */
         AutomationContact: {
             /** Contact Id */
@@ -1011,17 +1125,24 @@ export interface components {
             entered_at: string;
             /** Entry */
             entry: number;
+            /** First Name */
+            first_name: string | null;
             /** Held */
             held: boolean;
             /**
              * Last Activity At
              * Format: date-time
+             * @description when the runs index last recorded the run: for a contact waiting or held at a step, when it got there (a conditional wait's wake-ups move it too)
              */
             last_activity_at: string;
+            /** Last Name */
+            last_name: string | null;
             /** Reason */
             reason: string | null;
             /** Status */
             status: string;
+            /** Temporal Ui Url */
+            temporal_ui_url: string;
             /** Version */
             version: number;
             /** Workflow Id */
@@ -1068,6 +1189,30 @@ export interface components {
             version: number;
         };
         /**
+         * AutomationRecord
+         * @description An automation's own columns: what every answer about one says.
+         */
+        AutomationRecord: {
+            /**
+             * Created At
+             * Format: date-time
+             */
+            created_at: string;
+            /** Id */
+            id: string;
+            /** Name */
+            name: string;
+            /** Status */
+            status: string;
+            /**
+             * Updated At
+             * Format: date-time
+             */
+            updated_at: string;
+            /** Version */
+            version: number;
+        };
+        /**
          * AutomationSaved
          * @description A version just saved: it stands, and the warnings say what may not work yet.
          */
@@ -1093,19 +1238,33 @@ export interface components {
             /** Warnings */
             warnings: components["schemas"]["DocumentProblem"][];
         };
-        /** AutomationSummary */
+        /**
+         * AutomationSummary
+         * @description An automation as the list shows it: its current triggers and how its runs are doing.
+         */
         AutomationSummary: {
+            counts: components["schemas"]["RunCounts"];
             /**
              * Created At
              * Format: date-time
              */
             created_at: string;
+            /**
+             * Goal Rate
+             * @description the share of its runs that achieved a goal; null when it has no runs
+             */
+            goal_rate: number | null;
             /** Id */
             id: string;
             /** Name */
             name: string;
             /** Status */
             status: string;
+            /**
+             * Triggers
+             * @description the trigger types of the current version
+             */
+            triggers: string[];
             /**
              * Updated At
              * Format: date-time
@@ -1280,6 +1439,31 @@ export interface components {
             /** Workflow Id */
             workflow_id: string;
         };
+        /**
+         * ContactSummary
+         * @description A contact as a search lists it: who it is and its tags.
+         */
+        ContactSummary: {
+            /** Bounced */
+            bounced: boolean;
+            /**
+             * Created At
+             * Format: date-time
+             */
+            created_at: string;
+            /** Email */
+            email: string | null;
+            /** First Name */
+            first_name: string | null;
+            /** Id */
+            id: number;
+            /** Last Name */
+            last_name: string | null;
+            /** Phone */
+            phone: string | null;
+            /** Tags */
+            tags: string[];
+        };
         /** ConversionPublic */
         ConversionPublic: {
             /** Conversion */
@@ -1291,6 +1475,15 @@ export interface components {
             created_at: string;
             /** Value */
             value: number | null;
+        };
+        /** CursorPage[ContactSummary] */
+        CursorPage_ContactSummary_: {
+            /** Items */
+            items: components["schemas"]["ContactSummary"][];
+            /** Limit */
+            limit: number;
+            /** Next */
+            next: string | null;
         };
         /** DeadLetter */
         DeadLetter: {
@@ -1478,6 +1671,36 @@ export interface components {
         DocumentRejected: {
             /** Detail */
             detail: (components["schemas"]["DocumentProblem"] | components["schemas"]["FieldError"])[] | string;
+        };
+        /**
+         * DraftChecked
+         * @description What saving a draft would say of it: `valid` when it has no error (warnings aside).
+         */
+        DraftChecked: {
+            /** Problems */
+            problems: components["schemas"]["DocumentProblem"][];
+            /** Valid */
+            valid: boolean;
+        };
+        /** EmailClick */
+        EmailClick: {
+            /**
+             * At
+             * Format: date-time
+             */
+            at: string;
+            /** Suspected Bot */
+            suspected_bot: boolean;
+            /** Url */
+            url: string | null;
+        };
+        /** EmailOpen */
+        EmailOpen: {
+            /**
+             * At
+             * Format: date-time
+             */
+            at: string;
         };
         /** EnrollIn */
         EnrollIn: {
@@ -1733,6 +1956,24 @@ export interface components {
             /** Total */
             total: number;
         };
+        /** PathEntry */
+        PathEntry: {
+            /**
+             * At
+             * Format: date-time
+             */
+            at: string;
+            /** Detail */
+            detail?: string | null;
+            /** Outcome */
+            outcome: string;
+            /** Reason */
+            reason?: string | null;
+            /** Step */
+            step: string;
+            /** Type */
+            type: string;
+        };
         /** PipelineIn */
         PipelineIn: {
             /** Name */
@@ -1792,6 +2033,18 @@ export interface components {
             steps: components["schemas"]["StepReport"][];
             /** Version */
             version: number;
+        };
+        /** RunCounts */
+        RunCounts: {
+            /** Completed */
+            completed: number;
+            /** Running */
+            running: number;
+            /**
+             * Waiting
+             * @description running runs parked at a step (a wait), not held there
+             */
+            waiting: number;
         };
         /** RunPublic */
         RunPublic: {
@@ -1859,6 +2112,23 @@ export interface components {
             /** Ended */
             ended: string[];
         };
+        /**
+         * ScriptEntry
+         * @description A scripted event as played: whether it changed anything, and if not, why.
+         */
+        ScriptEntry: {
+            /** Applied */
+            applied: boolean;
+            /**
+             * At
+             * Format: date-time
+             */
+            at: string;
+            /** Note */
+            note?: string | null;
+            /** What */
+            what: string;
+        };
         /** ShownMessage */
         ShownMessage: {
             /** Html */
@@ -1870,6 +2140,119 @@ export interface components {
         ShownMessages: {
             /** Messages */
             messages: components["schemas"]["ShownMessage"][];
+        };
+        /** SimulatedMessage */
+        SimulatedMessage: {
+            /**
+             * At
+             * Format: date-time
+             */
+            at: string;
+            /**
+             * Channel
+             * @enum {string}
+             */
+            channel: "email" | "notification" | "sms" | "site";
+            /** Html */
+            html?: string | null;
+            /** Step */
+            step: string;
+            /** Subject */
+            subject?: string | null;
+            /** Text */
+            text?: string | null;
+            /** To */
+            to: string;
+        };
+        /**
+         * SimulatedRequest
+         * @description A provider call a step would make (webhook, Facebook, Salesforce): secrets masked.
+         */
+        SimulatedRequest: {
+            /**
+             * At
+             * Format: date-time
+             */
+            at: string;
+            /** Body */
+            body?: string | null;
+            /** Method */
+            method: string;
+            /** Step */
+            step: string;
+            /** Url */
+            url: string;
+        };
+        /** SimulatedWrite */
+        SimulatedWrite: {
+            /**
+             * At
+             * Format: date-time
+             */
+            at: string;
+            /** Detail */
+            detail?: {
+                [key: string]: unknown;
+            };
+            /** Kind */
+            kind: string;
+            /**
+             * Outcome
+             * @default done
+             */
+            outcome: string;
+            /** Step */
+            step: string;
+        };
+        /** SimulationResult */
+        SimulationResult: {
+            /**
+             * Elapsed Seconds
+             * @default 0
+             */
+            elapsed_seconds: number;
+            /** Goals */
+            goals: string[];
+            /** Messages */
+            messages: components["schemas"]["SimulatedMessage"][];
+            /** Path */
+            path: components["schemas"]["PathEntry"][];
+            /** Reason */
+            reason?: string | null;
+            /** Requests */
+            requests: components["schemas"]["SimulatedRequest"][];
+            /** Script */
+            script?: components["schemas"]["ScriptEntry"][];
+            /**
+             * Simulated
+             * Format: duration
+             */
+            simulated: string;
+            /** Split Paths */
+            split_paths?: {
+                [key: string]: number;
+            };
+            /**
+             * Started At
+             * Format: date-time
+             */
+            started_at: string;
+            /**
+             * Status
+             * @enum {string}
+             */
+            status: "completed" | "ended" | "failed" | "running";
+            /**
+             * Temporal Ui Url
+             * @default
+             */
+            temporal_ui_url: string;
+            /** Waiting At */
+            waiting_at?: string | null;
+            /** Workflow Id */
+            workflow_id: string;
+            /** Writes */
+            writes: components["schemas"]["SimulatedWrite"][];
         };
         /** SiteMessagePublic */
         SiteMessagePublic: {
@@ -1895,6 +2278,8 @@ export interface components {
             next: string | null;
             /** Path */
             path: number;
+            /** Share */
+            share?: number | null;
         };
         /** SplitReport */
         SplitReport: {
@@ -1919,6 +2304,34 @@ export interface components {
             name: string;
             /** Position */
             position: number;
+        };
+        /**
+         * StepImpact
+         * @description The running contacts at one step, and what the new version does to them.
+         */
+        StepImpact: {
+            /**
+             * Change
+             * @enum {string}
+             */
+            change: "removed" | "changed" | "unchanged";
+            /**
+             * Ends
+             * @description a removed step with nowhere to go: its runs end
+             */
+            ends: boolean;
+            /**
+             * Goes To
+             * @description a removed step: the step its contacts go on to (its old `next`)
+             */
+            goes_to: string | null;
+            /** Step */
+            step: string;
+            /**
+             * Waiting
+             * @description running contacts at the step now (held ones included)
+             */
+            waiting: number;
         };
         /**
          * StepReport
@@ -2057,6 +2470,119 @@ export interface components {
             /** Type */
             type: string;
         };
+        /**
+         * Timeline
+         * @description A page of a contact's timeline; `next` is the cursor of the following page.
+         */
+        Timeline: {
+            /** Items */
+            items: (components["schemas"]["TimelineEvent"] | components["schemas"]["TimelineEmail"] | components["schemas"]["TimelineRun"])[];
+            /** Limit */
+            limit: number;
+            /** Next */
+            next: string | null;
+        };
+        /**
+         * TimelineEmail
+         * @description An email a `send_email` step sent the contact, with its opens and clicks.
+         */
+        TimelineEmail: {
+            /**
+             * At
+             * Format: date-time
+             */
+            at: string;
+            /** Automation */
+            automation: string | null;
+            /** Clicks */
+            clicks: components["schemas"]["EmailClick"][];
+            /** Id */
+            id: number;
+            /**
+             * @description discriminator enum property added by openapi-typescript
+             * @enum {string}
+             */
+            kind: "email";
+            /** Message Id */
+            message_id: string | null;
+            /** Opens */
+            opens: components["schemas"]["EmailOpen"][];
+            /** Step */
+            step: string | null;
+            /** Subject */
+            subject: string | null;
+        };
+        /**
+         * TimelineEvent
+         * @description An event recorded for the contact (POST /events, a site visit, a bounce…).
+         */
+        TimelineEvent: {
+            /**
+             * At
+             * Format: date-time
+             */
+            at: string;
+            /** Data */
+            data: {
+                [key: string]: unknown;
+            };
+            /** Id */
+            id: number;
+            /**
+             * @description discriminator enum property added by openapi-typescript
+             * @enum {string}
+             */
+            kind: "event";
+            /** Name */
+            name: string;
+        };
+        /**
+         * TimelineRun
+         * @description A run of the contact in an automation, with its latest steps (as saved: see
+         *     docs/api.md#a-contacts-timeline).
+         */
+        TimelineRun: {
+            /**
+             * At
+             * Format: date-time
+             */
+            at: string;
+            /** Automation */
+            automation: string;
+            /** Current Step */
+            current_step: string | null;
+            /** Ended At */
+            ended_at: string | null;
+            /** Goals */
+            goals: string[];
+            /** Id */
+            id: number;
+            /**
+             * @description discriminator enum property added by openapi-typescript
+             * @enum {string}
+             */
+            kind: "run";
+            /** Reason */
+            reason: string | null;
+            /**
+             * Started At
+             * Format: date-time
+             */
+            started_at: string;
+            /**
+             * Status
+             * @enum {string}
+             */
+            status: "running" | "completed" | "ended" | "failed";
+            /** Steps */
+            steps: components["schemas"]["RunStep"][];
+            /** Temporal Ui Url */
+            temporal_ui_url: string;
+            /** Version */
+            version: number;
+            /** Workflow Id */
+            workflow_id: string;
+        };
         /** TokenCreated */
         TokenCreated: {
             /**
@@ -2141,6 +2667,26 @@ export interface components {
             msg: string;
             /** Error Type */
             type: string;
+        };
+        /**
+         * VersionImpact
+         * @description What publishing a draft as the next version would do to the contacts running now.
+         */
+        VersionImpact: {
+            /** Affected */
+            affected: number;
+            /** Ending */
+            ending: number;
+            /** Problems */
+            problems: components["schemas"]["DocumentProblem"][];
+            /** Running */
+            running: number;
+            /** Steps */
+            steps: components["schemas"]["StepImpact"][];
+            /** Valid */
+            valid: boolean;
+            /** Version From */
+            version_from: number;
         };
         /** VersionPublic */
         VersionPublic: {
@@ -2998,6 +3544,86 @@ export interface operations {
             };
         };
     };
+    validate_draft_api_v1_automations_validate_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": unknown;
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["DraftChecked"];
+                };
+            };
+            /** @description the body could not be read */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Message"];
+                };
+            };
+            /** @description missing or wrong Api-Token header */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Message"];
+                };
+            };
+            /** @description the token lacks the scope this needs */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Message"];
+                };
+            };
+            /** @description request body too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Message"];
+                };
+            };
+            /** @description invalid input */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Invalid"];
+                };
+            };
+            /** @description the database or Temporal is unavailable; retry shortly */
+            503: {
+                headers: {
+                    /** @description seconds to wait before retrying */
+                    "Retry-After": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Message"];
+                };
+            };
+        };
+    };
     read_automation_api_v1_automations__automation_id__get: {
         parameters: {
             query?: never;
@@ -3175,7 +3801,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["AutomationSummary"];
+                    "application/json": components["schemas"]["AutomationRecord"];
                 };
             };
             /** @description missing or wrong Api-Token header */
@@ -3233,6 +3859,8 @@ export interface operations {
                 limit?: number;
                 offset?: number;
                 status?: ("running" | "completed" | "ended" | "failed") | null;
+                /** @description only the runs at this step: with status=running, the contacts waiting (or held) there now */
+                step?: string | null;
             };
             header?: never;
             path: {
@@ -3463,6 +4091,97 @@ export interface operations {
             };
         };
     };
+    version_impact_api_v1_automations__automation_id__impact_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                automation_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": unknown;
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["VersionImpact"];
+                };
+            };
+            /** @description the body could not be read */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Message"];
+                };
+            };
+            /** @description missing or wrong Api-Token header */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Message"];
+                };
+            };
+            /** @description the token lacks the scope this needs */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Message"];
+                };
+            };
+            /** @description no such record */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Message"];
+                };
+            };
+            /** @description request body too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Message"];
+                };
+            };
+            /** @description invalid input */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Invalid"];
+                };
+            };
+            /** @description the database or Temporal is unavailable; retry shortly */
+            503: {
+                headers: {
+                    /** @description seconds to wait before retrying */
+                    "Retry-After": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Message"];
+                };
+            };
+        };
+    };
     automation_report_api_v1_automations__automation_id__report_get: {
         parameters: {
             query?: never;
@@ -3518,6 +4237,104 @@ export interface operations {
                 content: {
                     "application/json": components["schemas"]["Invalid"];
                 };
+            };
+            /** @description the database or Temporal is unavailable; retry shortly */
+            503: {
+                headers: {
+                    /** @description seconds to wait before retrying */
+                    "Retry-After": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Message"];
+                };
+            };
+        };
+    };
+    simulate_automation_api_v1_automations__automation_id__simulate_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                automation_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": unknown;
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SimulationResult"];
+                };
+            };
+            /** @description the body could not be read */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Message"];
+                };
+            };
+            /** @description missing or wrong Api-Token header */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Message"];
+                };
+            };
+            /** @description the token lacks the scope this needs */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Message"];
+                };
+            };
+            /** @description no such record */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Message"];
+                };
+            };
+            /** @description request body too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Message"];
+                };
+            };
+            /** @description invalid document */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["DocumentRejected"];
+                };
+            };
+            /** @description the Temporal server does not skip time */
+            501: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
             };
             /** @description the database or Temporal is unavailable; retry shortly */
             503: {
@@ -3743,6 +4560,72 @@ export interface operations {
             };
             /** @description no such record */
             404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Message"];
+                };
+            };
+            /** @description invalid input */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Invalid"];
+                };
+            };
+            /** @description the database or Temporal is unavailable; retry shortly */
+            503: {
+                headers: {
+                    /** @description seconds to wait before retrying */
+                    "Retry-After": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Message"];
+                };
+            };
+        };
+    };
+    search_contacts_api_v1_contacts_get: {
+        parameters: {
+            query?: {
+                /** @description a piece of the email, first or last name, any case */
+                q?: string | null;
+                /** @description a tag, any case */
+                tag?: string | null;
+                /** @description `next` of the previous page; leave it out for the first page */
+                cursor?: string | null;
+                limit?: number;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["CursorPage_ContactSummary_"];
+                };
+            };
+            /** @description missing or wrong Api-Token header */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Message"];
+                };
+            };
+            /** @description the token lacks the scope this needs */
+            403: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -4486,6 +5369,79 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["TagRemoved"];
+                };
+            };
+            /** @description missing or wrong Api-Token header */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Message"];
+                };
+            };
+            /** @description the token lacks the scope this needs */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Message"];
+                };
+            };
+            /** @description no such record */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Message"];
+                };
+            };
+            /** @description invalid input */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Invalid"];
+                };
+            };
+            /** @description the database or Temporal is unavailable; retry shortly */
+            503: {
+                headers: {
+                    /** @description seconds to wait before retrying */
+                    "Retry-After": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Message"];
+                };
+            };
+        };
+    };
+    contact_timeline_api_v1_contacts__contact_id__timeline_get: {
+        parameters: {
+            query?: {
+                /** @description `next` of the previous page; leave it out for the first page */
+                cursor?: string | null;
+                limit?: number;
+            };
+            header?: never;
+            path: {
+                contact_id: number;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Timeline"];
                 };
             };
             /** @description missing or wrong Api-Token header */
@@ -5818,6 +6774,102 @@ export interface operations {
                 content: {
                     "application/json": components["schemas"]["Invalid"];
                 };
+            };
+            /** @description the database or Temporal is unavailable; retry shortly */
+            503: {
+                headers: {
+                    /** @description seconds to wait before retrying */
+                    "Retry-After": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Message"];
+                };
+            };
+        };
+    };
+    simulate_draft_api_v1_simulate_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": unknown;
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SimulationResult"];
+                };
+            };
+            /** @description the body could not be read */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Message"];
+                };
+            };
+            /** @description missing or wrong Api-Token header */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Message"];
+                };
+            };
+            /** @description the token lacks the scope this needs */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Message"];
+                };
+            };
+            /** @description no such record */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Message"];
+                };
+            };
+            /** @description request body too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Message"];
+                };
+            };
+            /** @description invalid document */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["DocumentRejected"];
+                };
+            };
+            /** @description the Temporal server does not skip time */
+            501: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
             };
             /** @description the database or Temporal is unavailable; retry shortly */
             503: {

@@ -38,7 +38,7 @@ export async function layout(graph: Graph, extraLines: Record<string, number> = 
       "elk.algorithm": "layered",
       "elk.direction": "DOWN",
       "elk.edgeRouting": "ORTHOGONAL",
-      "elk.layered.spacing.nodeNodeBetweenLayers": "56",
+      "elk.layered.spacing.nodeNodeBetweenLayers": "44",
       "elk.spacing.nodeNode": "40",
       "elk.spacing.edgeNode": "24",
       "elk.layered.nodePlacement.strategy": "BRANDES_KOEPF",

@@ -7,7 +7,7 @@ import { type Report, useAutomation, useReport, useWaitingContacts } from "../ap
 import { FamilyIcon, FlowCanvas, type StepCounts } from "../canvas/FlowCanvas";
 import { START, type AutomationDocument } from "../canvas/graph";
 import { familyOf, STEP_KIND } from "../steps/catalog";
-import { errorText, formatDate, percent } from "./format";
+import { contactName, errorText, formatDate, percent } from "./format";
 
 const PAGE = 20;
 
@@ -55,9 +55,7 @@ function edgeLabelsOf(report: Report | undefined): Record<string, string> {
 function WaitingList({ automationId, stepId }: { automationId: string; stepId: string }) {
   const [offset, setOffset] = useState(0);
   const waiting = useWaitingContacts(automationId, stepId, offset, PAGE);
-  const rows = (waiting.data?.items ?? waiting.data?.contacts ?? []).filter(
-    (row) => !row.current_step || row.current_step === stepId,
-  );
+  const rows = waiting.data?.contacts ?? [];
   const total = waiting.data?.total;
   return (
     <div>
@@ -67,16 +65,12 @@ function WaitingList({ automationId, stepId }: { automationId: string; stepId: s
       <ul className="waiting">
         {rows.map((row) => (
           <li key={row.workflow_id}>
-            <Link to={`/contacts/${row.contact_id}`}>{row.email ?? `contact ${row.contact_id}`}</Link>
-            <span className="muted"> since {formatDate(row.waiting_since ?? row.last_activity_at)}</span>
-            {row.temporal_ui_url && (
-              <>
-                {" · "}
-                <a href={row.temporal_ui_url} target="_blank" rel="noreferrer" aria-label={`Run of ${row.email ?? row.contact_id} in the Temporal UI`}>
-                  run ↗
-                </a>
-              </>
-            )}
+            <Link to={`/contacts/${row.contact_id}`}>{row.email ?? contactName({ ...row, id: row.contact_id })}</Link>
+            {" "}
+            <a href={row.temporal_ui_url} target="_blank" rel="noreferrer" className="small">
+              <span className="sr-only">Run of {row.email ?? `contact ${row.contact_id}`} </span>in Temporal UI ↗
+            </a>
+            <div className="muted small">since {formatDate(row.last_activity_at)}</div>
           </li>
         ))}
       </ul>

@@ -86,7 +86,7 @@ export function AutomationsPage() {
               <tr>
                 <th scope="col">Name</th>
                 <th scope="col">Status</th>
-                <th scope="col">Version</th>
+                <th scope="col" className="num">Version</th>
                 <th scope="col">Triggers</th>
                 <th scope="col" className="num">Running</th>
                 <th scope="col" className="num">Completed</th>

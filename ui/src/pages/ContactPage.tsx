@@ -2,32 +2,36 @@
 // their opens and clicks) and automation runs (with their step trail and Temporal UI link).
 import { useState } from "react";
 import { Link, useParams } from "react-router-dom";
-import { type TimelineItem, type TrailStep, useContact, useTimeline } from "../api/queries";
+import {
+  type TimelineEmail,
+  type TimelineEvent,
+  type TimelineItem,
+  type TimelineRun,
+  useContact,
+  useTimeline,
+} from "../api/queries";
 import { contactName, errorText, formatDate } from "./format";
 
-type Json = Record<string, unknown>;
 const text = (value: unknown) => (value === null || value === undefined || value === "" ? "—" : String(value));
 
-function EventItem({ item }: { item: TimelineItem }) {
-  const data = (item.data ?? {}) as Json;
-  const keys = Object.keys(data);
+function EventItem({ item }: { item: TimelineEvent }) {
+  const keys = Object.keys(item.data ?? {});
   return (
     <>
-      <strong>Event {text(item.name)}</strong>
-      {keys.length > 0 && <code className="inline-data">{JSON.stringify(data)}</code>}
+      <strong>Event {item.name}</strong>
+      {keys.length > 0 && <code className="inline-data">{JSON.stringify(item.data)}</code>}
     </>
   );
 }
 
-function EmailItem({ item }: { item: TimelineItem }) {
-  const opens = (item.opens ?? []) as Json[];
-  const clicks = (item.clicks ?? []) as Json[];
+function EmailItem({ item }: { item: TimelineEmail }) {
+  const { opens, clicks } = item;
   return (
     <>
       <strong>Email “{text(item.subject)}”</strong>
       <span className="muted">
-        {" "}
-        {item.automation ? `from ${text(item.automation)}` : ""} {item.step ? `· step ${text(item.step)}` : ""}
+        {item.automation ? ` from ${item.automation}` : ""}
+        {item.step ? ` · step ${item.step}` : ""}
       </span>
       <div className="muted">
         {opens.length} open{opens.length === 1 ? "" : "s"} · {clicks.length} click{clicks.length === 1 ? "" : "s"}
@@ -37,7 +41,7 @@ function EmailItem({ item }: { item: TimelineItem }) {
           {clicks.map((click, i) => (
             <li key={i}>
               clicked {text(click.url)} · {formatDate(click.at)}
-              {click.suspected_scanner || click.scanner ? " (suspected link scanner)" : ""}
+              {click.suspected_bot ? " (suspected link scanner)" : ""}
             </li>
           ))}
         </ul>
@@ -46,39 +50,46 @@ function EmailItem({ item }: { item: TimelineItem }) {
   );
 }
 
-function RunItem({ item }: { item: TimelineItem }) {
-  const trail = (item.trail ?? item.steps ?? []) as TrailStep[];
+function RunItem({ item }: { item: TimelineRun }) {
   return (
     <>
       <strong>
-        Run of <Link to={`/automations/${encodeURIComponent(text(item.automation ?? item.automation_id))}`}>{text(item.automation ?? item.automation_id)}</Link>
+        Run of <Link to={`/automations/${encodeURIComponent(item.automation)}`}>{item.automation}</Link>
       </strong>
       <span className="muted">
         {" "}
-        v{text(item.version)} · {text(item.status)}
-        {item.reason ? ` (${text(item.reason)})` : ""}
-        {item.current_step ? ` · at ${text(item.current_step)}` : ""}
+        v{item.version} · {item.status}
+        {item.reason ? ` (${item.reason})` : ""}
+        {item.current_step ? ` · at ${item.current_step}` : ""}
       </span>
-      {typeof item.temporal_ui_url === "string" && (
-        <>
-          {" · "}
-          <a className="temporal-link" href={item.temporal_ui_url} target="_blank" rel="noreferrer">
-            open in Temporal UI ↗
-          </a>
-        </>
-      )}
-      {trail.length > 0 && (
+      {" · "}
+      <a className="temporal-link" href={item.temporal_ui_url} target="_blank" rel="noreferrer">
+        open in Temporal UI ↗
+      </a>
+      {item.steps.length > 0 && (
         <ol className="trail" aria-label="Step trail">
-          {trail.map((step, i) => (
-            <li key={i}>
-              <code>{step.step}</code> {step.type ? <span className="muted">{step.type}</span> : null} {step.outcome ? `· ${step.outcome}` : ""}{" "}
-              <span className="muted">{step.at ? formatDate(step.at) : ""}</span>
+          {item.steps.map((step) => (
+            <li key={step.seq}>
+              <code>{step.step}</code> <span className="muted">{step.type}</span> · {step.outcome}
+              {step.reason ? ` (${step.reason})` : ""} <span className="muted">{formatDate(step.at)}</span>
             </li>
           ))}
         </ol>
       )}
+      {item.goals.length > 0 && <div className="muted small">goals achieved: {item.goals.join(", ")}</div>}
     </>
   );
+}
+
+function TimelineEntry({ item }: { item: TimelineItem }) {
+  switch (item.kind) {
+    case "event":
+      return <EventItem item={item} />;
+    case "email":
+      return <EmailItem item={item} />;
+    case "run":
+      return <RunItem item={item} />;
+  }
 }
 
 function Timeline({ id }: { id: string }) {
@@ -92,10 +103,10 @@ function Timeline({ id }: { id: string }) {
       {items.length === 0 && !timeline.isPending && <p className="muted">Nothing happened yet.</p>}
       <ul className="timeline">
         {items.map((item, i) => (
-          <li key={`${item.kind}-${item.at}-${i}`} className={`tl-${item.kind}`} data-kind={item.kind}>
+          <li key={`${item.kind}-${item.id}-${i}`} className={`tl-${item.kind}`} data-kind={item.kind}>
             <time dateTime={item.at}>{formatDate(item.at)}</time>
             <div>
-              {item.kind === "event" ? <EventItem item={item} /> : item.kind === "email" ? <EmailItem item={item} /> : item.kind === "run" ? <RunItem item={item} /> : <code>{JSON.stringify(item)}</code>}
+              <TimelineEntry item={item} />
             </div>
           </li>
         ))}

@@ -82,7 +82,6 @@ export function ContactsPage() {
         </button>
         <span className="muted" aria-live="polite">
           Page {cursors.length}
-          {page?.total != null ? ` · ${page.total} contacts` : ""}
         </span>
         <button disabled={!page?.next} onClick={() => page?.next && setCursors([...cursors, page.next])}>
           Next
