@@ -1,49 +1,40 @@
-// The builder's calls to the API. The automation routes are in the typed client's schema;
-// validate, impact and simulate may be newer than a checked-in `schema.d.ts`, so they go
-// through the same authenticated fetch (`getJson`) with the shapes written out here.
-import { getJson } from "../api/client";
+// The builder's calls to the API, through the typed client (`schema.d.ts`, generated from the
+// app's OpenAPI by `make ui-client`). The pure parts (impact.ts, simulation.ts) read a subset of
+// the same answers, so they can be tested without a server.
+import { api, type Schemas, unwrap } from "../api/client";
 import type { Draft } from "./draft";
 import type { DocumentSchema } from "./schema";
-import type { Impact } from "./impact";
-import type { SimulationResult } from "./simulation";
 
-export interface Problem {
-  step?: string | null;
-  path: string;
-  message: string;
-  severity: "error" | "warning" | string;
-}
+export type Problem = Schemas["DocumentProblem"];
+export type Validation = Schemas["DraftChecked"];
+export type Saved = Schemas["AutomationSaved"];
+export type VersionImpact = Schemas["VersionImpact"];
+export type Simulation = Schemas["SimulationResult"];
 
-export interface Validation {
-  valid: boolean;
-  problems: Problem[];
-}
+const byId = (id: string) => ({ params: { path: { automation_id: id } } });
 
-export interface Saved {
-  id: string;
-  version: number;
-  warnings?: Problem[];
-}
+export const fetchSchema = async () =>
+  unwrap(await api.GET("/api/v1/automations/schema")) as unknown as DocumentSchema;
 
-export const fetchSchema = () => getJson<DocumentSchema>("/api/v1/automations/schema");
+export const fetchAutomation = async (id: string) => {
+  const automation = unwrap(await api.GET("/api/v1/automations/{automation_id}", byId(id)));
+  return { ...automation, document: automation.document as Draft | null | undefined };
+};
 
-export const fetchAutomation = (id: string) =>
-  getJson<{ id: string; version: number; document: Draft | null }>(`/api/v1/automations/${encodeURIComponent(id)}`);
+export const validateDraft = async (draft: Draft): Promise<Validation> =>
+  unwrap(await api.POST("/api/v1/automations/validate", { body: draft }));
 
-const post = <T,>(path: string, body: unknown, method = "POST") =>
-  getJson<T>(path, { method, body: JSON.stringify(body) });
+export const createAutomation = async (draft: Draft): Promise<Saved> =>
+  unwrap(await api.POST("/api/v1/automations", { body: draft }));
 
-export const validateDraft = (draft: Draft) => post<Validation>("/api/v1/automations/validate", draft);
+export const publishVersion = async (id: string, draft: Draft): Promise<Saved> =>
+  unwrap(await api.PUT("/api/v1/automations/{automation_id}", { ...byId(id), body: draft }));
 
-export const createAutomation = (draft: Draft) => post<Saved>("/api/v1/automations", draft);
+export const impactOf = async (id: string, draft: Draft): Promise<VersionImpact> =>
+  unwrap(await api.POST("/api/v1/automations/{automation_id}/impact", { ...byId(id), body: draft }));
 
-export const publishVersion = (id: string, draft: Draft) =>
-  post<Saved>(`/api/v1/automations/${encodeURIComponent(id)}`, draft, "PUT");
-
-export const impactOf = (id: string, draft: Draft) =>
-  post<Impact>(`/api/v1/automations/${encodeURIComponent(id)}/impact`, draft);
-
-export const simulate = (body: Record<string, unknown>) => post<SimulationResult>("/api/v1/simulate", body);
+export const simulate = async (body: Record<string, unknown>): Promise<Simulation> =>
+  unwrap(await api.POST("/api/v1/simulate", { body }));
 
 /** The problems of a 422 answer (a list of document problems), or none. */
 export function problemsOf(detail: unknown): Problem[] {
@@ -54,7 +45,7 @@ export function problemsOf(detail: unknown): Problem[] {
       step: typeof item.step === "string" ? item.step : null,
       path: Array.isArray(item.loc) ? item.loc.join(".") : String(item.path ?? ""),
       message: String(item.message ?? item.msg ?? "invalid"),
-      severity: String(item.severity ?? "error"),
+      severity: item.severity === "warning" ? ("warning" as const) : ("error" as const),
     }));
 }
 
