@@ -3,7 +3,7 @@
 // goals) or as text; validated by the API as it changes; tested by simulation; saved (new) or
 // published after reading its impact on the contacts inside (existing). See docs/studio.md.
 import { useQuery, useQueryClient } from "@tanstack/react-query";
-import { useCallback, useMemo, useState } from "react";
+import { useCallback, useEffect, useMemo, useState } from "react";
 import { Link, useLocation, useNavigate, useParams } from "react-router-dom";
 import { FlowCanvas, type InsertPoint } from "../canvas/FlowCanvas";
 import { START } from "../canvas/graph";
@@ -77,7 +77,19 @@ function Builder({ id, schema, initial }: { id: string | null; schema: DocumentS
   const [overlay, setOverlay] = useState<Record<string, string[]> | null>(null);
   const [publish, setPublish] = useState<PublishState | null>(null);
   const [busy, setBusy] = useState(false);
-  const validation = useValidation(draft);
+  // The draft as last loaded or saved: closing the tab with changes beyond it asks first.
+  const [clean, setClean] = useState<Draft>(initial);
+  const dirty = draft !== clean;
+  useEffect(() => {
+    if (!dirty) return;
+    const warn = (event: BeforeUnloadEvent) => event.preventDefault();
+    window.addEventListener("beforeunload", warn);
+    return () => window.removeEventListener("beforeunload", warn);
+  }, [dirty]);
+  // An existing automation's draft is checked under its own id (a step may start it, an email
+  // condition names its steps), as the PUT will save it.
+  const checked = useMemo(() => (id ? { ...draft, id } : draft), [draft, id]);
+  const validation = useValidation(checked);
 
   const known = useMemo(() => new Set(Object.keys(stepDefinitions(schema)).map((t) => t.split(":")[0])), [schema]);
   const problems = serverProblems ?? validation.problems;
@@ -130,6 +142,7 @@ function Builder({ id, schema, initial }: { id: string | null; schema: DocumentS
       setBusy(true);
       try {
         const answer = await createAutomation(draft);
+        setClean(draft);
         await queryClient.invalidateQueries({ queryKey: ["automations"] });
         const message = `Saved as “${answer.id}”, version ${answer.version}.`;
         navigate(`/automations/${answer.id}/edit`, { replace: true, state: { saved: message } });
@@ -162,6 +175,7 @@ function Builder({ id, schema, initial }: { id: string | null; schema: DocumentS
     setBusy(true);
     try {
       const answer = await publishVersion(id, draft);
+      setClean(draft);
       setPublish(null);
       setSaved(`Published version ${answer.version}.`);
       await queryClient.invalidateQueries({ queryKey: ["automations"] });
