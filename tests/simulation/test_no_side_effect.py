@@ -58,7 +58,11 @@ async def counts(stack: Stack, contact_id: int, automation_id: str) -> dict[str,
 
 async def test_a_simulation_of_every_kind_of_side_effect_changes_nothing(stack: Stack) -> None:
     with fake_server() as receiver, fake_server() as twilio, fake_server() as salesforce:
-        await stack.http.post("/api/v1/pipelines", json={"name": "Sales", "stages": ["New", "Won"]})
+        pipeline = stack.unique("Sales")
+        created = await stack.http.post(
+            "/api/v1/pipelines", json={"name": pipeline, "stages": ["New", "Won"]}
+        )
+        assert created.status_code == 201, created.text
         other = await stack.automation(
             {"start": "t", "steps": {"t": {"type": "add_tag", "tag": "other"}}}
         )
@@ -92,7 +96,7 @@ async def test_a_simulation_of_every_kind_of_side_effect_changes_nothing(stack: 
                         "title": "D",
                         "value": 1,
                         "currency": "USD",
-                        "pipeline": "Sales",
+                        "pipeline": pipeline,
                         "stage": "New",
                         "next": "site",
                     },
