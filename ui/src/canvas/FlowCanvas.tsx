@@ -190,7 +190,8 @@ function RoutedEdge({ id, data, sourceX, sourceY, targetX, targetY, markerEnd }:
         {data?.text && (
           <div
             className={`fc-edge-label fc-edge-${edge?.kind}`}
-            style={{ transform: `translate(-50%, 0) translate(${first.x}px, ${first.y + 4}px)` }}
+            // Beside the edge's start, not on it: a short edge's "+" sits on the line below.
+            style={{ transform: `translate(${first.x + 10}px, ${first.y + 2}px)` }}
           >
             {data.text}
           </div>
