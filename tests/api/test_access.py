@@ -44,6 +44,10 @@ PUBLIC = {
     ("GET", "/docs"),
     ("GET", "/docs/oauth2-redirect"),
     ("GET", "/redoc"),
+    # Cairn Studio's bundle (docs/studio.md): the app itself; it holds no data, and signs in
+    # with a token to call /api/v1.
+    ("GET", "/assets/{name:path}"),
+    ("GET", "/{path:path}"),
 }
 # Outside /api/v1 but checking the API token themselves (/metrics: unless CAIRN_METRICS_PUBLIC).
 OWN_TOKEN_CHECK = {("GET", "/metrics")}
