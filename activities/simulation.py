@@ -96,7 +96,8 @@ class _Simulation:
         watcher = asyncio.create_task(self._watch_steps(handle))
         try:
             running = True
-            for offset, group in groupby(options.events, key=lambda e: e.offset):
+            script = sorted(options.events, key=lambda e: e.offset)  # stable: same offset, as given
+            for offset, group in groupby(script, key=lambda e: e.offset):
                 running = await self._advance_to(handle, start + offset)
                 if not running:
                     break

@@ -34,7 +34,10 @@ async def test_a_goal_reached_in_a_multi_day_wait_jumps_at_the_scripted_time(sta
         f"/api/v1/automations/{automation}/simulate",
         json={
             "contact": {"first_name": "Ada", "email": "ada@example.com"},
-            "events": [{"at": {"days": 3}, "event": "purchase", "data": {"plan": "pro"}}],
+            "events": [  # in any order, as the API's example gives them
+                {"at": {"days": 3}, "event": "purchase", "data": {"plan": "pro"}},
+                {"at": {"hours": 2}, "email": "clicked", "step": "welcome"},
+            ],
             "horizon": {"days": 90},
         },
     )
@@ -48,6 +51,11 @@ async def test_a_goal_reached_in_a_multi_day_wait_jumps_at_the_scripted_time(sta
     start = at(result["started_at"])
     jumped = at(next(p["at"] for p in result["path"] if p["step"] == "thanks"))
     assert timedelta(days=3) <= jumped - start < timedelta(days=3, minutes=1)
+    played = [(e["what"], at(e["at"]) - start) for e in result["script"]]
+    assert played == [
+        ("email of welcome clicked", timedelta(hours=2)),
+        ("event purchase", timedelta(days=3)),
+    ]
     [message] = result["messages"]
     assert message["subject"] == "Hi Ada" and "Welcome, Ada!" in message["html"]
     assert message["to"].endswith("ada@example.com>") or message["to"] == "ada@example.com"
