@@ -74,7 +74,13 @@ async def test_the_automations_list_shows_status_and_switches_it(
         assert answer.json()["status"] == "active"
         assert answer.json()["version"] == 3
 
-    await eventually(active)
+    try:
+        await eventually(active, within=30)
+    except AssertionError as err:
+        # Say what the page said (an API error shows in the row) and keep a picture of it.
+        alerts = await page.get_by_role("alert").all_inner_texts()
+        await signed_in.screenshot("automations-reactivate-failed")
+        raise AssertionError(f"not reactivated; the page shows {alerts}") from err
 
 
 async def _node_count(studio: Studio, step: str, count: str) -> str:
