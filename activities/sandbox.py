@@ -23,7 +23,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextvars import ContextVar
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
@@ -35,6 +35,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from temporalio import activity
 from temporalio.client import Client
 from temporalio.exceptions import ApplicationError
+from temporalio.testing import TimeSkipper
 from temporalio.worker import (
     ActivityInboundInterceptor,
     ExecuteActivityInput,
@@ -44,6 +45,7 @@ from temporalio.worker import (
 from activities.deps import Deps
 from core.settings import Settings
 from store import contacts as contact_store
+from store import runs as run_store
 from store.db import Database, open_database
 from store.models import (
     CLOCK,
@@ -146,6 +148,7 @@ class Sandboxes:
         self.client = client
         self.task_queue = task_queue
         self._open: dict[str, Sandbox] = {}
+        self._clock = TimeSkipper(client)  # reads a run's virtual time; starts nothing
         self._template: Path | None = None
         self._template_lock = asyncio.Lock()
         self._root = Path(tempfile.mkdtemp(prefix="cairn-sim-", dir=_fast_tmp()))
@@ -160,11 +163,7 @@ class Sandboxes:
 
     async def virtual_now(self, workflow_id: str) -> datetime:
         """The run's virtual time (the wall clock's until it first skipped)."""
-        described = await self.client.get_workflow_handle(workflow_id).describe()
-        extended = described.raw_description.workflow_extended_info
-        if not extended.HasField("time_skipping_info"):
-            return datetime.now(UTC)
-        return extended.time_skipping_info.current_time.ToDatetime().replace(tzinfo=UTC)
+        return await self._clock.get_current_time(self.client.get_workflow_handle(workflow_id))
 
     async def open(self, input: SimulationInput, real: Database) -> Sandbox:
         template = await self._migrated_template()
@@ -588,14 +587,9 @@ class SandboxRunActivities:
         step = await sandbox.deps.step(context)
         target = None if step.automation == "all" else step.automation
         async with sandbox.db.read() as session:
-            query = select(Run.workflow_id).where(
-                Run.contact_id == context.contact_id,
-                Run.status == "running",
-                Run.automation_id != context.automation_id,
-            )
-            if target is not None:
-                query = query.where(Run.automation_id == target)
-            ended = list((await session.scalars(query)).all())
+            runs = await run_store.running_runs(session, context.contact_id, automation_id=target)
+        # The runs the real step would signal (it spares its own automation's).
+        ended = [r.workflow_id for r in runs if r.automation_id != context.automation_id]
         return StepOutcome(
             outcome="done" if ended else "skipped",
             reason=None if ended else "no_running_run",

@@ -10,11 +10,13 @@ from pathlib import Path
 from typing import Any, TextIO
 
 import httpx
+from pydantic import TypeAdapter
 
 from cli.operate import CommandError, _detail, call_api, load_document
 
 _OFFSET = re.compile(r"^(?:(\d+(?:\.\d+)?)([wdhms]))+$")
 _PART = re.compile(r"(\d+(?:\.\d+)?)([wdhms])")
+_TIMEDELTA: TypeAdapter[timedelta] = TypeAdapter(timedelta)
 _UNITS = {"w": "weeks", "d": "days", "h": "hours", "m": "minutes", "s": "seconds"}
 # `--event` words: what a scripted event says after its offset.
 EVENT_HELP = (
@@ -197,12 +199,8 @@ def _at(entry: dict[str, Any]) -> datetime:
 
 
 def _duration(iso: str) -> timedelta:
-    """An ISO 8601 duration as pydantic writes a timedelta (P3DT4H5M6.5S)."""
-    match = re.fullmatch(r"(-)?P(?:(\d+)D)?(?:T(?:(\d+)H)?(?:(\d+)M)?(?:([\d.]+)S)?)?", iso)
-    if match is None:
-        return timedelta(0)
-    days, hours, minutes, seconds = (float(g or 0) for g in match.groups()[1:])
-    return timedelta(days=days, hours=hours, minutes=minutes, seconds=seconds)
+    """An ISO 8601 duration as the API writes a timedelta (P3DT4H5M6.5S)."""
+    return _TIMEDELTA.validate_python(iso)
 
 
 def _offset(delta: timedelta) -> str:

@@ -13,6 +13,7 @@ from typing import Any
 from urllib.parse import quote
 
 from fastapi import APIRouter, Body, HTTPException
+from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
 from temporalio.client import WorkflowFailureError
 from temporalio.common import SearchAttributePair, TypedSearchAttributes
@@ -53,11 +54,7 @@ def _options(body: Any, *, draft: bool) -> SimulationOptions:
     try:
         options = SimulationOptions.model_validate(given)
     except ValidationError as err:
-        detail = [
-            {"loc": ["body", *map(str, e["loc"])], "msg": e["msg"], "type": e["type"]}
-            for e in err.errors(include_url=False, include_context=False, include_input=False)
-        ]
-        raise HTTPException(status_code=422, detail=detail) from err
+        raise RequestValidationError(err.errors(include_url=False, include_context=False)) from None
     if options.start_at is not None and options.start_at < utcnow() - START_SLACK:
         raise HTTPException(
             status_code=422,
